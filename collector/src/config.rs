@@ -1,0 +1,35 @@
+//! Collector settings.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// What the collector listens on and how it batches.
+#[derive(Debug, Clone)]
+pub struct CollectorConfig {
+    /// OTLP/gRPC listen address (default `0.0.0.0:4317`).
+    pub grpc_addr: SocketAddr,
+    /// OTLP/HTTP listen address (default `0.0.0.0:4318`).
+    pub http_addr: SocketAddr,
+    /// Largest accepted export, after decompression, in bytes.
+    pub max_message_bytes: usize,
+    /// How often buffered spans are written out; bounds both the acknowledgement latency and
+    /// the time until spans are visible.
+    pub flush_interval: Duration,
+    /// Buffered Arrow bytes that trigger a flush before the interval ends.
+    pub flush_bytes: usize,
+    /// Memory budget for spans not yet written; exports beyond it are refused as retryable.
+    pub max_buffer_bytes: usize,
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        Self {
+            grpc_addr: ([0, 0, 0, 0], 4317).into(),
+            http_addr: ([0, 0, 0, 0], 4318).into(),
+            max_message_bytes: 16 << 20,
+            flush_interval: Duration::from_secs(1),
+            flush_bytes: 64 << 20,
+            max_buffer_bytes: 512 << 20,
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! The collector's errors, classified by whose fault they are and mapped once to gRPC and
+//! OTLP/HTTP status codes.
+
+use thiserror::Error;
+
+/// Errors of the collector.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// The client sent a malformed request (bad protobuf or JSON, bad tenant, bad encoding).
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// The request's content type is not one OTLP/HTTP allows.
+    #[error("unsupported media type: {0}")]
+    UnsupportedMediaType(String),
+    /// The request is larger than the configured limit; retrying will not help.
+    #[error("request too large: {0}")]
+    TooLarge(String),
+    /// The collector's buffers are full; the client should retry later.
+    #[error("overloaded: {0}")]
+    Overloaded(String),
+    /// The object store failed; the client should retry later.
+    #[error("storage unavailable: {0}")]
+    Storage(String),
+    /// The collector is shutting down.
+    #[error("shutting down")]
+    ShuttingDown,
+    /// A bug or an unexpected failure inside the collector.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The gRPC status code for this error, following the OTLP retry rules: only
+    /// `UNAVAILABLE` is retried by clients without further hints.
+    pub fn grpc_code(&self) -> tonic::Code {
+        match self {
+            Error::BadRequest(_) | Error::UnsupportedMediaType(_) => tonic::Code::InvalidArgument,
+            Error::TooLarge(_) => tonic::Code::ResourceExhausted,
+            Error::Overloaded(_) | Error::Storage(_) | Error::ShuttingDown => {
+                tonic::Code::Unavailable
+            }
+            Error::Internal(_) => tonic::Code::Internal,
+        }
+    }
+
+    /// The HTTP status code: 4xx are final, 429/503 are retried (with `Retry-After`).
+    pub fn http_status(&self) -> http::StatusCode {
+        use http::StatusCode as S;
+        match self {
+            Error::BadRequest(_) => S::BAD_REQUEST,
+            Error::UnsupportedMediaType(_) => S::UNSUPPORTED_MEDIA_TYPE,
+            Error::TooLarge(_) => S::PAYLOAD_TOO_LARGE,
+            Error::Overloaded(_) => S::TOO_MANY_REQUESTS,
+            Error::Storage(_) | Error::ShuttingDown => S::SERVICE_UNAVAILABLE,
+            Error::Internal(_) => S::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Seconds a client should wait before retrying, for retryable errors.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Error::Overloaded(_) | Error::ShuttingDown => Some(1),
+            Error::Storage(_) => Some(5),
+            _ => None,
+        }
+    }
+}
+
+impl From<Error> for tonic::Status {
+    fn from(e: Error) -> Self {
+        tonic::Status::new(e.grpc_code(), e.to_string())
+    }
+}
+
+impl From<cairn_schema::Error> for Error {
+    fn from(e: cairn_schema::Error) -> Self {
+        match e {
+            cairn_schema::Error::InvalidInput(m) => Error::BadRequest(m),
+            other => Error::Internal(other.to_string()),
+        }
+    }
+}

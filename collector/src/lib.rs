@@ -1,0 +1,24 @@
+//! `cairn-collector`: the OTLP ingest half of Cairn.
+//!
+//! Data flow: OTLP/gRPC ([`grpc`], tonic) and OTLP/HTTP ([`http`], axum; protobuf or JSON, gzip)
+//! decode an `ExportTraceServiceRequest` ([`body`]) and hand it to the [`ingest::Ingester`], which
+//! validates and normalises it into Arrow batches off the IO runtime, reserves room in a bounded
+//! memory budget (refusing with a retryable error when full) and queues it for the
+//! [`batcher`]. The batcher groups spans by (tenant, hour), and every flush interval sorts each
+//! group by (trace id, start time), encodes it as Parquet ([`parquet`]) and PUTs it to the object
+//! store under the [`cairn_schema::layout`] path. Only then are the waiting exports acknowledged:
+//! an acknowledged span is durable in the object store and visible to queries.
+
+pub mod batcher;
+pub mod body;
+pub mod config;
+mod error;
+pub mod grpc;
+pub mod http;
+pub mod ingest;
+pub mod parquet;
+pub mod server;
+
+pub use config::CollectorConfig;
+pub use error::{Error, Result};
+pub use server::CollectorServer;

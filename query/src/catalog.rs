@@ -1,0 +1,218 @@
+//! The `spans` table of one tenant: hour partitions pruned by `start_time` bounds before any
+//! listing, then a Parquet listing scan over the surviving partitions (statistics, page index
+//! and bloom filters prune within files).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use cairn_schema::columns::{col, spans_schema};
+use cairn_schema::layout::{self, hour_of};
+use cairn_schema::tenant::Tenant;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::Session;
+use datafusion::common::{project_schema, ScalarValue};
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::error::Result;
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::col as column;
+use object_store::ObjectStore;
+
+/// URL under which the Cairn store is registered in every session.
+pub const STORE_URL: &str = "cairn://store";
+
+/// One tenant's spans.
+#[derive(Debug)]
+pub struct SpansTable {
+    store: Arc<dyn ObjectStore>,
+    tenant: Tenant,
+    schema: SchemaRef,
+}
+
+impl SpansTable {
+    pub fn new(store: Arc<dyn ObjectStore>, tenant: Tenant) -> Self {
+        Self {
+            store,
+            tenant,
+            schema: spans_schema(),
+        }
+    }
+
+    /// Hour partitions of the tenant that overlap `[lo, hi]` (inclusive hours).
+    async fn hours(&self, lo: Option<i64>, hi: Option<i64>) -> Result<Vec<i64>> {
+        let prefix = layout::tenant_prefix(&self.tenant);
+        let listing = self.store.list_with_delimiter(Some(&prefix)).await?;
+        let mut hours: Vec<i64> = listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| layout::parse_hour_segment(p.filename()?))
+            .filter(|h| lo.is_none_or(|lo| *h >= lo) && hi.is_none_or(|hi| *h <= hi))
+            .collect();
+        hours.sort_unstable();
+        Ok(hours)
+    }
+}
+
+/// Nanoseconds of a timestamp literal.
+fn literal_nanos(expr: &Expr) -> Option<i64> {
+    let Expr::Literal(value, _) = expr else {
+        return None;
+    };
+    match value {
+        ScalarValue::TimestampNanosecond(Some(v), _) => Some(*v),
+        ScalarValue::TimestampMicrosecond(Some(v), _) => v.checked_mul(1_000),
+        ScalarValue::TimestampMillisecond(Some(v), _) => v.checked_mul(1_000_000),
+        ScalarValue::TimestampSecond(Some(v), _) => v.checked_mul(1_000_000_000),
+        _ => None,
+    }
+}
+
+fn is_start_time(expr: &Expr) -> bool {
+    matches!(expr, Expr::Column(c) if c.name == col::START_TIME)
+}
+
+/// Narrows `[lo, hi]` (nanoseconds, inclusive) by one conjunct of a filter.
+fn narrow(expr: &Expr, lo: &mut Option<i64>, hi: &mut Option<i64>) {
+    let mut lower = |v: i64| *lo = Some(lo.map_or(v, |l| l.max(v)));
+    match expr {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::And,
+            right,
+        }) => {
+            narrow(left, lo, hi);
+            narrow(right, lo, hi);
+        }
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            let (op, value) = if is_start_time(left) {
+                (*op, literal_nanos(right))
+            } else if is_start_time(right) {
+                match op.swap() {
+                    Some(op) => (op, literal_nanos(left)),
+                    None => return,
+                }
+            } else {
+                return;
+            };
+            let Some(v) = value else { return };
+            match op {
+                Operator::Gt | Operator::GtEq => lower(v),
+                Operator::Lt | Operator::LtEq => *hi = Some(hi.map_or(v, |h| h.min(v))),
+                Operator::Eq => {
+                    lower(v);
+                    *hi = Some(hi.map_or(v, |h| h.min(v)));
+                }
+                _ => {}
+            }
+        }
+        Expr::Between(b) if !b.negated && is_start_time(&b.expr) => {
+            if let Some(v) = literal_nanos(&b.low) {
+                lower(v);
+            }
+            if let Some(v) = literal_nanos(&b.high) {
+                *hi = Some(hi.map_or(v, |h| h.min(v)));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The inclusive range of hour partitions that `filters` allow.
+pub fn hour_bounds(filters: &[Expr]) -> (Option<i64>, Option<i64>) {
+    let (mut lo, mut hi) = (None, None);
+    for f in filters {
+        narrow(f, &mut lo, &mut hi);
+    }
+    (lo.map(hour_of), hi.map(hour_of))
+}
+
+#[async_trait]
+impl TableProvider for SpansTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let (lo, hi) = hour_bounds(filters);
+        let hours = self.hours(lo, hi).await?;
+        if hours.is_empty() {
+            let schema = project_schema(&self.schema, projection)?;
+            return Ok(Arc::new(EmptyExec::new(schema)));
+        }
+        let urls = hours
+            .iter()
+            .map(|h| {
+                ListingTableUrl::parse(format!(
+                    "{STORE_URL}/{}/",
+                    layout::hour_prefix(&self.tenant, *h)
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+            .with_file_extension(".parquet")
+            .with_file_sort_order(vec![vec![
+                column(col::TRACE_ID).sort(true, false),
+                column(col::START_TIME).sort(true, false),
+            ]]);
+        let config = ListingTableConfig::new_with_multi_paths(urls)
+            .with_listing_options(options)
+            .with_schema(Arc::clone(&self.schema));
+        ListingTable::try_new(config)?
+            .scan(state, projection, filters, limit)
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::prelude::lit;
+
+    fn ts(nanos: i64) -> Expr {
+        lit(ScalarValue::TimestampNanosecond(
+            Some(nanos),
+            Some("UTC".into()),
+        ))
+    }
+
+    #[test]
+    fn bounds_from_filters() {
+        let h = layout::HOUR_NANOS;
+        let f = column("start_time")
+            .gt_eq(ts(5 * h + 1))
+            .and(column("start_time").lt(ts(9 * h)));
+        assert_eq!(hour_bounds(&[f]), (Some(5), Some(9)));
+        let f = ts(3 * h).lt_eq(column("start_time"));
+        assert_eq!(hour_bounds(&[f]), (Some(3), None));
+        let f = column("start_time").between(ts(2 * h), ts(4 * h));
+        assert_eq!(hour_bounds(&[f]), (Some(2), Some(4)));
+        let f = column("end_time").gt(ts(2 * h));
+        assert_eq!(hour_bounds(&[f]), (None, None));
+        let f = column("start_time")
+            .gt(ts(2 * h))
+            .or(column("start_time").lt(ts(h)));
+        assert_eq!(hour_bounds(&[f]), (None, None));
+    }
+}

@@ -1,0 +1,85 @@
+//! Sessions scoped to one tenant, and read-only SQL over them.
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use cairn_schema::tenant::Tenant;
+use datafusion::catalog::view::ViewTable;
+use datafusion::execution::context::SQLOptions;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use object_store::ObjectStore;
+use url::Url;
+
+use crate::catalog::{SpansTable, STORE_URL};
+use crate::views::VIEWS;
+use crate::{guard, Error, Result};
+
+/// Result of a query: the schema (also for zero rows) and the rows.
+pub struct QueryResult {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+}
+
+/// Plans and runs queries over the store.
+#[derive(Clone)]
+pub struct QueryEngine {
+    store: Arc<dyn ObjectStore>,
+    runtime: Arc<RuntimeEnv>,
+}
+
+impl QueryEngine {
+    /// An engine over `store`; all queries together use at most `memory_limit` bytes.
+    pub fn new(store: Arc<dyn ObjectStore>, memory_limit: usize) -> Result<Self> {
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(memory_limit, 1.0)
+            .build_arc()?;
+        let url = Url::parse(STORE_URL).expect("static URL");
+        runtime.register_object_store(&url, Arc::clone(&store));
+        Ok(Self { store, runtime })
+    }
+
+    /// A session in which `spans` and the views show only `tenant`'s rows.
+    pub async fn session(&self, tenant: &Tenant) -> Result<SessionContext> {
+        let mut config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
+        let options = config.options_mut();
+        options.execution.parquet.pushdown_filters = true;
+        options.execution.parquet.reorder_filters = true;
+        let ctx = SessionContext::new_with_config_rt(config, Arc::clone(&self.runtime));
+        ctx.register_table(
+            "spans",
+            Arc::new(SpansTable::new(Arc::clone(&self.store), tenant.clone())),
+        )?;
+        for (name, sql) in VIEWS {
+            let plan = ctx.sql(sql).await?.into_unoptimized_plan();
+            ctx.register_table(
+                *name,
+                Arc::new(ViewTable::new(plan, Some((*sql).to_owned()))),
+            )?;
+        }
+        Ok(ctx)
+    }
+
+    /// Runs one read-only statement as `tenant`.
+    pub async fn sql(&self, tenant: &Tenant, sql: &str) -> Result<QueryResult> {
+        guard::check(sql)?;
+        let ctx = self.session(tenant).await?;
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let df = ctx
+            .sql_with_options(sql, options)
+            .await
+            .map_err(|e| match Error::from(e) {
+                Error::BadRequest(m) if m.contains("not supported") => Error::Forbidden(m),
+                other => other,
+            })?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await?;
+        Ok(QueryResult { schema, batches })
+    }
+}

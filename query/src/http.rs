@@ -1,0 +1,90 @@
+//! The query HTTP API (default port 3200).
+//!
+//! - `POST /api/v1/sql` `{"sql": "…"}`: rows as JSON (default), CSV (`Accept: text/csv`) or Arrow
+//!   IPC (`Accept: application/vnd.apache.arrow.stream`).
+//! - `GET /api/v1/traces/{trace_id}`: the trace as OTLP JSON.
+//! - `GET /health`: liveness.
+//!
+//! Every request is scoped to the tenant of its `X-Scope-OrgID` header (default `default`).
+//! Errors are JSON `{"error": "…"}` with a 4xx/5xx status.
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use cairn_schema::tenant::{Tenant, TENANT_HEADER};
+use serde::Deserialize;
+
+use crate::format::{encode, Format};
+use crate::{trace, Error, QueryEngine, Result};
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        if matches!(self, Error::Internal(_) | Error::Storage(_)) {
+            tracing::warn!(error = %self, "query failed");
+        }
+        (
+            self.http_status(),
+            Json(serde_json::json!({ "error": self.to_string() })),
+        )
+            .into_response()
+    }
+}
+
+/// The query API router.
+pub fn router(engine: QueryEngine) -> Router {
+    Router::new()
+        .route("/api/v1/sql", post(sql))
+        .route("/api/v1/traces/{trace_id}", get(trace_by_id))
+        .route("/health", get(|| async { "ok" }))
+        .with_state(engine)
+}
+
+fn tenant(headers: &HeaderMap) -> Result<Tenant> {
+    let value = headers
+        .get(TENANT_HEADER)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| Error::BadRequest("tenant header is not ASCII".into()))
+        })
+        .transpose()?;
+    Ok(Tenant::from_header(value)?)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SqlRequest {
+    sql: String,
+}
+
+async fn sql(
+    State(engine): State<QueryEngine>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response> {
+    let tenant = tenant(&headers)?;
+    let request: SqlRequest = serde_json::from_slice(&body)
+        .map_err(|e| Error::BadRequest(format!("body must be JSON {{\"sql\": \"…\"}}: {e}")))?;
+    let format = Format::from_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let result = engine.sql(&tenant, &request.sql).await?;
+    let body = encode(&result, format)?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(format.content_type()),
+        )],
+        body,
+    )
+        .into_response())
+}
+
+async fn trace_by_id(
+    State(engine): State<QueryEngine>,
+    headers: HeaderMap,
+    Path(trace_id): Path<String>,
+) -> Result<Response> {
+    let tenant = tenant(&headers)?;
+    let data = trace::fetch(&engine, &tenant, &trace_id).await?;
+    Ok(Json(data).into_response())
+}

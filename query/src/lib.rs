@@ -1,0 +1,23 @@
+//! `cairn-query`: the read half of Cairn.
+//!
+//! Data flow: a request names a tenant; [`engine::QueryEngine::session`] builds a DataFusion
+//! session whose only tables are that tenant's — [`catalog::SpansTable`] over the Parquet files
+//! under `spans/tenant=<t>/`, pruning hour partitions by the query's `start_time` bounds before
+//! listing and row groups by statistics and bloom filters while reading — and the views of
+//! [`views`]. [`guard`] admits only read-only statements. Results leave as JSON, CSV, Arrow IPC or
+//! a text table ([`format`]); the HTTP API ([`http`]) also serves whole traces as OTLP JSON
+//! ([`trace`]).
+
+pub mod catalog;
+pub mod engine;
+mod error;
+pub mod format;
+pub mod guard;
+pub mod http;
+pub mod server;
+pub mod trace;
+pub mod views;
+
+pub use engine::QueryEngine;
+pub use error::{Error, Result};
+pub use server::{QueryConfig, QueryServer};

@@ -1,0 +1,57 @@
+//! Binds the query API and serves it until shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use object_store::ObjectStore;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{http, Error, QueryEngine, Result};
+
+/// Query API settings.
+#[derive(Debug, Clone)]
+pub struct QueryConfig {
+    /// HTTP listen address (default `0.0.0.0:3200`).
+    pub http_addr: SocketAddr,
+    /// Memory all running queries may use together, in bytes.
+    pub memory_limit: usize,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        Self {
+            http_addr: ([0, 0, 0, 0], 3200).into(),
+            memory_limit: 2 << 30,
+        }
+    }
+}
+
+/// The query API with its listener bound.
+pub struct QueryServer {
+    engine: QueryEngine,
+    listener: TcpListener,
+}
+
+impl QueryServer {
+    pub async fn bind(config: QueryConfig, store: Arc<dyn ObjectStore>) -> Result<Self> {
+        let engine = QueryEngine::new(store, config.memory_limit)?;
+        let listener = TcpListener::bind(config.http_addr)
+            .await
+            .map_err(|e| Error::Internal(format!("cannot listen on {}: {e}", config.http_addr)))?;
+        Ok(Self { engine, listener })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("bound listener")
+    }
+
+    /// Serves until `shutdown` is cancelled and in-flight requests finish.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
+        tracing::info!(addr = %self.addr(), "query API listening");
+        axum::serve(self.listener, http::router(self.engine))
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
+            .map_err(|e| Error::Internal(format!("query API: {e}")))
+    }
+}

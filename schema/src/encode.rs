@@ -1,0 +1,407 @@
+//! OTLP → Arrow: validates every span and builds one record batch per hour partition.
+//!
+//! Invalid spans (bad ids, out-of-range times) are rejected one by one and counted, as OTLP
+//! partial success asks; the valid spans of the same request are kept.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, Int64Builder, ListBuilder, StringBuilder, StructBuilder, TimestampNanosecondBuilder,
+    UInt32Builder,
+};
+use arrow::record_batch::RecordBatch;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value::Value, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{span, status, Span};
+
+use crate::agent::{Kind, PROMOTED};
+use crate::attributes::{append_types, append_values, find_str, new_map_builder, AttrMapBuilder};
+use crate::columns::{event_fields, link_fields, new_struct_list_builder, spans_schema};
+use crate::ids::{to_hex, validate};
+use crate::layout::hour_of;
+use crate::{Error, Result};
+
+/// How many rejection reasons are quoted in a partial-success message.
+const MAX_REASONS: usize = 3;
+
+/// The outcome of encoding one export request.
+#[derive(Debug, Default)]
+pub struct Encoded {
+    /// One batch per hour partition (hours since the epoch).
+    pub partitions: Vec<(i64, RecordBatch)>,
+    pub accepted: usize,
+    pub rejected: usize,
+    /// Up to a few distinct reasons for the rejected spans.
+    pub reasons: Vec<String>,
+}
+
+impl Encoded {
+    /// The OTLP partial-success message, empty when nothing was rejected.
+    pub fn rejection_message(&self) -> String {
+        if self.rejected == 0 {
+            return String::new();
+        }
+        format!(
+            "{} of {} spans rejected: {}",
+            self.rejected,
+            self.rejected + self.accepted,
+            self.reasons.join("; ")
+        )
+    }
+}
+
+/// Validates and normalises every span of `request`.
+pub fn encode(request: &ExportTraceServiceRequest) -> Result<Encoded> {
+    let mut builders: HashMap<i64, SpanBatchBuilder> = HashMap::new();
+    let mut out = Encoded::default();
+    let empty_resource = Resource::default();
+    let empty_scope = InstrumentationScope::default();
+    for rs in &request.resource_spans {
+        let resource = rs.resource.as_ref().unwrap_or(&empty_resource);
+        for ss in &rs.scope_spans {
+            let scope = ss.scope.as_ref().unwrap_or(&empty_scope);
+            for span in &ss.spans {
+                let context = SpanContext {
+                    resource,
+                    resource_schema_url: &rs.schema_url,
+                    scope,
+                    scope_schema_url: &ss.schema_url,
+                };
+                match check(span) {
+                    Ok((start, end)) => {
+                        builders
+                            .entry(hour_of(start))
+                            .or_default()
+                            .append(span, start, end, &context);
+                        out.accepted += 1;
+                    }
+                    Err(e) => {
+                        out.rejected += 1;
+                        let reason = format!("span {:?}: {e}", span.name);
+                        if out.reasons.len() < MAX_REASONS && !out.reasons.contains(&reason) {
+                            out.reasons.push(reason);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut partitions = builders
+        .into_iter()
+        .map(|(hour, mut b)| Ok((hour, b.finish()?)))
+        .collect::<Result<Vec<_>>>()?;
+    partitions.sort_by_key(|(hour, _)| *hour);
+    out.partitions = partitions;
+    Ok(out)
+}
+
+fn nanos(what: &str, value: u64) -> Result<i64> {
+    i64::try_from(value).map_err(|_| Error::InvalidInput(format!("{what} {value} is out of range")))
+}
+
+/// Validates ids and times; returns (start, end) in nanoseconds.
+fn check(span: &Span) -> Result<(i64, i64)> {
+    validate("trace id", &span.trace_id, 16)?;
+    validate("span id", &span.span_id, 8)?;
+    if !span.parent_span_id.is_empty() {
+        validate("parent span id", &span.parent_span_id, 8)?;
+    }
+    for link in &span.links {
+        validate("link trace id", &link.trace_id, 16)?;
+        validate("link span id", &link.span_id, 8)?;
+    }
+    let start = nanos("start_time_unix_nano", span.start_time_unix_nano)?;
+    let end = nanos("end_time_unix_nano", span.end_time_unix_nano)?;
+    for event in &span.events {
+        nanos("event time_unix_nano", event.time_unix_nano)?;
+    }
+    Ok((start, end))
+}
+
+struct SpanContext<'a> {
+    resource: &'a Resource,
+    resource_schema_url: &'a str,
+    scope: &'a InstrumentationScope,
+    scope_schema_url: &'a str,
+}
+
+/// Text form of a span kind.
+pub fn kind_name(kind: i32) -> String {
+    match span::SpanKind::try_from(kind) {
+        Ok(k) => k
+            .as_str_name()
+            .trim_start_matches("SPAN_KIND_")
+            .to_ascii_lowercase(),
+        Err(_) => kind.to_string(),
+    }
+}
+
+/// Text form of a status code.
+pub fn status_name(code: i32) -> String {
+    match status::StatusCode::try_from(code) {
+        Ok(c) => c
+            .as_str_name()
+            .trim_start_matches("STATUS_CODE_")
+            .to_ascii_lowercase(),
+        Err(_) => code.to_string(),
+    }
+}
+
+fn non_empty(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
+}
+
+enum PromotedBuilder {
+    Text(StringBuilder),
+    Integer(Int64Builder),
+}
+
+/// Column builders for one batch of spans, in schema order.
+struct SpanBatchBuilder {
+    trace_id: StringBuilder,
+    span_id: StringBuilder,
+    parent_span_id: StringBuilder,
+    trace_state: StringBuilder,
+    flags: UInt32Builder,
+    name: StringBuilder,
+    kind: StringBuilder,
+    start_time: TimestampNanosecondBuilder,
+    end_time: TimestampNanosecondBuilder,
+    duration_ns: Int64Builder,
+    status_code: StringBuilder,
+    status_message: StringBuilder,
+    service_name: StringBuilder,
+    attributes: AttrMapBuilder,
+    attribute_types: AttrMapBuilder,
+    dropped_attributes_count: UInt32Builder,
+    events: ListBuilder<StructBuilder>,
+    dropped_events_count: UInt32Builder,
+    links: ListBuilder<StructBuilder>,
+    dropped_links_count: UInt32Builder,
+    resource_attributes: AttrMapBuilder,
+    resource_attribute_types: AttrMapBuilder,
+    resource_dropped_attributes_count: UInt32Builder,
+    resource_schema_url: StringBuilder,
+    scope_name: StringBuilder,
+    scope_version: StringBuilder,
+    scope_attributes: AttrMapBuilder,
+    scope_attribute_types: AttrMapBuilder,
+    scope_dropped_attributes_count: UInt32Builder,
+    scope_schema_url: StringBuilder,
+    promoted: Vec<PromotedBuilder>,
+}
+
+impl Default for SpanBatchBuilder {
+    fn default() -> Self {
+        let ts = || TimestampNanosecondBuilder::new().with_timezone("UTC");
+        Self {
+            trace_id: StringBuilder::new(),
+            span_id: StringBuilder::new(),
+            parent_span_id: StringBuilder::new(),
+            trace_state: StringBuilder::new(),
+            flags: UInt32Builder::new(),
+            name: StringBuilder::new(),
+            kind: StringBuilder::new(),
+            start_time: ts(),
+            end_time: ts(),
+            duration_ns: Int64Builder::new(),
+            status_code: StringBuilder::new(),
+            status_message: StringBuilder::new(),
+            service_name: StringBuilder::new(),
+            attributes: new_map_builder(),
+            attribute_types: new_map_builder(),
+            dropped_attributes_count: UInt32Builder::new(),
+            events: new_struct_list_builder(event_fields()),
+            dropped_events_count: UInt32Builder::new(),
+            links: new_struct_list_builder(link_fields()),
+            dropped_links_count: UInt32Builder::new(),
+            resource_attributes: new_map_builder(),
+            resource_attribute_types: new_map_builder(),
+            resource_dropped_attributes_count: UInt32Builder::new(),
+            resource_schema_url: StringBuilder::new(),
+            scope_name: StringBuilder::new(),
+            scope_version: StringBuilder::new(),
+            scope_attributes: new_map_builder(),
+            scope_attribute_types: new_map_builder(),
+            scope_dropped_attributes_count: UInt32Builder::new(),
+            scope_schema_url: StringBuilder::new(),
+            promoted: PROMOTED
+                .iter()
+                .map(|p| match p.kind {
+                    Kind::Text => PromotedBuilder::Text(StringBuilder::new()),
+                    Kind::Integer => PromotedBuilder::Integer(Int64Builder::new()),
+                })
+                .collect(),
+        }
+    }
+}
+
+fn append_attrs(values: &mut AttrMapBuilder, types: &mut AttrMapBuilder, attrs: &[KeyValue]) {
+    append_values(values, attrs);
+    append_types(types, attrs);
+}
+
+/// Appends one element per item to a list-of-struct builder whose fields 2 and 3 hold the
+/// item's attribute maps; `fill` writes the other fields.
+fn append_struct_list<T>(
+    list: &mut ListBuilder<StructBuilder>,
+    items: &[T],
+    attrs: impl Fn(&T) -> &[KeyValue],
+    fill: impl Fn(&mut StructBuilder, &T),
+) {
+    let sb = list.values();
+    for item in items {
+        fill(sb, item);
+        append_values(map_field(sb, 2), attrs(item));
+        append_types(map_field(sb, 3), attrs(item));
+        sb.append(true);
+    }
+    list.append(true);
+}
+
+fn map_field(sb: &mut StructBuilder, i: usize) -> &mut AttrMapBuilder {
+    sb.field_builder::<AttrMapBuilder>(i).expect("map field")
+}
+
+fn field<T: arrow::array::ArrayBuilder>(sb: &mut StructBuilder, i: usize) -> &mut T {
+    sb.field_builder::<T>(i).expect("field type matches schema")
+}
+
+impl SpanBatchBuilder {
+    fn append(&mut self, span: &Span, start: i64, end: i64, ctx: &SpanContext<'_>) {
+        self.trace_id.append_value(to_hex(&span.trace_id));
+        self.span_id.append_value(to_hex(&span.span_id));
+        self.parent_span_id
+            .append_option((!span.parent_span_id.is_empty()).then(|| to_hex(&span.parent_span_id)));
+        self.trace_state.append_option(non_empty(&span.trace_state));
+        self.flags.append_value(span.flags);
+        self.name.append_value(&span.name);
+        self.kind.append_value(kind_name(span.kind));
+        self.start_time.append_value(start);
+        self.end_time.append_value(end);
+        self.duration_ns.append_value(end.saturating_sub(start));
+        let status = span.status.clone().unwrap_or_default();
+        self.status_code.append_value(status_name(status.code));
+        self.status_message
+            .append_option(non_empty(&status.message));
+        self.service_name
+            .append_option(find_str(&ctx.resource.attributes, "service.name"));
+        append_attrs(
+            &mut self.attributes,
+            &mut self.attribute_types,
+            &span.attributes,
+        );
+        self.dropped_attributes_count
+            .append_value(span.dropped_attributes_count);
+        append_struct_list(
+            &mut self.events,
+            &span.events,
+            |e| &e.attributes,
+            |sb, e| {
+                field::<TimestampNanosecondBuilder>(sb, 0).append_value(e.time_unix_nano as i64);
+                field::<StringBuilder>(sb, 1).append_value(&e.name);
+                field::<UInt32Builder>(sb, 4).append_value(e.dropped_attributes_count);
+            },
+        );
+        self.dropped_events_count
+            .append_value(span.dropped_events_count);
+        append_struct_list(
+            &mut self.links,
+            &span.links,
+            |l| &l.attributes,
+            |sb, l| {
+                field::<StringBuilder>(sb, 0).append_value(to_hex(&l.trace_id));
+                field::<StringBuilder>(sb, 1).append_value(to_hex(&l.span_id));
+                field::<StringBuilder>(sb, 2).append_option(non_empty(&l.trace_state));
+                field::<UInt32Builder>(sb, 3).append_value(l.flags);
+                field::<UInt32Builder>(sb, 6).append_value(l.dropped_attributes_count);
+            },
+        );
+        self.dropped_links_count
+            .append_value(span.dropped_links_count);
+        append_attrs(
+            &mut self.resource_attributes,
+            &mut self.resource_attribute_types,
+            &ctx.resource.attributes,
+        );
+        self.resource_dropped_attributes_count
+            .append_value(ctx.resource.dropped_attributes_count);
+        self.resource_schema_url
+            .append_option(non_empty(ctx.resource_schema_url));
+        self.scope_name.append_option(non_empty(&ctx.scope.name));
+        self.scope_version
+            .append_option(non_empty(&ctx.scope.version));
+        append_attrs(
+            &mut self.scope_attributes,
+            &mut self.scope_attribute_types,
+            &ctx.scope.attributes,
+        );
+        self.scope_dropped_attributes_count
+            .append_value(ctx.scope.dropped_attributes_count);
+        self.scope_schema_url
+            .append_option(non_empty(ctx.scope_schema_url));
+        for (promoted, builder) in PROMOTED.iter().zip(&mut self.promoted) {
+            let value = promoted
+                .candidates
+                .iter()
+                .find_map(|name| span.attributes.iter().find(|kv| kv.key == *name))
+                .and_then(|kv| kv.value.as_ref()?.value.as_ref());
+            match builder {
+                PromotedBuilder::Text(b) => b.append_option(match value {
+                    Some(Value::StringValue(s)) if !s.is_empty() => Some(s.as_str()),
+                    _ => None,
+                }),
+                PromotedBuilder::Integer(b) => b.append_option(match value {
+                    Some(Value::IntValue(i)) => Some(*i),
+                    Some(Value::DoubleValue(d)) if d.fract() == 0.0 => Some(*d as i64),
+                    Some(Value::StringValue(s)) => s.trim().parse().ok(),
+                    _ => None,
+                }),
+            }
+        }
+    }
+
+    fn finish(&mut self) -> Result<RecordBatch> {
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(self.trace_id.finish()),
+            Arc::new(self.span_id.finish()),
+            Arc::new(self.parent_span_id.finish()),
+            Arc::new(self.trace_state.finish()),
+            Arc::new(self.flags.finish()),
+            Arc::new(self.name.finish()),
+            Arc::new(self.kind.finish()),
+            Arc::new(self.start_time.finish()),
+            Arc::new(self.end_time.finish()),
+            Arc::new(self.duration_ns.finish()),
+            Arc::new(self.status_code.finish()),
+            Arc::new(self.status_message.finish()),
+            Arc::new(self.service_name.finish()),
+            Arc::new(self.attributes.finish()),
+            Arc::new(self.attribute_types.finish()),
+            Arc::new(self.dropped_attributes_count.finish()),
+            Arc::new(self.events.finish()),
+            Arc::new(self.dropped_events_count.finish()),
+            Arc::new(self.links.finish()),
+            Arc::new(self.dropped_links_count.finish()),
+            Arc::new(self.resource_attributes.finish()),
+            Arc::new(self.resource_attribute_types.finish()),
+            Arc::new(self.resource_dropped_attributes_count.finish()),
+            Arc::new(self.resource_schema_url.finish()),
+            Arc::new(self.scope_name.finish()),
+            Arc::new(self.scope_version.finish()),
+            Arc::new(self.scope_attributes.finish()),
+            Arc::new(self.scope_attribute_types.finish()),
+            Arc::new(self.scope_dropped_attributes_count.finish()),
+            Arc::new(self.scope_schema_url.finish()),
+        ];
+        for b in &mut self.promoted {
+            columns.push(match b {
+                PromotedBuilder::Text(b) => Arc::new(b.finish()),
+                PromotedBuilder::Integer(b) => Arc::new(b.finish()),
+            });
+        }
+        Ok(RecordBatch::try_new(spans_schema(), columns)?)
+    }
+}

@@ -1,0 +1,84 @@
+//! The object-store layout, the only contract between collectors and queriers.
+//!
+//! ```text
+//! spans/tenant=<tenant>/hour=<YYYY-MM-DDTHH>/<uuid v7>.parquet
+//! ```
+//!
+//! A span lives in the hour partition of its start time (UTC). File names are UUID v7, unique
+//! across collectors sharing a bucket. A file is written with one PUT, so it is either absent or
+//! whole; nothing else (no manifest) has to be updated for it to become visible.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use object_store::path::Path;
+
+use crate::tenant::Tenant;
+
+/// Top-level prefix of span files.
+pub const SPANS_PREFIX: &str = "spans";
+/// Nanoseconds in one partition.
+pub const HOUR_NANOS: i64 = 3_600_000_000_000;
+const HOUR_FORMAT: &str = "%Y-%m-%dT%H";
+
+/// The hour partition (hours since the Unix epoch) of a timestamp in nanoseconds.
+pub fn hour_of(unix_nanos: i64) -> i64 {
+    unix_nanos.div_euclid(HOUR_NANOS)
+}
+
+/// `YYYY-MM-DDTHH` of an hour partition.
+pub fn format_hour(hour: i64) -> String {
+    DateTime::<Utc>::from_timestamp(hour * 3600, 0)
+        .unwrap_or_default()
+        .format(HOUR_FORMAT)
+        .to_string()
+}
+
+/// Inverse of [`format_hour`].
+pub fn parse_hour(text: &str) -> Option<i64> {
+    let t = NaiveDateTime::parse_from_str(&format!("{text}:00"), "%Y-%m-%dT%H:%M").ok()?;
+    Some(t.and_utc().timestamp().div_euclid(3600))
+}
+
+/// `spans/tenant=<t>/`
+pub fn tenant_prefix(tenant: &Tenant) -> Path {
+    Path::from(format!("{SPANS_PREFIX}/tenant={tenant}"))
+}
+
+/// `spans/tenant=<t>/hour=<h>/`
+pub fn hour_prefix(tenant: &Tenant, hour: i64) -> Path {
+    Path::from(format!(
+        "{SPANS_PREFIX}/tenant={tenant}/hour={}",
+        format_hour(hour)
+    ))
+}
+
+/// The hour of a partition directory name such as `hour=2026-11-28T03`.
+pub fn parse_hour_segment(segment: &str) -> Option<i64> {
+    parse_hour(segment.strip_prefix("hour=")?)
+}
+
+/// A new, unique file path in the partition.
+pub fn new_file(tenant: &Tenant, hour: i64) -> Path {
+    hour_prefix(tenant, hour).join(format!("{}.parquet", uuid::Uuid::now_v7()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hours_round_trip() {
+        let t = Tenant::new("acme").unwrap();
+        let nanos = 1_764_290_000_000_000_000i64; // 2025-11-28T00:33:20Z
+        let h = hour_of(nanos);
+        assert_eq!(format_hour(h), "2025-11-28T00");
+        assert_eq!(parse_hour("2025-11-28T00"), Some(h));
+        assert_eq!(parse_hour_segment("hour=2025-11-28T00"), Some(h));
+        assert_eq!(parse_hour_segment("hours=2025"), None);
+        assert_eq!(
+            hour_prefix(&t, h).as_ref(),
+            "spans/tenant=acme/hour=2025-11-28T00"
+        );
+        assert!(new_file(&t, h).as_ref().ends_with(".parquet"));
+        assert_eq!(hour_of(-1), -1);
+    }
+}

@@ -1,0 +1,28 @@
+//! `cairn-schema`: the contract between Cairn's collector and its query side.
+//!
+//! Data flow: an OTLP `ExportTraceServiceRequest` is validated and normalised by [`encode`] into
+//! Arrow record batches with the [`columns::spans_schema`], one batch per (hour) partition; the
+//! collector writes those as Parquet under the [`layout`] paths of an object store opened by
+//! [`store`]. The query side reads the same paths and, for the trace API, turns rows back into
+//! OTLP with [`decode`]. Attribute values keep their OTLP type ([`attributes`]), so the round
+//! trip OTLP → Arrow → OTLP is lossless. Promoted agent columns are filled from a data table of
+//! attribute names ([`agent`]).
+//!
+//! This crate depends on no other Cairn crate; the collector and the query side depend on it and
+//! never on each other.
+
+pub mod agent;
+pub mod attributes;
+pub mod columns;
+pub mod decode;
+pub mod encode;
+mod error;
+pub mod ids;
+pub mod layout;
+pub mod store;
+pub mod tenant;
+
+pub use error::{Error, Result};
+
+/// Re-export of the OTLP protobuf types this crate speaks.
+pub use opentelemetry_proto::tonic as otlp;

@@ -1,0 +1,159 @@
+//! OTLP → Arrow → OTLP is lossless for every field the schema keeps.
+
+use cairn_schema::decode::decode;
+use cairn_schema::encode::encode;
+use cairn_schema::otlp::collector::trace::v1::ExportTraceServiceRequest;
+use cairn_schema::otlp::common::v1::{
+    any_value::Value, AnyValue, ArrayValue, InstrumentationScope, KeyValue,
+};
+use cairn_schema::otlp::resource::v1::Resource;
+use cairn_schema::otlp::trace::v1::{span, ResourceSpans, ScopeSpans, Span, Status};
+
+fn kv(key: &str, v: Value) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(v) }),
+        ..Default::default()
+    }
+}
+
+fn span(trace: u8, id: u8, parent: Option<u8>, start: u64) -> Span {
+    Span {
+        trace_id: vec![trace; 16],
+        span_id: vec![id; 8],
+        parent_span_id: parent.map(|p| vec![p; 8]).unwrap_or_default(),
+        trace_state: if id % 2 == 0 {
+            "k=v".into()
+        } else {
+            String::new()
+        },
+        flags: 0x101,
+        name: format!("span-{id}"),
+        kind: (id % 6) as i32,
+        start_time_unix_nano: start,
+        end_time_unix_nano: start + 1_500,
+        attributes: vec![
+            kv("gen_ai.request.model", Value::StringValue("gpt-4o".into())),
+            kv("gen_ai.usage.input_tokens", Value::IntValue(1234)),
+            kv("ratio", Value::DoubleValue(0.25)),
+            kv("ok", Value::BoolValue(true)),
+            kv(
+                "list",
+                Value::ArrayValue(ArrayValue {
+                    values: vec![AnyValue {
+                        value: Some(Value::StringValue("a".into())),
+                    }],
+                }),
+            ),
+        ],
+        dropped_attributes_count: 2,
+        events: vec![span::Event {
+            time_unix_nano: start + 10,
+            name: "exception".into(),
+            attributes: vec![kv("exception.message", Value::StringValue("boom".into()))],
+            dropped_attributes_count: 1,
+        }],
+        dropped_events_count: 3,
+        links: vec![span::Link {
+            trace_id: vec![9; 16],
+            span_id: vec![8; 8],
+            trace_state: "a=b".into(),
+            attributes: vec![kv("link.kind", Value::StringValue("retry_of".into()))],
+            dropped_attributes_count: 0,
+            flags: 1,
+        }],
+        dropped_links_count: 4,
+        status: Some(Status {
+            message: "bad".into(),
+            code: 2,
+        }),
+    }
+}
+
+fn request() -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", Value::StringValue("planner".into()))],
+                dropped_attributes_count: 1,
+                entity_refs: vec![],
+            }),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(InstrumentationScope {
+                    name: "agents".into(),
+                    version: "1.2".into(),
+                    attributes: vec![kv("x", Value::IntValue(1))],
+                    dropped_attributes_count: 0,
+                }),
+                spans: vec![
+                    span(1, 1, None, 1_000),
+                    span(1, 2, Some(1), 2_000),
+                    span(2, 3, None, 3_000),
+                ],
+                schema_url: "https://opentelemetry.io/schemas/1.30.0".into(),
+            }],
+            schema_url: "https://example.com/r".into(),
+        }],
+    }
+}
+
+#[test]
+fn round_trip_is_lossless() {
+    let req = request();
+    let encoded = encode(&req).unwrap();
+    assert_eq!(encoded.accepted, 3);
+    assert_eq!(encoded.rejected, 0);
+    let batches: Vec<_> = encoded.partitions.into_iter().map(|(_, b)| b).collect();
+    let back = decode(&batches).unwrap();
+    assert_eq!(back, req.resource_spans);
+}
+
+#[test]
+fn promoted_columns_are_filled() {
+    let encoded = encode(&request()).unwrap();
+    let batch = &encoded.partitions[0].1;
+    let model = batch.column_by_name("request_model").unwrap();
+    let tokens = batch.column_by_name("input_tokens").unwrap();
+    let service = batch.column_by_name("service_name").unwrap();
+    assert_eq!(
+        arrow::util::display::array_value_to_string(model, 0).unwrap(),
+        "gpt-4o"
+    );
+    assert_eq!(
+        arrow::util::display::array_value_to_string(tokens, 2).unwrap(),
+        "1234"
+    );
+    assert_eq!(
+        arrow::util::display::array_value_to_string(service, 1).unwrap(),
+        "planner"
+    );
+}
+
+#[test]
+fn invalid_spans_are_rejected_one_by_one() {
+    let mut req = request();
+    let spans = &mut req.resource_spans[0].scope_spans[0].spans;
+    spans[0].trace_id = vec![0; 16];
+    spans[1].span_id = vec![1; 3];
+    spans.push(Span {
+        start_time_unix_nano: u64::MAX,
+        ..span(5, 5, None, 0)
+    });
+    let encoded = encode(&req).unwrap();
+    assert_eq!(encoded.accepted, 1);
+    assert_eq!(encoded.rejected, 3);
+    let msg = encoded.rejection_message();
+    assert!(msg.contains("3 of 4 spans rejected"), "{msg}");
+    assert!(msg.contains("all zeroes"), "{msg}");
+}
+
+#[test]
+fn spans_split_by_hour() {
+    let hour = 3_600_000_000_000u64;
+    let mut req = request();
+    req.resource_spans[0].scope_spans[0].spans[2].start_time_unix_nano = 5 * hour + 1;
+    let encoded = encode(&req).unwrap();
+    let hours: Vec<i64> = encoded.partitions.iter().map(|(h, _)| *h).collect();
+    assert_eq!(hours, vec![0, 5]);
+    assert_eq!(encoded.partitions[1].1.num_rows(), 1);
+}

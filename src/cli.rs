@@ -1,0 +1,91 @@
+//! Command line: every flag is also an environment variable (`CAIRN_*`) and, except the few
+//! that only make sense per invocation, a key of the optional TOML config file.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cairn",
+    version,
+    about = "Agent trail observability: OTLP in, Parquet in object storage, SQL out"
+)]
+pub struct Cli {
+    /// TOML config file; flags and environment variables override its keys.
+    #[arg(long, env = "CAIRN_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run everything in one process: OTLP receivers, writer and query API.
+    Serve(ServeArgs),
+    /// Run only the OTLP receivers and writer.
+    Collector(ServeArgs),
+    /// Run only the query API.
+    Query(ServeArgs),
+    /// Run one SQL query against the store and print the result.
+    Sql(SqlArgs),
+}
+
+/// Settings shared by every command.
+#[derive(Debug, Args, Clone, Default)]
+pub struct StoreArgs {
+    /// Where data lives: a directory, file:///path, s3://bucket/prefix (AWS_* variables
+    /// configure S3) or memory:// [default: ./cairn-data]
+    #[arg(long, env = "CAIRN_STORE")]
+    pub store: Option<String>,
+    /// Log filter, e.g. `info` or `cairn_collector=debug` [default: info]
+    #[arg(long, env = "CAIRN_LOG")]
+    pub log: Option<String>,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// OTLP/gRPC listen address [default: 0.0.0.0:4317]
+    #[arg(long, env = "CAIRN_OTLP_GRPC_ADDR")]
+    pub otlp_grpc_addr: Option<String>,
+    /// OTLP/HTTP listen address [default: 0.0.0.0:4318]
+    #[arg(long, env = "CAIRN_OTLP_HTTP_ADDR")]
+    pub otlp_http_addr: Option<String>,
+    /// Query API listen address [default: 0.0.0.0:3200]
+    #[arg(long, env = "CAIRN_HTTP_ADDR")]
+    pub http_addr: Option<String>,
+    /// Largest accepted export after decompression, e.g. 16MiB [default: 16MiB]
+    #[arg(long, env = "CAIRN_MAX_MESSAGE_SIZE")]
+    pub max_message_size: Option<String>,
+    /// How often buffered spans are written; exports are acknowledged once written [default: 1s]
+    #[arg(long, env = "CAIRN_FLUSH_INTERVAL")]
+    pub flush_interval: Option<String>,
+    /// Buffered bytes that trigger an early write [default: 64MiB]
+    #[arg(long, env = "CAIRN_FLUSH_SIZE")]
+    pub flush_size: Option<String>,
+    /// Memory for spans not yet written; beyond it exports are refused as retryable [default: 512MiB]
+    #[arg(long, env = "CAIRN_MAX_BUFFER_SIZE")]
+    pub max_buffer_size: Option<String>,
+    /// Memory all running queries may use together [default: 2GiB]
+    #[arg(long, env = "CAIRN_QUERY_MEMORY")]
+    pub query_memory: Option<String>,
+    /// Write the bound addresses as JSON to this file once listening (for scripts and tests).
+    #[arg(long, env = "CAIRN_READY_FILE")]
+    pub ready_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct SqlArgs {
+    /// The query (read-only: SELECT, WITH, EXPLAIN, SHOW, DESCRIBE).
+    pub sql: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Output: table, json, csv or arrow (an Arrow IPC stream).
+    #[arg(long, env = "CAIRN_FORMAT", default_value = "table")]
+    pub format: String,
+    /// Tenant whose rows to query.
+    #[arg(long, env = "CAIRN_TENANT", default_value = "default")]
+    pub tenant: String,
+}

@@ -1,0 +1,216 @@
+//! Resolved settings: flag or environment variable, else config file, else default.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use cairn_collector::CollectorConfig;
+use cairn_query::QueryConfig;
+use serde::Deserialize;
+
+use crate::cli::{ServeArgs, StoreArgs};
+
+/// The config file. Unknown keys are an error, so a typo never passes silently.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub store: Option<String>,
+    pub log: Option<String>,
+    pub otlp_grpc_addr: Option<String>,
+    pub otlp_http_addr: Option<String>,
+    pub http_addr: Option<String>,
+    pub max_message_size: Option<String>,
+    pub flush_interval: Option<String>,
+    pub flush_size: Option<String>,
+    pub max_buffer_size: Option<String>,
+    pub query_memory: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {message}")]
+    File { path: String, message: String },
+    #[error("{key}: {message}")]
+    Value { key: &'static str, message: String },
+}
+
+impl FileConfig {
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
+        let err = |message: String| ConfigError::File {
+            path: path.display().to_string(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        toml::from_str(&text).map_err(|e| err(e.to_string()))
+    }
+}
+
+/// Everything `serve`, `collector` and `query` need.
+#[derive(Debug)]
+pub struct Settings {
+    pub store: String,
+    pub log: String,
+    pub collector: CollectorConfig,
+    pub query: QueryConfig,
+}
+
+fn pick(flag: &Option<String>, file: &Option<String>) -> Option<String> {
+    flag.clone().or_else(|| file.clone())
+}
+
+fn parse_addr(
+    key: &'static str,
+    value: Option<String>,
+    default: SocketAddr,
+) -> Result<SocketAddr, ConfigError> {
+    value.map_or(Ok(default), |v| {
+        v.parse().map_err(|e| ConfigError::Value {
+            key,
+            message: format!("{v:?} is not host:port: {e}"),
+        })
+    })
+}
+
+/// Parses sizes such as `16MiB`, `512KB`, `1gib` or a plain number of bytes.
+pub fn parse_size(text: &str) -> Option<usize> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: usize = num.parse().ok()?;
+    let mult: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+fn size(key: &'static str, value: Option<String>, default: usize) -> Result<usize, ConfigError> {
+    value.map_or(Ok(default), |v| {
+        parse_size(&v)
+            .filter(|n| *n > 0)
+            .ok_or_else(|| ConfigError::Value {
+                key,
+                message: format!("{v:?} is not a size such as 16MiB"),
+            })
+    })
+}
+
+fn duration(
+    key: &'static str,
+    value: Option<String>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    value.map_or(Ok(default), |v| {
+        humantime::parse_duration(&v)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| ConfigError::Value {
+                key,
+                message: format!("{v:?} is not a duration such as 500ms or 2s"),
+            })
+    })
+}
+
+/// Store location and log filter of any command.
+pub fn store_and_log(args: &StoreArgs, file: &FileConfig) -> (String, String) {
+    (
+        pick(&args.store, &file.store).unwrap_or_else(|| "./cairn-data".into()),
+        pick(&args.log, &file.log).unwrap_or_else(|| "info".into()),
+    )
+}
+
+impl Settings {
+    pub fn resolve(args: &ServeArgs, file: &FileConfig) -> Result<Self, ConfigError> {
+        let (store, log) = store_and_log(&args.store, file);
+        let c = CollectorConfig::default();
+        let q = QueryConfig::default();
+        Ok(Self {
+            store,
+            log,
+            collector: CollectorConfig {
+                grpc_addr: parse_addr(
+                    "otlp_grpc_addr",
+                    pick(&args.otlp_grpc_addr, &file.otlp_grpc_addr),
+                    c.grpc_addr,
+                )?,
+                http_addr: parse_addr(
+                    "otlp_http_addr",
+                    pick(&args.otlp_http_addr, &file.otlp_http_addr),
+                    c.http_addr,
+                )?,
+                max_message_bytes: size(
+                    "max_message_size",
+                    pick(&args.max_message_size, &file.max_message_size),
+                    c.max_message_bytes,
+                )?,
+                flush_interval: duration(
+                    "flush_interval",
+                    pick(&args.flush_interval, &file.flush_interval),
+                    c.flush_interval,
+                )?,
+                flush_bytes: size(
+                    "flush_size",
+                    pick(&args.flush_size, &file.flush_size),
+                    c.flush_bytes,
+                )?,
+                max_buffer_bytes: size(
+                    "max_buffer_size",
+                    pick(&args.max_buffer_size, &file.max_buffer_size),
+                    c.max_buffer_bytes,
+                )?,
+            },
+            query: QueryConfig {
+                http_addr: parse_addr(
+                    "http_addr",
+                    pick(&args.http_addr, &file.http_addr),
+                    q.http_addr,
+                )?,
+                memory_limit: size(
+                    "query_memory",
+                    pick(&args.query_memory, &file.query_memory),
+                    q.memory_limit,
+                )?,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("16MiB"), Some(16 << 20));
+        assert_eq!(parse_size("512 kb"), Some(512 << 10));
+        assert_eq!(parse_size("100"), Some(100));
+        assert_eq!(parse_size("1.5GiB"), None);
+        assert_eq!(parse_size("lots"), None);
+    }
+
+    #[test]
+    fn precedence_and_unknown_keys() {
+        let file: FileConfig =
+            toml::from_str("flush_interval = \"250ms\"\nhttp_addr = \"127.0.0.1:9\"").unwrap();
+        let args = ServeArgs {
+            http_addr: Some("127.0.0.1:10".into()),
+            ..Default::default()
+        };
+        let s = Settings::resolve(&args, &file).unwrap();
+        assert_eq!(s.query.http_addr.port(), 10);
+        assert_eq!(s.collector.flush_interval, Duration::from_millis(250));
+        assert_eq!(s.store, "./cairn-data");
+        assert!(toml::from_str::<FileConfig>("flush_intervall = \"1s\"").is_err());
+        let bad = ServeArgs {
+            flush_interval: Some("soon".into()),
+            ..Default::default()
+        };
+        assert!(Settings::resolve(&bad, &FileConfig::default()).is_err());
+    }
+}

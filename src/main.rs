@@ -1,0 +1,155 @@
+//! `cairn`: the one binary, with roles.
+//!
+//! `cairn serve` runs the OTLP receivers, the Parquet writer and the query API in one process on
+//! a local data directory by default; `cairn collector` and `cairn query` run the two halves
+//! alone (they share nothing but the object store); `cairn sql` runs one query against the store
+//! and prints it. Settings come from flags, `CAIRN_*` environment variables and an optional TOML
+//! file, in that order of precedence.
+
+mod cli;
+mod config;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use cairn_collector::CollectorServer;
+use cairn_query::format::{encode, Format};
+use cairn_query::{QueryEngine, QueryServer};
+use cairn_schema::tenant::Tenant;
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{Cli, Command, ServeArgs, SqlArgs};
+use crate::config::{store_and_log, FileConfig, Settings};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    All,
+    Collector,
+    Query,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let file = FileConfig::load(cli.config.as_deref())?;
+        match cli.command {
+            Command::Serve(args) => serve(Role::All, args, file).await,
+            Command::Collector(args) => serve(Role::Collector, args, file).await,
+            Command::Query(args) => serve(Role::Query, args, file).await,
+            Command::Sql(args) => sql(args, file).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Cancels `token` on SIGINT or SIGTERM.
+fn on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutting down: draining buffered spans");
+        token.cancel();
+    });
+}
+
+async fn serve(role: Role, args: ServeArgs, file: FileConfig) -> Result<(), BoxError> {
+    let settings = Settings::resolve(&args, &file)?;
+    init_logging(&settings.log);
+    let store = cairn_schema::store::open(&settings.store)?;
+    tracing::info!(store = %settings.store, "object store opened");
+    let shutdown = CancellationToken::new();
+    on_signal(shutdown.clone());
+
+    let collector = match role {
+        Role::All | Role::Collector => {
+            Some(CollectorServer::bind(settings.collector.clone(), store.clone()).await?)
+        }
+        Role::Query => None,
+    };
+    let query = match role {
+        Role::All | Role::Query => Some(QueryServer::bind(settings.query.clone(), store).await?),
+        Role::Collector => None,
+    };
+    if let Some(path) = &args.ready_file {
+        let ready = serde_json::json!({
+            "otlp_grpc": collector.as_ref().map(|c| c.grpc_addr().to_string()),
+            "otlp_http": collector.as_ref().map(|c| c.http_addr().to_string()),
+            "http": query.as_ref().map(|q| q.addr().to_string()),
+        });
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, ready.to_string())?;
+        std::fs::rename(&tmp, path)?;
+    }
+    let collector_task = async {
+        match collector {
+            Some(c) => c.run(shutdown.clone()).await.map_err(BoxError::from),
+            None => Ok(()),
+        }
+    };
+    let query_task = async {
+        match query {
+            Some(q) => q.run(shutdown.clone()).await.map_err(BoxError::from),
+            None => Ok(()),
+        }
+    };
+    let (c, q) = tokio::join!(collector_task, query_task);
+    c?;
+    q?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn sql(args: SqlArgs, file: FileConfig) -> Result<(), BoxError> {
+    let (store, log) = store_and_log(&args.store, &file);
+    init_logging(&log);
+    let format = Format::from_name(&args.format)?;
+    let tenant = Tenant::new(&args.tenant)?;
+    let engine = QueryEngine::new(cairn_schema::store::open(&store)?, 2 << 30)?;
+    let result = engine.sql(&tenant, &args.sql).await?;
+    let bytes = encode(&result, format)?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(&bytes)?;
+    if format == Format::Json {
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}
