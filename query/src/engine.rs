@@ -34,6 +34,8 @@ impl QueryEngine {
     pub fn new(store: Arc<dyn ObjectStore>, memory_limit: usize) -> Result<Self> {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(memory_limit, 1.0)
+            // New files land in existing partitions all the time: never cache listings.
+            .with_object_list_cache_limit(0)
             .build_arc()?;
         let url = Url::parse(STORE_URL).expect("static URL");
         runtime.register_object_store(&url, Arc::clone(&store));

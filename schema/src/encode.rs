@@ -243,19 +243,20 @@ fn append_attrs(values: &mut AttrMapBuilder, types: &mut AttrMapBuilder, attrs: 
     append_types(types, attrs);
 }
 
-/// Appends one element per item to a list-of-struct builder whose fields 2 and 3 hold the
-/// item's attribute maps; `fill` writes the other fields.
+/// Appends one element per item to a list-of-struct builder whose fields `maps` and `maps + 1`
+/// hold the item's attribute maps; `fill` writes the other fields.
 fn append_struct_list<T>(
     list: &mut ListBuilder<StructBuilder>,
     items: &[T],
+    maps: usize,
     attrs: impl Fn(&T) -> &[KeyValue],
     fill: impl Fn(&mut StructBuilder, &T),
 ) {
     let sb = list.values();
     for item in items {
         fill(sb, item);
-        append_values(map_field(sb, 2), attrs(item));
-        append_types(map_field(sb, 3), attrs(item));
+        append_values(map_field(sb, maps), attrs(item));
+        append_types(map_field(sb, maps + 1), attrs(item));
         sb.append(true);
     }
     list.append(true);
@@ -298,6 +299,7 @@ impl SpanBatchBuilder {
         append_struct_list(
             &mut self.events,
             &span.events,
+            2,
             |e| &e.attributes,
             |sb, e| {
                 field::<TimestampNanosecondBuilder>(sb, 0).append_value(e.time_unix_nano as i64);
@@ -310,6 +312,7 @@ impl SpanBatchBuilder {
         append_struct_list(
             &mut self.links,
             &span.links,
+            4,
             |l| &l.attributes,
             |sb, l| {
                 field::<StringBuilder>(sb, 0).append_value(to_hex(&l.trace_id));

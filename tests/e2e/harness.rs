@@ -1,0 +1,203 @@
+//! Starts `cairn serve` as a child process on free loopback ports and talks to its APIs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A running Cairn.
+pub struct Cairn {
+    child: Child,
+    pub grpc: String,
+    pub otlp_http: String,
+    pub http: String,
+    pub store: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// A fresh temporary directory.
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
+
+impl Cairn {
+    /// `cairn serve` on a fresh local store.
+    pub fn start(extra: &[&str]) -> Self {
+        let dir = temp_dir();
+        let store = dir.path().join("data").display().to_string();
+        let mut cairn = Self::start_on(&store, extra, &[]);
+        cairn._dir = Some(dir);
+        cairn
+    }
+
+    /// `cairn serve` on `store`, with extra flags and environment.
+    pub fn start_on(store: &str, extra: &[&str], envs: &[(&str, &str)]) -> Self {
+        let ready = std::env::temp_dir().join(format!(
+            "cairn-ready-{}-{}.json",
+            std::process::id(),
+            unique()
+        ));
+        let _ = std::fs::remove_file(&ready);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
+        cmd.args(["serve", "--store", store])
+            .args(["--otlp-grpc-addr", "127.0.0.1:0"])
+            .args(["--otlp-http-addr", "127.0.0.1:0"])
+            .args(["--http-addr", "127.0.0.1:0"])
+            .arg("--ready-file")
+            .arg(&ready)
+            .args(extra)
+            .env("CAIRN_LOG", "info")
+            .env("CAIRN_FLUSH_INTERVAL", "200ms")
+            .stdin(Stdio::null());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn cairn");
+        let addrs = wait_for_file(&ready, &mut child, Duration::from_secs(30));
+        let _ = std::fs::remove_file(&ready);
+        let get = |k: &str| addrs[k].as_str().expect("address").to_owned();
+        Self {
+            child,
+            grpc: get("otlp_grpc"),
+            otlp_http: get("otlp_http"),
+            http: get("http"),
+            store: store.to_owned(),
+            _dir: None,
+        }
+    }
+
+    /// Stops with SIGTERM and waits; returns whether it exited cleanly.
+    pub fn stop(mut self) -> bool {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                panic!("cairn did not stop within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Is the process still running?
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().expect("wait").is_none()
+    }
+
+    /// `POST /api/v1/sql` as `tenant`: (status, body).
+    pub async fn sql_raw(&self, tenant: Option<&str>, sql: &str, accept: &str) -> (u16, Vec<u8>) {
+        let mut req = client()
+            .post(format!("http://{}/api/v1/sql", self.http))
+            .header("accept", accept)
+            .json(&serde_json::json!({ "sql": sql }));
+        if let Some(t) = tenant {
+            req = req.header("X-Scope-OrgID", t);
+        }
+        let resp = req.send().await.expect("sql request");
+        let status = resp.status().as_u16();
+        (status, resp.bytes().await.expect("body").to_vec())
+    }
+
+    /// Rows of a query that must succeed.
+    pub async fn sql(&self, tenant: Option<&str>, sql: &str) -> Vec<Value> {
+        let (status, body) = self.sql_raw(tenant, sql, "application/json").await;
+        let text = String::from_utf8_lossy(&body);
+        assert_eq!(status, 200, "{sql}: {text}");
+        match serde_json::from_slice(&body).expect("JSON rows") {
+            Value::Array(rows) => rows,
+            other => panic!("not rows: {other}"),
+        }
+    }
+
+    /// `count(*)` of a query's FROM/WHERE.
+    pub async fn count(&self, tenant: Option<&str>, from_where: &str) -> i64 {
+        let rows = self
+            .sql(tenant, &format!("SELECT count(*) AS n FROM {from_where}"))
+            .await;
+        rows[0]["n"].as_i64().expect("count")
+    }
+
+    /// `GET /api/v1/traces/{id}`: (status, JSON body).
+    pub async fn trace(&self, tenant: Option<&str>, trace_id: &str) -> (u16, Value) {
+        let mut req = client().get(format!("http://{}/api/v1/traces/{trace_id}", self.http));
+        if let Some(t) = tenant {
+            req = req.header("X-Scope-OrgID", t);
+        }
+        let resp = req.send().await.expect("trace request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.expect("JSON"))
+    }
+
+    pub async fn healthy(&self) -> bool {
+        client()
+            .get(format!("http://{}/health", self.http))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    }
+}
+
+impl Drop for Cairn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client")
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+fn wait_for_file(path: &Path, child: &mut Child, timeout: Duration) -> Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            panic!("cairn exited before it was ready: {status}");
+        }
+        if let Ok(text) = std::fs::read_to_string(path) {
+            if let Ok(v) = serde_json::from_str(&text) {
+                return v;
+            }
+        }
+        assert!(Instant::now() < deadline, "cairn did not become ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A free loopback port (bound and released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// Every `.parquet` file below `dir`.
+pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|e| e == "parquet") {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

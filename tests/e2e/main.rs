@@ -1,0 +1,10 @@
+//! End-to-end tests: the real `cairn` binary, driven by real OTLP clients over loopback.
+
+mod harness;
+mod agent_run;
+
+mod bad_input;
+mod otlp_rust;
+mod python_sdk;
+mod s3;
+mod sql_api;
