@@ -139,6 +139,8 @@ def main() -> int:
 
     problems: list[str] = []
     actual = {row["span_id"]: normalise(row) for row in rows}
+    if len(actual) != len(rows):
+        problems.append(f"{len(rows) - len(actual)} spans returned more than once")
     for span_id in sorted(set(expected) - set(actual)):
         problems.append(f"span {span_id} ({expected[span_id]['name']}): missing")
     for span_id in sorted(set(actual) - set(expected)):
