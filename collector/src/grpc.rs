@@ -24,7 +24,7 @@ impl GrpcTraceService {
 /// The OTLP response for an outcome: `partial_success` only when spans were rejected.
 pub fn response(outcome: Outcome) -> ExportTraceServiceResponse {
     ExportTraceServiceResponse {
-        partial_success: (outcome.rejected > 0).then(|| ExportTracePartialSuccess {
+        partial_success: (outcome.rejected > 0).then_some(ExportTracePartialSuccess {
             rejected_spans: outcome.rejected as i64,
             error_message: outcome.message,
         }),

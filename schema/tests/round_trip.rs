@@ -22,7 +22,7 @@ fn span(trace: u8, id: u8, parent: Option<u8>, start: u64) -> Span {
         trace_id: vec![trace; 16],
         span_id: vec![id; 8],
         parent_span_id: parent.map(|p| vec![p; 8]).unwrap_or_default(),
-        trace_state: if id % 2 == 0 {
+        trace_state: if id.is_multiple_of(2) {
             "k=v".into()
         } else {
             String::new()

@@ -42,7 +42,10 @@ struct InRuntime<'a, T> {
 
 impl<T> std::future::Future for InRuntime<'_, T> {
     type Output = T;
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<T> {
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<T> {
         let _entered = self.runtime.enter();
         self.future.as_mut().poll(cx)
     }
@@ -72,7 +75,11 @@ impl<E: SpanExporter> SpanExporter for Tee<E> {
     }
 }
 
-fn exporter(cairn: &Cairn, transport: Transport, tenant: Option<&str>) -> opentelemetry_otlp::SpanExporter {
+fn exporter(
+    cairn: &Cairn,
+    transport: Transport,
+    tenant: Option<&str>,
+) -> opentelemetry_otlp::SpanExporter {
     let builder = opentelemetry_otlp::SpanExporter::builder();
     match transport {
         Transport::Grpc { gzip } => {
@@ -208,7 +215,10 @@ pub async fn send_agent_runs(
         tool.add_event_with_timestamp(
             "exception",
             t(50),
-            vec![KeyValue::new("exception.message", "search backend timed out")],
+            vec![KeyValue::new(
+                "exception.message",
+                "search backend timed out",
+            )],
         );
         tool.set_status(Status::error("tool failed"));
         tool.end_with_timestamp(t(60));
@@ -233,9 +243,15 @@ fn nanos(t: SystemTime) -> i64 {
 fn array_json(a: &Array) -> Json {
     let values: Vec<Json> = match a {
         Array::Bool(v) => v.iter().map(|b| json!({ "boolValue": b })).collect(),
-        Array::I64(v) => v.iter().map(|i| json!({ "intValue": i.to_string() })).collect(),
+        Array::I64(v) => v
+            .iter()
+            .map(|i| json!({ "intValue": i.to_string() }))
+            .collect(),
         Array::F64(v) => v.iter().map(|f| json!({ "doubleValue": f })).collect(),
-        Array::String(v) => v.iter().map(|s| json!({ "stringValue": s.as_str() })).collect(),
+        Array::String(v) => v
+            .iter()
+            .map(|s| json!({ "stringValue": s.as_str() }))
+            .collect(),
         _ => unreachable!("array kinds used by the test"),
     };
     json!({ "values": values })
@@ -255,9 +271,17 @@ fn expected_attr(v: &Value) -> (Json, Option<&'static str>) {
 
 /// Compares a stored (values, types) map pair with the attributes the SDK sent.
 fn assert_attrs(what: &str, values: &Json, types: &Json, sent: &[KeyValue]) {
-    let values = values.as_object().unwrap_or_else(|| panic!("{what}: {values}"));
-    let types = types.as_object().unwrap_or_else(|| panic!("{what}: {types}"));
-    assert_eq!(values.len(), sent.len(), "{what}: attribute count {values:?}");
+    let values = values
+        .as_object()
+        .unwrap_or_else(|| panic!("{what}: {values}"));
+    let types = types
+        .as_object()
+        .unwrap_or_else(|| panic!("{what}: {types}"));
+    assert_eq!(
+        values.len(),
+        sent.len(),
+        "{what}: attribute count {values:?}"
+    );
     let mut expected_types = BTreeMap::new();
     for kv in sent {
         let key = kv.key.as_str();
@@ -330,27 +354,56 @@ pub async fn assert_stored(cairn: &Cairn, tenant: Option<&str>, sent: &[SpanData
         let id = s.span_context.span_id().to_string();
         let row = by_id[&id];
         let what = format!("span {} ({id})", s.name);
-        assert_eq!(row["trace_id"], json!(s.span_context.trace_id().to_string()), "{what}");
+        assert_eq!(
+            row["trace_id"],
+            json!(s.span_context.trace_id().to_string()),
+            "{what}"
+        );
         let parent = (s.parent_span_id != opentelemetry::trace::SpanId::INVALID)
             .then(|| s.parent_span_id.to_string());
-        assert_eq!(row.get("parent_span_id").and_then(|v| v.as_str()).map(str::to_owned), parent, "{what}");
+        assert_eq!(
+            row.get("parent_span_id")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned),
+            parent,
+            "{what}"
+        );
         assert_eq!(row["name"], json!(s.name.as_ref()), "{what}");
         assert_eq!(row["kind"], json!(kind_name(&s.span_kind)), "{what}");
         assert_eq!(row["start_ns"], json!(nanos(s.start_time)), "{what}");
         assert_eq!(row["end_ns"], json!(nanos(s.end_time)), "{what}");
-        assert_eq!(row["duration_ns"], json!(nanos(s.end_time) - nanos(s.start_time)), "{what}");
-        assert_eq!(row["flags"].as_u64().unwrap() & 0xff, u64::from(s.span_context.trace_flags().to_u8()), "{what}");
+        assert_eq!(
+            row["duration_ns"],
+            json!(nanos(s.end_time) - nanos(s.start_time)),
+            "{what}"
+        );
+        assert_eq!(
+            row["flags"].as_u64().unwrap() & 0xff,
+            u64::from(s.span_context.trace_flags().to_u8()),
+            "{what}"
+        );
         let (code, message) = match &s.status {
             Status::Unset => ("unset", None),
             Status::Ok => ("ok", None),
             Status::Error { description } => ("error", Some(description.to_string())),
         };
         assert_eq!(row["status_code"], json!(code), "{what}");
-        assert_eq!(row.get("status_message").and_then(|v| v.as_str()).map(str::to_owned), message, "{what}");
+        assert_eq!(
+            row.get("status_message")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned),
+            message,
+            "{what}"
+        );
         assert_eq!(row["service_name"], json!(service), "{what}");
         assert_eq!(row["scope_name"], json!("cairn-e2e"), "{what}");
         assert_eq!(row["scope_version"], json!("1.0.0"), "{what}");
-        assert_attrs(&what, &row["attributes"], &row["attribute_types"], &s.attributes);
+        assert_attrs(
+            &what,
+            &row["attributes"],
+            &row["attribute_types"],
+            &s.attributes,
+        );
         assert_attrs(
             &format!("{what} resource"),
             &row["resource_attributes"],
@@ -365,18 +418,45 @@ pub async fn assert_stored(cairn: &Cairn, tenant: Option<&str>, sent: &[SpanData
         assert_eq!(events.len(), s.events.events.len(), "{what}: events");
         for (stored, ev) in events.iter().zip(&s.events.events) {
             assert_eq!(stored["name"], json!(ev.name.as_ref()), "{what}: event");
-            assert_eq!(rfc3339_nanos(&stored["time"]), nanos(ev.timestamp), "{what}: event time");
-            assert_attrs(&format!("{what} event"), &stored["attributes"], &stored["attribute_types"], &ev.attributes);
+            assert_eq!(
+                rfc3339_nanos(&stored["time"]),
+                nanos(ev.timestamp),
+                "{what}: event time"
+            );
+            assert_attrs(
+                &format!("{what} event"),
+                &stored["attributes"],
+                &stored["attribute_types"],
+                &ev.attributes,
+            );
         }
         let links = row["links"].as_array().expect("links list");
         assert_eq!(links.len(), s.links.links.len(), "{what}: links");
         for (stored, link) in links.iter().zip(&s.links.links) {
-            assert_eq!(stored["trace_id"], json!(link.span_context.trace_id().to_string()), "{what}: link");
-            assert_eq!(stored["span_id"], json!(link.span_context.span_id().to_string()), "{what}: link");
-            assert_attrs(&format!("{what} link"), &stored["attributes"], &stored["attribute_types"], &link.attributes);
+            assert_eq!(
+                stored["trace_id"],
+                json!(link.span_context.trace_id().to_string()),
+                "{what}: link"
+            );
+            assert_eq!(
+                stored["span_id"],
+                json!(link.span_context.span_id().to_string()),
+                "{what}: link"
+            );
+            assert_attrs(
+                &format!("{what} link"),
+                &stored["attributes"],
+                &stored["attribute_types"],
+                &link.attributes,
+            );
         }
         // Promoted agent columns match the attributes they come from.
-        let attr = |k: &str| s.attributes.iter().find(|kv| kv.key.as_str() == k).map(|kv| kv.value.clone());
+        let attr = |k: &str| {
+            s.attributes
+                .iter()
+                .find(|kv| kv.key.as_str() == k)
+                .map(|kv| kv.value.clone())
+        };
         for (column, key) in [
             ("operation", "gen_ai.operation.name"),
             ("agent_name", "gen_ai.agent.name"),
@@ -387,14 +467,25 @@ pub async fn assert_stored(cairn: &Cairn, tenant: Option<&str>, sent: &[SpanData
             ("provider", "gen_ai.provider.name"),
         ] {
             let expected = attr(key).map(|v| json!(v.as_str().to_string()));
-            assert_eq!(row.get(column).cloned().filter(|v| !v.is_null()), expected, "{what}: {column}");
+            assert_eq!(
+                row.get(column).cloned().filter(|v| !v.is_null()),
+                expected,
+                "{what}: {column}"
+            );
         }
-        for (column, key) in [("input_tokens", "gen_ai.usage.input_tokens"), ("output_tokens", "gen_ai.usage.output_tokens")] {
+        for (column, key) in [
+            ("input_tokens", "gen_ai.usage.input_tokens"),
+            ("output_tokens", "gen_ai.usage.output_tokens"),
+        ] {
             let expected = attr(key).map(|v| match v {
                 Value::I64(i) => json!(i),
                 other => panic!("{other:?}"),
             });
-            assert_eq!(row.get(column).cloned().filter(|v| !v.is_null()), expected, "{what}: {column}");
+            assert_eq!(
+                row.get(column).cloned().filter(|v| !v.is_null()),
+                expected,
+                "{what}: {column}"
+            );
         }
     }
     // The trace API returns each whole trace as OTLP JSON with the same spans.
@@ -410,8 +501,12 @@ pub async fn assert_stored(cairn: &Cairn, tenant: Option<&str>, sent: &[SpanData
         assert_eq!(status, 200, "{body}");
         let mut got: Vec<String> = Vec::new();
         for rs in body["resourceSpans"].as_array().expect("resourceSpans") {
-            let attrs = rs["resource"]["attributes"].as_array().expect("resource attributes");
-            assert!(attrs.iter().any(|a| a["key"] == "service.name" && a["value"]["stringValue"] == service));
+            let attrs = rs["resource"]["attributes"]
+                .as_array()
+                .expect("resource attributes");
+            assert!(attrs
+                .iter()
+                .any(|a| a["key"] == "service.name" && a["value"]["stringValue"] == service));
             for ss in rs["scopeSpans"].as_array().unwrap() {
                 for sp in ss["spans"].as_array().unwrap() {
                     assert_eq!(sp["traceId"], json!(trace_id));

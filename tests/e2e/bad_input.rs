@@ -4,7 +4,9 @@
 use std::io::Write;
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
@@ -64,8 +66,15 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     enc.finish().unwrap()
 }
 
-async fn post(cairn: &Cairn, content_type: Option<&str>, encoding: Option<&str>, body: Vec<u8>) -> (u16, Option<String>, Vec<u8>) {
-    let mut req = client().post(format!("http://{}/v1/traces", cairn.otlp_http)).body(body);
+async fn post(
+    cairn: &Cairn,
+    content_type: Option<&str>,
+    encoding: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, Option<String>, Vec<u8>) {
+    let mut req = client()
+        .post(format!("http://{}/v1/traces", cairn.otlp_http))
+        .body(body);
     if let Some(ct) = content_type {
         req = req.header("content-type", ct);
     }
@@ -74,7 +83,10 @@ async fn post(cairn: &Cairn, content_type: Option<&str>, encoding: Option<&str>,
     }
     let resp = req.send().await.expect("request");
     let status = resp.status().as_u16();
-    let retry = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+    let retry = resp
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
     (status, retry, resp.bytes().await.unwrap().to_vec())
 }
 
@@ -84,10 +96,16 @@ const JSON: Option<&str> = Some("application/json");
 #[tokio::test(flavor = "multi_thread")]
 async fn http_bad_input() {
     let mut cairn = Cairn::start(&["--max-message-size", "1MiB"]);
-    let good = request(vec![span([7; 16], 1, "good-1"), span([7; 16], 2, "good-2")]).encode_to_vec();
+    let good =
+        request(vec![span([7; 16], 1, "good-1"), span([7; 16], 2, "good-2")]).encode_to_vec();
     let (status, _, body) = post(&cairn, PB, None, good.clone()).await;
     assert_eq!(status, 200);
-    assert_eq!(ExportTraceServiceResponse::decode(&body[..]).unwrap().partial_success, None);
+    assert_eq!(
+        ExportTraceServiceResponse::decode(&body[..])
+            .unwrap()
+            .partial_success,
+        None
+    );
 
     // Truncated protobuf: 400 with a google.rpc.Status body (INVALID_ARGUMENT).
     let (status, _, body) = post(&cairn, PB, None, good[..good.len() - 7].to_vec()).await;
@@ -97,7 +115,11 @@ async fn http_bad_input() {
     assert!(rpc.message.contains("protobuf"), "{}", rpc.message);
 
     // Invalid JSON, empty JSON.
-    for body in [b"{\"resourceSpans\": [".to_vec(), Vec::new(), b"[1,2]".to_vec()] {
+    for body in [
+        b"{\"resourceSpans\": [".to_vec(),
+        Vec::new(),
+        b"[1,2]".to_vec(),
+    ] {
         let (status, _, resp) = post(&cairn, JSON, None, body).await;
         assert_eq!(status, 400);
         let v: serde_json::Value = serde_json::from_slice(&resp).expect("JSON status body");
@@ -115,14 +137,20 @@ async fn http_bad_input() {
     // Zero-length protobuf is an empty, valid export.
     let (status, _, body) = post(&cairn, PB, None, Vec::new()).await;
     assert_eq!(status, 200);
-    assert_eq!(ExportTraceServiceResponse::decode(&body[..]).unwrap(), ExportTraceServiceResponse::default());
+    assert_eq!(
+        ExportTraceServiceResponse::decode(&body[..]).unwrap(),
+        ExportTraceServiceResponse::default()
+    );
 
     // Gzip bomb: 64 MiB of zeroes in ~64 KiB; refused, not inflated.
     let bomb = gzip(&vec![0u8; 64 << 20]);
     assert!(bomb.len() < 1 << 20);
     let (status, _, body) = post(&cairn, PB, Some("gzip"), bomb).await;
     assert_eq!(status, 413);
-    assert!(RpcStatus::decode(&body[..]).unwrap().message.contains("inflates"));
+    assert!(RpcStatus::decode(&body[..])
+        .unwrap()
+        .message
+        .contains("inflates"));
     let (status, _, _) = post(&cairn, PB, Some("gzip"), b"not gzip at all".to_vec()).await;
     assert_eq!(status, 400);
 
@@ -144,11 +172,24 @@ async fn http_bad_input() {
     let mut bad_parent = span([9; 16], 3, "bad-parent");
     bad_parent.parent_span_id = vec![1; 3];
     let ok = span([9; 16], 4, "kept");
-    let (status, _, body) = post(&cairn, PB, None, request(vec![short, zero, bad_parent, ok]).encode_to_vec()).await;
+    let (status, _, body) = post(
+        &cairn,
+        PB,
+        None,
+        request(vec![short, zero, bad_parent, ok]).encode_to_vec(),
+    )
+    .await;
     assert_eq!(status, 200);
-    let partial = ExportTraceServiceResponse::decode(&body[..]).unwrap().partial_success.expect("partial success");
+    let partial = ExportTraceServiceResponse::decode(&body[..])
+        .unwrap()
+        .partial_success
+        .expect("partial success");
     assert_eq!(partial.rejected_spans, 3);
-    assert!(partial.error_message.contains("3 of 4 spans rejected"), "{}", partial.error_message);
+    assert!(
+        partial.error_message.contains("3 of 4 spans rejected"),
+        "{}",
+        partial.error_message
+    );
 
     // JSON with a non-hex trace id is malformed; JSON with a zero id is rejected per span.
     let (status, _, _) = post(&cairn, JSON, None, br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"xyz","spanId":"0102030405060708","name":"j"}]}]}]}"#.to_vec()).await;
@@ -187,8 +228,13 @@ async fn http_bad_input() {
 async fn grpc_bad_input() {
     let mut cairn = Cairn::start(&["--max-message-size", "1MiB"]);
     let endpoint = format!("http://{}", cairn.grpc);
-    let mut grpc = TraceServiceClient::connect(endpoint.clone()).await.expect("connect");
-    let ok = grpc.export(request(vec![span([5; 16], 1, "grpc-ok")])).await.expect("export");
+    let mut grpc = TraceServiceClient::connect(endpoint.clone())
+        .await
+        .expect("connect");
+    let ok = grpc
+        .export(request(vec![span([5; 16], 1, "grpc-ok")]))
+        .await
+        .expect("export");
     assert_eq!(ok.into_inner().partial_success, None);
 
     let mut bad = span([5; 16], 2, "bad-span-id");
@@ -211,9 +257,15 @@ async fn grpc_bad_input() {
         }),
         ..Default::default()
     });
-    let err = grpc.export(request(vec![big.clone()])).await.expect_err("too large");
+    let err = grpc
+        .export(request(vec![big.clone()]))
+        .await
+        .expect_err("too large");
     assert!(
-        matches!(err.code(), tonic::Code::OutOfRange | tonic::Code::ResourceExhausted),
+        matches!(
+            err.code(),
+            tonic::Code::OutOfRange | tonic::Code::ResourceExhausted
+        ),
         "{err:?}"
     );
 
@@ -223,11 +275,15 @@ async fn grpc_bad_input() {
         .unwrap()
         .send_compressed(tonic::codec::CompressionEncoding::Gzip)
         .max_encoding_message_size(64 << 20);
-    let err = gz.export(request(vec![big])).await.expect_err("bomb refused");
+    let err = gz
+        .export(request(vec![big]))
+        .await
+        .expect_err("bomb refused");
     assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
 
     let mut req = tonic::Request::new(request(vec![span([5; 16], 4, "bad-tenant")]));
-    req.metadata_mut().insert("x-scope-orgid", "a/b".parse().unwrap());
+    req.metadata_mut()
+        .insert("x-scope-orgid", "a/b".parse().unwrap());
     let err = grpc.export(req).await.expect_err("bad tenant");
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
 

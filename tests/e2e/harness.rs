@@ -12,7 +12,6 @@ pub struct Cairn {
     pub grpc: String,
     pub otlp_http: String,
     pub http: String,
-    pub store: String,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -62,7 +61,6 @@ impl Cairn {
             grpc: get("otlp_grpc"),
             otlp_http: get("otlp_http"),
             http: get("http"),
-            store: store.to_owned(),
             _dir: None,
         }
     }

@@ -1,7 +1,7 @@
 //! End-to-end tests: the real `cairn` binary, driven by real OTLP clients over loopback.
 
-mod harness;
 mod agent_run;
+mod harness;
 
 mod bad_input;
 mod otlp_rust;

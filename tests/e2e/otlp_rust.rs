@@ -9,7 +9,10 @@ async fn round_trip(transport: Transport, service: &str) {
     assert_stored(&cairn, None, &sent, service).await;
     assert_eq!(cairn.count(None, "spans").await, 9);
     let runs = cairn
-        .sql(None, "SELECT root_name, agent_name, span_count, status, error_count FROM runs")
+        .sql(
+            None,
+            "SELECT root_name, agent_name, span_count, status, error_count FROM runs",
+        )
         .await;
     assert_eq!(runs.len(), 3);
     for run in runs {
@@ -51,14 +54,30 @@ async fn survives_restart_and_cli_reads_store() {
     assert!(cairn.stop(), "clean exit on SIGTERM");
 
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(["sql", "--store", &store, "--format", "csv", "SELECT count(*) AS n FROM spans"])
+        .args([
+            "sql",
+            "--store",
+            &store,
+            "--format",
+            "csv",
+            "SELECT count(*) AS n FROM spans",
+        ])
         .output()
         .expect("cairn sql");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "n\n6\n");
 
     let table = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(["sql", "--store", &store, "SELECT name FROM spans ORDER BY start_time LIMIT 1"])
+        .args([
+            "sql",
+            "--store",
+            &store,
+            "SELECT name FROM spans ORDER BY start_time LIMIT 1",
+        ])
         .output()
         .expect("cairn sql");
     let text = String::from_utf8_lossy(&table.stdout);

@@ -13,11 +13,16 @@ fn python() -> PathBuf {
 }
 
 fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(name)
 }
 
 fn run(args: &[&str]) {
-    let out = Command::new(python()).args(args).output().expect("run python");
+    let out = Command::new(python())
+        .args(args)
+        .output()
+        .expect("run python");
     assert!(
         out.status.success(),
         "{args:?}\nstdout: {}\nstderr: {}",
@@ -41,7 +46,15 @@ async fn python_sdk_all_protocols() {
         for gzip in [false, true] {
             let out = dir.path().join(format!("{protocol}-{gzip}.json"));
             let out_s = out.to_str().unwrap().to_owned();
-            let mut args = vec![send, "--protocol", protocol, "--endpoint", &endpoint, "--out", &out_s];
+            let mut args = vec![
+                send,
+                "--protocol",
+                protocol,
+                "--endpoint",
+                &endpoint,
+                "--out",
+                &out_s,
+            ];
             if gzip {
                 args.push("--gzip");
             }
@@ -51,7 +64,17 @@ async fn python_sdk_all_protocols() {
     }
     let acme = dir.path().join("acme.json").display().to_string();
     let grpc_endpoint = format!("http://{}", cairn.grpc);
-    run(&[send, "--protocol", "grpc", "--endpoint", &grpc_endpoint, "--out", &acme, "--tenant", "acme"]);
+    run(&[
+        send,
+        "--protocol",
+        "grpc",
+        "--endpoint",
+        &grpc_endpoint,
+        "--out",
+        &acme,
+        "--tenant",
+        "acme",
+    ]);
 
     let check = script("check_sql.py");
     let check = check.to_str().unwrap();

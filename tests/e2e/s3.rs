@@ -63,29 +63,53 @@ async fn spans_round_trip_through_s3() {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let store = "s3://traces/cairn/prod";
     let cairn = Cairn::start_on(store, &[], &env);
-    let sent = send_agent_runs(&cairn, Transport::Grpc { gzip: false }, Some("acme"), "s3-agent", 3).await;
+    let sent = send_agent_runs(
+        &cairn,
+        Transport::Grpc { gzip: false },
+        Some("acme"),
+        "s3-agent",
+        3,
+    )
+    .await;
     assert_stored(&cairn, Some("acme"), &sent, "s3-agent").await;
 
     let files = parquet_files(&s3.root.path().join("traces/cairn/prod/spans/tenant=acme"));
-    assert!(!files.is_empty(), "Parquet files are in the bucket under the prefix");
+    assert!(
+        !files.is_empty(),
+        "Parquet files are in the bucket under the prefix"
+    );
     let time_pruned = cairn
-        .count(Some("acme"), "spans WHERE start_time > now() - INTERVAL '1 day'")
+        .count(
+            Some("acme"),
+            "spans WHERE start_time > now() - INTERVAL '1 day'",
+        )
         .await;
     assert_eq!(time_pruned, 9);
     assert_eq!(
-        cairn.count(Some("acme"), "spans WHERE start_time < TIMESTAMP '2000-01-01T00:00:00Z'").await,
+        cairn
+            .count(
+                Some("acme"),
+                "spans WHERE start_time < TIMESTAMP '2000-01-01T00:00:00Z'"
+            )
+            .await,
         0
     );
     assert!(cairn.stop());
 
     // A second process (the query role alone) reads the same bucket.
     let query_only = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(["sql", "--store", store, "--tenant", "acme", "--format", "csv"])
+        .args([
+            "sql", "--store", store, "--tenant", "acme", "--format", "csv",
+        ])
         .arg("SELECT count(*) AS n FROM spans")
         .envs(env.iter().copied())
         .output()
         .expect("cairn sql");
-    assert!(query_only.status.success(), "{}", String::from_utf8_lossy(&query_only.stderr));
+    assert!(
+        query_only.status.success(),
+        "{}",
+        String::from_utf8_lossy(&query_only.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&query_only.stdout), "n\n9\n");
 }
 
@@ -103,7 +127,11 @@ async fn wrong_credentials_are_not_acknowledged() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 503, "a failed write is retryable, not acknowledged");
+    assert_eq!(
+        resp.status(),
+        503,
+        "a failed write is retryable, not acknowledged"
+    );
     assert!(resp.headers().contains_key("retry-after"));
     assert!(parquet_files(s3.root.path()).is_empty());
 }

@@ -8,29 +8,54 @@ use crate::harness::Cairn;
 #[tokio::test(flavor = "multi_thread")]
 async fn formats_and_read_only() {
     let cairn = Cairn::start(&[]);
-    send_agent_runs(&cairn, Transport::HttpProtobuf { gzip: false }, None, "svc", 2).await;
+    send_agent_runs(
+        &cairn,
+        Transport::HttpProtobuf { gzip: false },
+        None,
+        "svc",
+        2,
+    )
+    .await;
 
     let (status, csv) = cairn
-        .sql_raw(None, "SELECT name, kind FROM spans ORDER BY start_time, name LIMIT 2", "text/csv")
+        .sql_raw(
+            None,
+            "SELECT name, kind FROM spans ORDER BY start_time, name LIMIT 2",
+            "text/csv",
+        )
         .await;
     assert_eq!(status, 200);
     assert_eq!(
         String::from_utf8(csv).unwrap(),
         "name,kind\ninvoke_agent planner,internal\nchat gpt-4o,client\n"
     );
-    let (status, csv) = cairn.sql_raw(None, "SELECT name, attributes, events FROM spans LIMIT 1", "text/csv").await;
+    let (status, csv) = cairn
+        .sql_raw(
+            None,
+            "SELECT name, attributes, events FROM spans LIMIT 1",
+            "text/csv",
+        )
+        .await;
     assert_eq!(status, 200, "nested columns render as text in CSV");
-    assert!(String::from_utf8(csv).unwrap().starts_with("name,attributes,events\n"));
+    assert!(String::from_utf8(csv)
+        .unwrap()
+        .starts_with("name,attributes,events\n"));
 
     let (status, ipc) = cairn
-        .sql_raw(None, "SELECT span_id, start_time FROM spans", "application/vnd.apache.arrow.stream")
+        .sql_raw(
+            None,
+            "SELECT span_id, start_time FROM spans",
+            "application/vnd.apache.arrow.stream",
+        )
         .await;
     assert_eq!(status, 200);
     let reader = StreamReader::try_new(std::io::Cursor::new(ipc), None).expect("Arrow IPC stream");
     let rows: usize = reader.map(|b| b.expect("batch").num_rows()).sum();
     assert_eq!(rows, 6);
 
-    let (status, empty) = cairn.sql_raw(None, "SELECT name FROM spans WHERE false", "text/csv").await;
+    let (status, empty) = cairn
+        .sql_raw(None, "SELECT name FROM spans WHERE false", "text/csv")
+        .await;
     assert_eq!(status, 200);
     assert_eq!(String::from_utf8(empty).unwrap(), "name\n");
 
@@ -77,8 +102,22 @@ async fn formats_and_read_only() {
 #[tokio::test(flavor = "multi_thread")]
 async fn tenants_are_isolated() {
     let cairn = Cairn::start(&[]);
-    let a = send_agent_runs(&cairn, Transport::Grpc { gzip: false }, Some("acme"), "a", 2).await;
-    let b = send_agent_runs(&cairn, Transport::HttpProtobuf { gzip: false }, Some("globex"), "b", 1).await;
+    let a = send_agent_runs(
+        &cairn,
+        Transport::Grpc { gzip: false },
+        Some("acme"),
+        "a",
+        2,
+    )
+    .await;
+    let b = send_agent_runs(
+        &cairn,
+        Transport::HttpProtobuf { gzip: false },
+        Some("globex"),
+        "b",
+        1,
+    )
+    .await;
     assert_eq!(cairn.count(Some("acme"), "spans").await, 6);
     assert_eq!(cairn.count(Some("globex"), "spans").await, 3);
     assert_eq!(cairn.count(None, "spans").await, 0);
@@ -86,7 +125,15 @@ async fn tenants_are_isolated() {
 
     let a_trace = a[0].span_context.trace_id().to_string();
     let b_trace = b[0].span_context.trace_id().to_string();
-    assert_eq!(cairn.count(Some("globex"), &format!("spans WHERE trace_id = '{a_trace}'")).await, 0);
+    assert_eq!(
+        cairn
+            .count(
+                Some("globex"),
+                &format!("spans WHERE trace_id = '{a_trace}'")
+            )
+            .await,
+        0
+    );
     let (status, _) = cairn.trace(Some("globex"), &a_trace).await;
     assert_eq!(status, 404);
     let (status, _) = cairn.trace(Some("globex"), &b_trace).await;
@@ -94,10 +141,18 @@ async fn tenants_are_isolated() {
     let tables = cairn
         .sql(Some("globex"), "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name")
         .await;
-    assert_eq!(tables, vec![serde_json::json!({"table_name": "runs"}), serde_json::json!({"table_name": "spans"})]);
+    assert_eq!(
+        tables,
+        vec![
+            serde_json::json!({"table_name": "runs"}),
+            serde_json::json!({"table_name": "spans"})
+        ]
+    );
 
     for bad in ["../acme", "acme/../globex", "a b"] {
-        let (status, body) = cairn.sql_raw(Some(bad), "SELECT 1", "application/json").await;
+        let (status, body) = cairn
+            .sql_raw(Some(bad), "SELECT 1", "application/json")
+            .await;
         assert_eq!(status, 400, "{bad}: {}", String::from_utf8_lossy(&body));
     }
     let (status, _) = cairn.trace(None, "not-hex").await;
