@@ -6,7 +6,6 @@ use std::sync::{Arc, LazyLock};
 use arrow::array::{Array, ArrayBuilder, ListBuilder, StructBuilder};
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 
-use crate::agent::{Kind, PROMOTED};
 use crate::attributes::new_map_builder;
 
 /// Version of the span schema; bumped on any change to columns or their meaning.
@@ -145,10 +144,7 @@ static SPANS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         u32f(SCOPE_DROPPED_ATTRIBUTES_COUNT),
         s(SCOPE_SCHEMA_URL, true),
     ];
-    fields.extend(PROMOTED.iter().map(|p| match p.kind {
-        Kind::Text => Field::new(p.column, DataType::Utf8, true),
-        Kind::Integer => Field::new(p.column, DataType::Int64, true),
-    }));
+    fields.extend(crate::agent::fields());
     let metadata = [(SCHEMA_VERSION_KEY.to_owned(), SCHEMA_VERSION.to_owned())].into();
     Arc::new(Schema::new_with_metadata(fields, metadata))
 });

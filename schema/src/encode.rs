@@ -7,16 +7,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, Int64Builder, ListBuilder, StringBuilder, StructBuilder, TimestampNanosecondBuilder,
-    UInt32Builder,
+    ArrayRef, Float64Builder, Int64Builder, ListBuilder, StringBuilder, StructBuilder,
+    TimestampNanosecondBuilder, UInt32Builder,
 };
 use arrow::record_batch::RecordBatch;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value::Value, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{span, status, Span};
 
-use crate::agent::{Kind, PROMOTED};
+use crate::agent::{output_columns, promote, Cell, Kind, SpanView};
 use crate::attributes::{append_types, append_values, find_str, new_map_builder, AttrMapBuilder};
 use crate::columns::{event_fields, link_fields, new_struct_list_builder, spans_schema};
 use crate::ids::{to_hex, validate};
@@ -156,6 +156,7 @@ fn non_empty(s: &str) -> Option<&str> {
 enum PromotedBuilder {
     Text(StringBuilder),
     Integer(Int64Builder),
+    Float(Float64Builder),
 }
 
 /// Column builders for one batch of spans, in schema order.
@@ -227,11 +228,12 @@ impl Default for SpanBatchBuilder {
             scope_attribute_types: new_map_builder(),
             scope_dropped_attributes_count: UInt32Builder::new(),
             scope_schema_url: StringBuilder::new(),
-            promoted: PROMOTED
-                .iter()
-                .map(|p| match p.kind {
+            promoted: output_columns()
+                .into_iter()
+                .map(|(_, kind)| match kind {
                     Kind::Text => PromotedBuilder::Text(StringBuilder::new()),
                     Kind::Integer => PromotedBuilder::Integer(Int64Builder::new()),
+                    Kind::Float => PromotedBuilder::Float(Float64Builder::new()),
                 })
                 .collect(),
         }
@@ -345,23 +347,13 @@ impl SpanBatchBuilder {
             .append_value(ctx.scope.dropped_attributes_count);
         self.scope_schema_url
             .append_option(non_empty(ctx.scope_schema_url));
-        for (promoted, builder) in PROMOTED.iter().zip(&mut self.promoted) {
-            let value = promoted
-                .candidates
-                .iter()
-                .find_map(|name| span.attributes.iter().find(|kv| kv.key == *name))
-                .and_then(|kv| kv.value.as_ref()?.value.as_ref());
-            match builder {
-                PromotedBuilder::Text(b) => b.append_option(match value {
-                    Some(Value::StringValue(s)) if !s.is_empty() => Some(s.as_str()),
-                    _ => None,
-                }),
-                PromotedBuilder::Integer(b) => b.append_option(match value {
-                    Some(Value::IntValue(i)) => Some(*i),
-                    Some(Value::DoubleValue(d)) if d.fract() == 0.0 => Some(*d as i64),
-                    Some(Value::StringValue(s)) => s.trim().parse().ok(),
-                    _ => None,
-                }),
+        let view = SpanView::new(span, &ctx.resource.attributes, ctx.scope);
+        for (cell, builder) in promote(&view).into_iter().zip(&mut self.promoted) {
+            match (cell, builder) {
+                (Cell::Text(v), PromotedBuilder::Text(b)) => b.append_option(v),
+                (Cell::Integer(v), PromotedBuilder::Integer(b)) => b.append_option(v),
+                (Cell::Float(v), PromotedBuilder::Float(b)) => b.append_option(v),
+                _ => unreachable!("promoted cells follow output_columns"),
             }
         }
     }
@@ -403,6 +395,7 @@ impl SpanBatchBuilder {
             columns.push(match b {
                 PromotedBuilder::Text(b) => Arc::new(b.finish()),
                 PromotedBuilder::Integer(b) => Arc::new(b.finish()),
+                PromotedBuilder::Float(b) => Arc::new(b.finish()),
             });
         }
         Ok(RecordBatch::try_new(spans_schema(), columns)?)

@@ -337,7 +337,7 @@ pub async fn assert_stored(cairn: &Cairn, tenant: Option<&str>, sent: &[SpanData
                         duration_ns, status_code, status_message, service_name,
                         attributes, attribute_types, dropped_attributes_count, events, links,
                         resource_attributes, resource_attribute_types, scope_name, scope_version,
-                        operation, agent_name, tool_name, tool_call_id, request_model,
+                        operation, operation_raw, operation_src, agent_name, tool_name, tool_call_id, request_model,
                         response_model, provider, input_tokens, output_tokens
                  FROM spans WHERE span_id IN ({})",
                 ids.join(",")
@@ -457,8 +457,23 @@ pub async fn assert_stored(cairn: &Cairn, tenant: Option<&str>, sent: &[SpanData
                 .find(|kv| kv.key.as_str() == k)
                 .map(|kv| kv.value.clone())
         };
+        let operation = match attr("gen_ai.operation.name")
+            .map(|v| v.as_str().to_string())
+            .as_deref()
+        {
+            Some("chat") => "llm_call",
+            Some("execute_tool") => "tool_call",
+            Some("invoke_agent") => "agent_invoke",
+            other => panic!("unexpected operation {other:?}"),
+        };
+        assert_eq!(row["operation"], json!(operation), "{what}: operation");
+        assert_eq!(
+            row["operation_src"],
+            json!("gen_ai.operation.name"),
+            "{what}: operation_src"
+        );
         for (column, key) in [
-            ("operation", "gen_ai.operation.name"),
+            ("operation_raw", "gen_ai.operation.name"),
             ("agent_name", "gen_ai.agent.name"),
             ("tool_name", "gen_ai.tool.name"),
             ("tool_call_id", "gen_ai.tool.call.id"),

@@ -1,0 +1,357 @@
+//! Promoted agent columns: typed copies of what agent instrumentations emit, each with the
+//! source it came from (`<column>_src`).
+//!
+//! Instrumentations disagree on names (OpenTelemetry GenAI current and deprecated, OpenInference,
+//! OpenLLMetry, framework dialects). The candidate names, their precedence, the placeholder values
+//! treated as absent and the operation and provider vocabularies are data, in the bundled
+//! `conventions.toml` ([`conventions`]); this module only applies them. Raw attributes always stay
+//! in the `attributes` map.
+
+mod table;
+
+use std::collections::HashMap;
+
+use arrow::datatypes::{DataType, Field};
+use opentelemetry_proto::tonic::common::v1::{any_value::Value, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::trace::v1::Span;
+
+pub use table::{conventions, Conventions, Source};
+
+/// How a promoted value is typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Text,
+    Integer,
+    Float,
+}
+
+impl Kind {
+    pub fn data_type(self) -> DataType {
+        match self {
+            Kind::Text => DataType::Utf8,
+            Kind::Integer => DataType::Int64,
+            Kind::Float => DataType::Float64,
+        }
+    }
+}
+
+/// One promoted value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Text(Option<String>),
+    Integer(Option<i64>),
+    Float(Option<f64>),
+}
+
+/// Columns computed by rules rather than a plain candidate list.
+const DERIVED: &[&str] = &["operation", "provider", "framework"];
+/// Table columns used only as inputs to derived columns.
+const INTERNAL: &[&str] = &["provider_raw"];
+
+/// (name, kind) of every promoted column in schema order: each value followed by its `_src`.
+pub fn output_columns() -> Vec<(String, Kind)> {
+    let mut out = Vec::new();
+    let mut push = |name: &str, kind: Kind| {
+        out.push((name.to_owned(), kind));
+        out.push((format!("{name}_src"), Kind::Text));
+    };
+    for name in DERIVED {
+        push(name, Kind::Text);
+    }
+    for c in &conventions().columns {
+        if !INTERNAL.contains(&c.name.as_str()) {
+            push(&c.name, c.kind);
+        }
+    }
+    out
+}
+
+/// Arrow fields of the promoted columns.
+pub fn fields() -> Vec<Field> {
+    output_columns()
+        .into_iter()
+        .map(|(name, kind)| Field::new(name, kind.data_type(), true))
+        .collect()
+}
+
+/// Attribute lookup for one span.
+pub struct SpanView<'a> {
+    pub span: &'a Span,
+    pub resource: &'a [KeyValue],
+    pub scope: &'a InstrumentationScope,
+    attrs: HashMap<&'a str, &'a Value>,
+    res: HashMap<&'a str, &'a Value>,
+}
+
+fn index(kvs: &[KeyValue]) -> HashMap<&str, &Value> {
+    let mut m = HashMap::with_capacity(kvs.len());
+    for kv in kvs {
+        if let Some(v) = kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+            m.entry(kv.key.as_str()).or_insert(v);
+        }
+    }
+    m
+}
+
+impl<'a> SpanView<'a> {
+    pub fn new(span: &'a Span, resource: &'a [KeyValue], scope: &'a InstrumentationScope) -> Self {
+        Self {
+            span,
+            resource,
+            scope,
+            attrs: index(&span.attributes),
+            res: index(resource),
+        }
+    }
+
+    pub fn attr(&self, key: &str) -> Option<&'a Value> {
+        self.attrs.get(key).copied()
+    }
+
+    pub fn resource_attr(&self, key: &str) -> Option<&'a Value> {
+        self.res.get(key).copied()
+    }
+
+    fn has_prefix(&self, prefix: &str) -> bool {
+        self.attrs.keys().any(|k| k.starts_with(prefix))
+    }
+}
+
+/// Text of a scalar value, `None` for placeholders, lists and maps.
+fn scalar_text(v: &Value, conv: &Conventions) -> Option<String> {
+    let text = match v {
+        Value::StringValue(s) => s.trim().to_owned(),
+        Value::IntValue(i) => i.to_string(),
+        Value::DoubleValue(d) => d.to_string(),
+        Value::BoolValue(b) => b.to_string(),
+        _ => return None,
+    };
+    (!conv.is_placeholder(&text)).then_some(text)
+}
+
+fn as_int(v: &Value) -> Option<i64> {
+    match v {
+        Value::IntValue(i) => Some(*i),
+        Value::DoubleValue(d) if d.fract() == 0.0 && d.is_finite() => Some(*d as i64),
+        Value::StringValue(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn as_float(v: &Value) -> Option<f64> {
+    match v {
+        Value::DoubleValue(d) => Some(*d),
+        Value::IntValue(i) => Some(*i as f64),
+        Value::StringValue(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// The first candidate of `column` with a usable value: (value, source label).
+fn pick(
+    view: &SpanView<'_>,
+    candidates: &[Source],
+    kind: Kind,
+    conv: &Conventions,
+) -> Option<(Cell, String)> {
+    for source in candidates {
+        let Some((value, label)) = source.resolve(view) else {
+            continue;
+        };
+        let cell = match (kind, value) {
+            (Kind::Text, Resolved::Value(v)) => scalar_text(v, conv).map(|t| Cell::Text(Some(t))),
+            (Kind::Text, Resolved::Text(t)) => {
+                (!conv.is_placeholder(&t)).then_some(Cell::Text(Some(t)))
+            }
+            (Kind::Integer, Resolved::Value(v)) => as_int(v).map(|i| Cell::Integer(Some(i))),
+            (Kind::Integer, Resolved::Text(t)) => t.parse().ok().map(|i| Cell::Integer(Some(i))),
+            (Kind::Float, Resolved::Value(v)) => as_float(v).map(|f| Cell::Float(Some(f))),
+            (Kind::Float, Resolved::Text(t)) => t.parse().ok().map(|f| Cell::Float(Some(f))),
+        };
+        if let Some(cell) = cell {
+            return Some((cell, label));
+        }
+    }
+    None
+}
+
+/// What a candidate source yields.
+pub enum Resolved<'a> {
+    Value(&'a Value),
+    Text(String),
+}
+
+fn text_of(cell: &Cell) -> Option<&str> {
+    match cell {
+        Cell::Text(Some(t)) => Some(t),
+        _ => None,
+    }
+}
+
+/// All promoted values of one span, aligned with [`output_columns`].
+pub fn promote(view: &SpanView<'_>) -> Vec<Cell> {
+    let conv = conventions();
+    let mut picked: HashMap<&str, (Cell, String)> = HashMap::new();
+    for c in &conv.columns {
+        if let Some(found) = pick(view, &c.candidates, c.kind, conv) {
+            picked.insert(c.name.as_str(), found);
+        }
+    }
+    let text = |name: &str| {
+        picked
+            .get(name)
+            .and_then(|(c, _)| text_of(c).map(str::to_owned))
+    };
+    let src = |name: &str| picked.get(name).map(|(_, s)| s.clone());
+
+    let (operation, operation_src) = derive_operation(view, conv, &text, &src);
+    let (provider, provider_src, framework, framework_src) = derive_provider(view, conv);
+
+    let mut out = Vec::new();
+    for (value, source) in [
+        (operation, operation_src),
+        (provider, provider_src),
+        (framework, framework_src),
+    ] {
+        out.push(Cell::Text(value));
+        out.push(Cell::Text(source));
+    }
+    for c in &conv.columns {
+        if INTERNAL.contains(&c.name.as_str()) {
+            continue;
+        }
+        match picked.remove(c.name.as_str()) {
+            Some((cell, source)) => {
+                out.push(cell);
+                out.push(Cell::Text(Some(source)));
+            }
+            None => {
+                out.push(match c.kind {
+                    Kind::Text => Cell::Text(None),
+                    Kind::Integer => Cell::Integer(None),
+                    Kind::Float => Cell::Float(None),
+                });
+                out.push(Cell::Text(None));
+            }
+        }
+    }
+    out
+}
+
+type Lookup<'a> = dyn Fn(&str) -> Option<String> + 'a;
+
+/// The normalised operation and what decided it.
+fn derive_operation(
+    view: &SpanView<'_>,
+    conv: &Conventions,
+    text: &Lookup<'_>,
+    src: &Lookup<'_>,
+) -> (Option<String>, Option<String>) {
+    let mut op: Option<String> = None;
+    let mut why: Option<String> = None;
+    if let (Some(raw), Some(source)) = (text("operation_raw"), src("operation_raw")) {
+        op = Some(conv.operation(&source, &raw));
+        why = Some(source);
+    }
+    let tool_attrs = [
+        "gen_ai.tool.name",
+        "tool.name",
+        "gen_ai.tool.call.id",
+        "ai.toolCall.name",
+    ]
+    .iter()
+    .any(|k| view.attr(k).is_some());
+    let weak = matches!(
+        op.as_deref(),
+        None | Some("agent_invoke" | "step" | "other" | "workflow")
+    );
+    if tool_attrs && weak {
+        op = Some("tool_call".into());
+        why = Some("rule:tool_attributes".into());
+    }
+    if op.as_deref() == Some("tool_call") {
+        let name = view.span.name.to_ascii_lowercase();
+        let tool = text("tool_name").unwrap_or_default().to_ascii_lowercase();
+        if view.has_prefix("gen_ai.transfer.")
+            || view.has_prefix("gen_ai.handoff.")
+            || name.starts_with("handoff")
+            || name.contains("transfer_to_")
+            || tool.starts_with("transfer_to_")
+        {
+            op = Some("handoff".into());
+            why = Some("rule:handoff".into());
+        }
+    }
+    if op.is_none() {
+        if [
+            "gen_ai.agent.name",
+            "gen_ai.agent.id",
+            "agent.name",
+            "agent_trail.agent.name",
+        ]
+        .iter()
+        .any(|k| view.attr(k).is_some())
+        {
+            op = Some("agent_invoke".into());
+            why = Some("rule:agent_identity".into());
+        } else if text("request_model").is_some() || text("response_model").is_some() {
+            op = Some("llm_call".into());
+            why = Some("rule:model_attributes".into());
+        }
+    }
+    (op, why)
+}
+
+/// (provider, its source, framework, its source).
+fn derive_provider(
+    view: &SpanView<'_>,
+    conv: &Conventions,
+) -> (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+) {
+    let column = conv
+        .columns
+        .iter()
+        .find(|c| c.name == "provider_raw")
+        .expect("provider_raw in conventions");
+    let mut provider = None;
+    let mut framework = None;
+    for source in &column.candidates {
+        let Some((Resolved::Value(v), label)) = source.resolve(view) else {
+            continue;
+        };
+        let Some(raw) = scalar_text(v, conv) else {
+            continue;
+        };
+        let mut raw = raw.to_ascii_lowercase();
+        if label == "ai.model.provider" {
+            raw = raw.split('.').next().unwrap_or_default().to_owned();
+        }
+        if conv.frameworks.contains(&raw) {
+            framework.get_or_insert((raw, label));
+        } else if provider.is_none() {
+            provider = Some((conv.provider(&raw), label));
+        }
+    }
+    if provider.is_none() {
+        if let Some(host) = view
+            .attr("server.address")
+            .and_then(|v| scalar_text(v, conv))
+        {
+            provider = conv
+                .provider_for_host(&host)
+                .map(|p| (p, "server.address".to_owned()));
+        }
+    }
+    if framework.is_none() {
+        framework = conv
+            .framework_for_scope(&view.scope.name)
+            .map(|f| (f, "scope.name".to_owned()));
+    }
+    let (p, ps) = provider.unzip();
+    let (f, fs) = framework.unzip();
+    (p, ps, f, fs)
+}

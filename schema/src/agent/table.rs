@@ -1,0 +1,276 @@
+//! The bundled convention table (`conventions.toml`), parsed once.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde::Deserialize;
+
+use super::{Kind, Resolved, SpanView};
+
+/// Where a candidate value is read from.
+#[derive(Debug)]
+pub enum Source {
+    /// A span attribute.
+    Span(String),
+    /// A resource attribute.
+    Resource(String),
+    /// A span attribute, only when another span attribute equals a value (case-insensitive).
+    SpanIf {
+        key: String,
+        when: String,
+        equals: String,
+    },
+    /// The first capture group of a pattern over the span name.
+    Name(Regex),
+}
+
+impl Source {
+    fn parse(text: &str) -> Result<Self, String> {
+        if let Some(key) = text.strip_prefix("@res:") {
+            return Ok(Source::Resource(key.to_owned()));
+        }
+        if let Some(pattern) = text.strip_prefix("name:") {
+            return Regex::new(pattern)
+                .map(Source::Name)
+                .map_err(|e| format!("{text}: {e}"));
+        }
+        if let Some((key, cond)) = text.split_once("|if ") {
+            let (when, equals) = cond
+                .split_once('=')
+                .ok_or_else(|| format!("{text}: condition must be key=value"))?;
+            return Ok(Source::SpanIf {
+                key: key.to_owned(),
+                when: when.trim().to_owned(),
+                equals: equals.trim().to_owned(),
+            });
+        }
+        Ok(Source::Span(text.to_owned()))
+    }
+
+    /// The value this source yields for `view`, with the label recorded as provenance.
+    pub(super) fn resolve<'a>(&self, view: &SpanView<'a>) -> Option<(Resolved<'a>, String)> {
+        match self {
+            Source::Span(key) => view.attr(key).map(|v| (Resolved::Value(v), key.clone())),
+            Source::Resource(key) => view
+                .resource_attr(key)
+                .map(|v| (Resolved::Value(v), format!("resource:{key}"))),
+            Source::SpanIf { key, when, equals } => {
+                let cond = view.attr(when)?;
+                let matches = matches!(cond,
+                    opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s)
+                        if s.eq_ignore_ascii_case(equals));
+                if !matches {
+                    return None;
+                }
+                view.attr(key).map(|v| (Resolved::Value(v), key.clone()))
+            }
+            Source::Name(re) => {
+                let caps = re.captures(&view.span.name)?;
+                let m = caps.get(1)?;
+                Some((
+                    Resolved::Text(m.as_str().trim().to_owned()),
+                    format!("span.name:{}", re.as_str()),
+                ))
+            }
+        }
+    }
+}
+
+/// One promoted column and its candidates in precedence order.
+#[derive(Debug)]
+pub struct Column {
+    pub name: String,
+    pub kind: Kind,
+    pub candidates: Vec<Source>,
+}
+
+/// The parsed convention table.
+#[derive(Debug)]
+pub struct Conventions {
+    pub version: u32,
+    pub columns: Vec<Column>,
+    placeholders: HashSet<String>,
+    operations: HashMap<String, HashMap<String, String>>,
+    providers: HashMap<String, String>,
+    pub frameworks: HashSet<String>,
+    provider_hosts: Vec<(String, String)>,
+    scope_frameworks: Vec<(String, String)>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawColumn {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+    candidates: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConventions {
+    version: u32,
+    placeholders: Vec<String>,
+    column: Vec<RawColumn>,
+    operation: HashMap<String, HashMap<String, String>>,
+    provider: HashMap<String, String>,
+    frameworks: Vec<String>,
+    provider_hosts: HashMap<String, String>,
+    scope_frameworks: HashMap<String, String>,
+}
+
+/// The bundled table's text.
+pub const BUNDLED: &str = include_str!("conventions.toml");
+
+impl Conventions {
+    /// Parses a convention table.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let raw: RawConventions = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut columns = Vec::with_capacity(raw.column.len());
+        for c in raw.column {
+            let kind = match c.kind.as_str() {
+                "text" => Kind::Text,
+                "int" => Kind::Integer,
+                "float" => Kind::Float,
+                other => return Err(format!("column {}: unknown type {other:?}", c.name)),
+            };
+            let candidates = c
+                .candidates
+                .iter()
+                .map(|s| Source::parse(s))
+                .collect::<Result<Vec<_>, _>>()?;
+            columns.push(Column {
+                name: c.name,
+                kind,
+                candidates,
+            });
+        }
+        let lower = |m: HashMap<String, String>| {
+            m.into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .collect::<HashMap<_, _>>()
+        };
+        let by_length = |m: HashMap<String, String>| {
+            let mut v: Vec<_> = m.into_iter().collect();
+            v.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
+            v
+        };
+        Ok(Self {
+            version: raw.version,
+            columns,
+            placeholders: raw
+                .placeholders
+                .iter()
+                .map(|p| p.to_ascii_lowercase())
+                .collect(),
+            operations: raw
+                .operation
+                .into_iter()
+                .map(|(k, v)| (k, lower(v)))
+                .collect(),
+            providers: lower(raw.provider),
+            frameworks: raw
+                .frameworks
+                .into_iter()
+                .map(|f| f.to_ascii_lowercase())
+                .collect(),
+            provider_hosts: by_length(raw.provider_hosts),
+            scope_frameworks: by_length(raw.scope_frameworks),
+        })
+    }
+
+    pub fn is_placeholder(&self, text: &str) -> bool {
+        self.placeholders
+            .contains(&text.trim().to_ascii_lowercase())
+    }
+
+    /// The normalised operation for a raw value read from `source`.
+    pub fn operation(&self, source: &str, raw: &str) -> String {
+        let raw = raw.trim().to_ascii_lowercase();
+        if let Some(op) = self.operations.get(source).and_then(|m| m.get(&raw)) {
+            return op.clone();
+        }
+        match source {
+            "mcp.method.name" if raw == "tools/call" => "tool_call".into(),
+            "mcp.method.name" => "mcp".into(),
+            "a2a.method.name" => "agent_invoke".into(),
+            "ai.operationId" if raw.contains("toolcall") => "tool_call".into(),
+            "ai.operationId" if raw.contains("embed") => "embeddings".into(),
+            "ai.operationId" if raw.contains("generate") || raw.contains("stream") => {
+                "llm_call".into()
+            }
+            _ => "other".into(),
+        }
+    }
+
+    /// The canonical provider name of a lower-cased raw value.
+    pub fn provider(&self, raw: &str) -> String {
+        self.providers
+            .get(raw)
+            .cloned()
+            .unwrap_or_else(|| raw.to_owned())
+    }
+
+    /// The provider a server host name implies (longest matching fragment wins).
+    pub fn provider_for_host(&self, host: &str) -> Option<String> {
+        let host = host.to_ascii_lowercase();
+        self.provider_hosts
+            .iter()
+            .find(|(fragment, _)| host.contains(fragment.as_str()))
+            .map(|(_, p)| p.clone())
+    }
+
+    /// The framework an instrumentation scope name implies (longest prefix wins).
+    pub fn framework_for_scope(&self, scope: &str) -> Option<String> {
+        self.scope_frameworks
+            .iter()
+            .find(|(prefix, _)| scope.starts_with(prefix.as_str()))
+            .map(|(_, f)| f.clone())
+    }
+}
+
+static CONVENTIONS: LazyLock<Conventions> =
+    LazyLock::new(|| Conventions::parse(BUNDLED).expect("the bundled conventions.toml is valid"));
+
+/// The bundled convention table.
+pub fn conventions() -> &'static Conventions {
+    &CONVENTIONS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundled_table_parses() {
+        let c = conventions();
+        assert_eq!(c.version, 1);
+        assert!(c.columns.iter().any(|c| c.name == "agent_name"));
+        assert_eq!(c.operation("gen_ai.operation.name", "Chat"), "llm_call");
+        assert_eq!(c.operation("openinference.span.kind", "TOOL"), "tool_call");
+        assert_eq!(c.operation("mcp.method.name", "tools/call"), "tool_call");
+        assert_eq!(c.operation("gen_ai.operation.name", "dance"), "other");
+        assert_eq!(c.provider("az.ai.openai"), "azure.ai.openai");
+        assert_eq!(c.provider("brand-new"), "brand-new");
+        assert_eq!(
+            c.provider_for_host("my-rg.openai.azure.com").as_deref(),
+            Some("azure.ai.openai")
+        );
+        assert_eq!(
+            c.framework_for_scope("openinference.instrumentation.openai_agents")
+                .as_deref(),
+            Some("openai-agents")
+        );
+        assert!(c.is_placeholder(" <not specified> "));
+    }
+
+    #[test]
+    fn rejects_bad_tables() {
+        assert!(Conventions::parse("version = 1").is_err());
+        let bad_type = BUNDLED.replacen("type = \"text\"", "type = \"txt\"", 1);
+        assert!(Conventions::parse(&bad_type).is_err());
+        let bad_regex = BUNDLED.replacen("name:^invoke_agent (.+)$", "name:^invoke_agent (.+$", 1);
+        assert!(Conventions::parse(&bad_regex).is_err());
+    }
+}
