@@ -64,7 +64,7 @@ impl Ingester {
         let bytes: usize = encoded
             .partitions
             .iter()
-            .map(|(_, b)| b.get_array_memory_size())
+            .map(|p| p.spans.get_array_memory_size() + p.payloads.get_array_memory_size())
             .sum();
         let units = bytes.div_ceil(UNIT);
         if units > self.budget_units {

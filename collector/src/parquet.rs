@@ -1,11 +1,14 @@
-//! Parquet encoding of one partition's spans: sorted by (trace id, start time), zstd, page
-//! statistics and page index, a bloom filter on trace id, the schema version in the metadata.
+//! Parquet encoding of one partition's files. Spans: sorted by (trace id, start time), bloom
+//! filter on trace id. Payloads: one row per hash, sorted by hash, bloom filter on hash. Both:
+//! zstd, page statistics and page index, the schema version in the metadata.
 
-use std::sync::Arc;
-
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::compute::{concat_batches, lexsort_to_indices, take_record_batch, SortColumn};
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::compute::{
+    concat_batches, filter_record_batch, lexsort_to_indices, take_record_batch, SortColumn,
+};
+use arrow::datatypes::SchemaRef;
 use cairn_schema::columns::{col, spans_schema, SCHEMA_VERSION, SCHEMA_VERSION_KEY};
+use cairn_schema::payload::payloads_schema;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::{KeyValue, SortingColumn};
@@ -17,55 +20,56 @@ use crate::{Error, Result};
 /// Rows per row group: small enough for statistics to prune, large enough to compress well.
 const ROW_GROUP_ROWS: usize = 64 * 1024;
 
-/// Concatenates and sorts `batches` by (trace id, start time).
-pub fn sort(batches: &[RecordBatch]) -> Result<RecordBatch> {
-    let internal = |e: arrow::error::ArrowError| Error::Internal(e.to_string());
-    let batch = concat_batches(&spans_schema(), batches).map_err(internal)?;
-    let column = |name: &str| SortColumn {
-        values: batch.column_by_name(name).expect("span column").clone(),
-        options: None,
-    };
-    let indices = lexsort_to_indices(&[column(col::TRACE_ID), column(col::START_TIME)], None)
-        .map_err(internal)?;
+fn internal(e: arrow::error::ArrowError) -> Error {
+    Error::Internal(e.to_string())
+}
+
+/// Concatenates `batches` and sorts the rows by `keys`.
+fn sort(schema: &SchemaRef, batches: &[RecordBatch], keys: &[&str]) -> Result<RecordBatch> {
+    let batch = concat_batches(schema, batches).map_err(internal)?;
+    let columns: Vec<SortColumn> = keys
+        .iter()
+        .map(|name| SortColumn {
+            values: batch.column_by_name(name).expect("sort column").clone(),
+            options: None,
+        })
+        .collect();
+    let indices = lexsort_to_indices(&columns, None).map_err(internal)?;
     take_record_batch(&batch, &indices).map_err(internal)
 }
 
-fn distinct_sorted(batch: &RecordBatch, name: &str) -> u64 {
-    let ids = batch
+/// Rows whose (sorted) string column `name` differs from the previous row's.
+fn first_of_each(batch: &RecordBatch, name: &str) -> BooleanArray {
+    let values = batch
         .column_by_name(name)
-        .expect("span column")
+        .expect("column")
         .as_string::<i32>();
-    (0..ids.len())
-        .filter(|&i| i == 0 || ids.value(i) != ids.value(i - 1))
-        .count() as u64
+    (0..values.len())
+        .map(|i| Some(i == 0 || values.value(i) != values.value(i - 1)))
+        .collect()
 }
 
-/// Writer settings for a file of `batch` (sorted).
-fn properties(batch: &RecordBatch) -> WriterProperties {
-    let schema = spans_schema();
-    let idx = |name: &str| schema.index_of(name).expect("span column") as i32;
+/// Writer settings for a file of `batch`, sorted by `keys`, with a bloom filter on the first.
+fn properties(batch: &RecordBatch, keys: &[&str]) -> WriterProperties {
+    let schema = batch.schema();
+    let idx = |name: &str| schema.index_of(name).expect("sort column") as i32;
     let ascending = |column_idx| SortingColumn {
         column_idx,
         descending: false,
         nulls_first: false,
     };
-    let trace_id = ColumnPath::from(col::TRACE_ID);
+    let bloom = ColumnPath::from(keys[0]);
+    let distinct = first_of_each(batch, keys[0]).true_count() as u64;
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(3).expect("valid level"),
         ))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .set_column_bloom_filter_enabled(trace_id.clone(), true)
-        .set_column_bloom_filter_max_ndv(
-            trace_id.clone(),
-            distinct_sorted(batch, col::TRACE_ID).max(1),
-        )
-        .set_column_bloom_filter_fpp(trace_id, 0.01)
-        .set_sorting_columns(Some(vec![
-            ascending(idx(col::TRACE_ID)),
-            ascending(idx(col::START_TIME)),
-        ]))
+        .set_column_bloom_filter_enabled(bloom.clone(), true)
+        .set_column_bloom_filter_max_ndv(bloom.clone(), distinct.max(1))
+        .set_column_bloom_filter_fpp(bloom, 0.01)
+        .set_sorting_columns(Some(keys.iter().map(|k| ascending(idx(k))).collect()))
         .set_key_value_metadata(Some(vec![KeyValue::new(
             SCHEMA_VERSION_KEY.to_owned(),
             SCHEMA_VERSION.to_owned(),
@@ -73,18 +77,57 @@ fn properties(batch: &RecordBatch) -> WriterProperties {
         .build()
 }
 
-/// Sorts `batches` and encodes them as one Parquet file.
-pub fn encode(batches: &[RecordBatch]) -> Result<(Vec<u8>, usize)> {
-    let batch = sort(batches)?;
+fn write(batch: &RecordBatch, keys: &[&str]) -> Result<(Vec<u8>, usize)> {
     let mut out = Vec::with_capacity(batch.get_array_memory_size() / 4);
     let parquet_err = |e: parquet::errors::ParquetError| Error::Internal(e.to_string());
-    let mut writer = ArrowWriter::try_new(
-        &mut out,
-        Arc::clone(&batch.schema()),
-        Some(properties(&batch)),
-    )
-    .map_err(parquet_err)?;
-    writer.write(&batch).map_err(parquet_err)?;
+    let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(properties(batch, keys)))
+        .map_err(parquet_err)?;
+    writer.write(batch).map_err(parquet_err)?;
     writer.close().map_err(parquet_err)?;
     Ok((out, batch.num_rows()))
+}
+
+/// Sorts span batches by (trace id, start time) and encodes them as one Parquet file.
+pub fn encode_spans(batches: &[RecordBatch]) -> Result<(Vec<u8>, usize)> {
+    let keys = [col::TRACE_ID, col::START_TIME];
+    write(&sort(&spans_schema(), batches, &keys)?, &keys)
+}
+
+/// Keeps one row per hash of payload batches, sorted by hash, and encodes them as one file.
+pub fn encode_payloads(batches: &[RecordBatch]) -> Result<(Vec<u8>, usize)> {
+    let sorted = sort(&payloads_schema(), batches, &["hash"])?;
+    let distinct =
+        filter_record_batch(&sorted, &first_of_each(&sorted, "hash")).map_err(internal)?;
+    write(&distinct, &["hash"])
+}
+
+/// Drops payload rows whose hash `known` says is already stored.
+pub fn without_known(batch: &RecordBatch, known: impl Fn(&str) -> bool) -> Result<RecordBatch> {
+    let hashes = batch.column(0).as_string::<i32>();
+    let keep: BooleanArray = (0..hashes.len())
+        .map(|i| Some(!known(hashes.value(i))))
+        .collect();
+    filter_record_batch(batch, &keep).map_err(internal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_schema::payload::{payloads_batch, Payload};
+
+    #[test]
+    fn payloads_are_distinct_and_sorted() {
+        let p = |h: &str| Payload {
+            hash: h.into(),
+            kind: "message".into(),
+            content: format!("content of {h}"),
+        };
+        let a = payloads_batch(&[p("b"), p("a")]).unwrap();
+        let b = payloads_batch(&[p("a"), p("c")]).unwrap();
+        let (bytes, rows) = encode_payloads(&[a.clone(), b]).unwrap();
+        assert_eq!(rows, 3);
+        assert!(bytes.starts_with(b"PAR1"));
+        let filtered = without_known(&a, |h| h == "a").unwrap();
+        assert_eq!(filtered.num_rows(), 1);
+    }
 }

@@ -1,12 +1,13 @@
-//! The `spans` table of one tenant: hour partitions pruned by `start_time` bounds before any
-//! listing, then a Parquet listing scan over the surviving partitions (statistics, page index
-//! and bloom filters prune within files).
+//! One tenant's view of a dataset (`spans` or `payloads`): hour partitions pruned by
+//! `start_time` bounds before any listing, then a Parquet listing scan over the surviving
+//! partitions (statistics, page index and bloom filters prune within files).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use cairn_schema::columns::{col, spans_schema};
-use cairn_schema::layout::{self, hour_of};
+use cairn_schema::layout::{self, hour_of, Dataset};
+use cairn_schema::payload::payloads_schema;
 use cairn_schema::tenant::Tenant;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
@@ -26,26 +27,42 @@ use object_store::ObjectStore;
 /// URL under which the Cairn store is registered in every session.
 pub const STORE_URL: &str = "cairn://store";
 
-/// One tenant's spans.
+/// One tenant's rows of a dataset.
 #[derive(Debug)]
-pub struct SpansTable {
+pub struct TenantTable {
     store: Arc<dyn ObjectStore>,
     tenant: Tenant,
+    dataset: Dataset,
     schema: SchemaRef,
+    sort: &'static [&'static str],
 }
 
-impl SpansTable {
-    pub fn new(store: Arc<dyn ObjectStore>, tenant: Tenant) -> Self {
+impl TenantTable {
+    /// The tenant's spans, sorted in each file by (trace id, start time).
+    pub fn spans(store: Arc<dyn ObjectStore>, tenant: Tenant) -> Self {
         Self {
             store,
             tenant,
+            dataset: Dataset::Spans,
             schema: spans_schema(),
+            sort: &[col::TRACE_ID, col::START_TIME],
+        }
+    }
+
+    /// The tenant's payloads, sorted in each file by hash.
+    pub fn payloads(store: Arc<dyn ObjectStore>, tenant: Tenant) -> Self {
+        Self {
+            store,
+            tenant,
+            dataset: Dataset::Payloads,
+            schema: payloads_schema(),
+            sort: &["hash"],
         }
     }
 
     /// Hour partitions of the tenant that overlap `[lo, hi]` (inclusive hours).
     async fn hours(&self, lo: Option<i64>, hi: Option<i64>) -> Result<Vec<i64>> {
-        let prefix = layout::tenant_prefix(&self.tenant);
+        let prefix = layout::tenant_prefix(self.dataset, &self.tenant);
         let listing = self.store.list_with_delimiter(Some(&prefix)).await?;
         let mut hours: Vec<i64> = listing
             .common_prefixes
@@ -132,7 +149,7 @@ pub fn hour_bounds(filters: &[Expr]) -> (Option<i64>, Option<i64>) {
 }
 
 #[async_trait]
-impl TableProvider for SpansTable {
+impl TableProvider for TenantTable {
     fn schema(&self) -> SchemaRef {
         Arc::clone(&self.schema)
     }
@@ -166,16 +183,17 @@ impl TableProvider for SpansTable {
             .map(|h| {
                 ListingTableUrl::parse(format!(
                     "{STORE_URL}/{}/",
-                    layout::hour_prefix(&self.tenant, *h)
+                    layout::hour_prefix(self.dataset, &self.tenant, *h)
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
         let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
             .with_file_extension(".parquet")
-            .with_file_sort_order(vec![vec![
-                column(col::TRACE_ID).sort(true, false),
-                column(col::START_TIME).sort(true, false),
-            ]]);
+            .with_file_sort_order(vec![self
+                .sort
+                .iter()
+                .map(|c| column(*c).sort(true, false))
+                .collect()]);
         let config = ListingTableConfig::new_with_multi_paths(urls)
             .with_listing_options(options)
             .with_schema(Arc::clone(&self.schema));

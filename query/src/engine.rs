@@ -12,8 +12,8 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use object_store::ObjectStore;
 use url::Url;
 
-use crate::catalog::{SpansTable, STORE_URL};
-use crate::views::VIEWS;
+use crate::catalog::{TenantTable, STORE_URL};
+use crate::views::views;
 use crate::{guard, Error, Result};
 
 /// Result of a query: the schema (also for zero rows) and the rows.
@@ -53,14 +53,18 @@ impl QueryEngine {
         let ctx = SessionContext::new_with_config_rt(config, Arc::clone(&self.runtime));
         ctx.register_table(
             "spans",
-            Arc::new(SpansTable::new(Arc::clone(&self.store), tenant.clone())),
+            Arc::new(TenantTable::spans(Arc::clone(&self.store), tenant.clone())),
         )?;
-        for (name, sql) in VIEWS {
-            let plan = ctx.sql(sql).await?.into_unoptimized_plan();
-            ctx.register_table(
-                *name,
-                Arc::new(ViewTable::new(plan, Some((*sql).to_owned()))),
-            )?;
+        ctx.register_table(
+            "payloads",
+            Arc::new(TenantTable::payloads(
+                Arc::clone(&self.store),
+                tenant.clone(),
+            )),
+        )?;
+        for (name, sql) in views() {
+            let plan = ctx.sql(&sql).await?.into_unoptimized_plan();
+            ctx.register_table(name, Arc::new(ViewTable::new(plan, Some(sql))))?;
         }
         Ok(ctx)
     }

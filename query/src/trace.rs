@@ -1,10 +1,13 @@
-//! A whole trace as OTLP JSON (`TracesData`), rebuilt losslessly from the stored rows.
+//! A whole trace as OTLP JSON (`TracesData`), rebuilt losslessly from the stored rows and the
+//! payloads they reference.
 
-use cairn_schema::decode::decode;
+use arrow::array::{Array, AsArray};
+use cairn_schema::decode::{decode, referenced_payloads};
 use cairn_schema::ids::parse_trace_id;
 use cairn_schema::otlp::trace::v1::TracesData;
+use cairn_schema::payload::Contents;
 use cairn_schema::tenant::Tenant;
-use datafusion::prelude::{col, lit};
+use datafusion::prelude::{col, lit, SessionContext};
 
 use crate::{Error, QueryEngine, Result};
 
@@ -22,7 +25,39 @@ pub async fn fetch(engine: &QueryEngine, tenant: &Tenant, trace_id: &str) -> Res
     if batches.iter().all(|b| b.num_rows() == 0) {
         return Err(Error::NotFound(format!("trace {trace_id} not found")));
     }
+    let contents = payload_contents(&ctx, referenced_payloads(&batches)?).await?;
     Ok(TracesData {
-        resource_spans: decode(&batches)?,
+        resource_spans: decode(&batches, &contents)?,
     })
+}
+
+/// The contents of `hashes` from the `payloads` table.
+pub async fn payload_contents(
+    ctx: &SessionContext,
+    hashes: std::collections::HashSet<String>,
+) -> Result<Contents> {
+    let mut contents = Contents::new();
+    if hashes.is_empty() {
+        return Ok(contents);
+    }
+    let list = hashes.iter().map(|h| lit(h.as_str())).collect();
+    let batches = ctx
+        .table("payloads")
+        .await?
+        .filter(col("hash").in_list(list, false))?
+        .select_columns(&["hash", "content"])?
+        .collect()
+        .await?;
+    for b in &batches {
+        let (h, c) = (
+            b.column(0).as_string::<i32>(),
+            b.column(1).as_string::<i32>(),
+        );
+        for i in 0..b.num_rows() {
+            if h.is_valid(i) && c.is_valid(i) {
+                contents.insert(h.value(i).to_owned(), c.value(i).to_owned());
+            }
+        }
+    }
+    Ok(contents)
 }

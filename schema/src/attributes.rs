@@ -76,8 +76,18 @@ pub fn append_values(values: &mut AttrMapBuilder, attrs: &[KeyValue]) {
 
 /// Appends one row of attribute types (the `attribute_types` map): non-string values only.
 pub fn append_types(types: &mut AttrMapBuilder, attrs: &[KeyValue]) {
-    for kv in attrs {
-        if let Some(tag) = type_tag(kv.value.as_ref().and_then(|v| v.value.as_ref())) {
+    append_types_tagged(types, attrs, |_| None);
+}
+
+/// Like [`append_types`], with `tag(i)` overriding the type of attribute `i` (payload references).
+pub fn append_types_tagged(
+    types: &mut AttrMapBuilder,
+    attrs: &[KeyValue],
+    tag: impl Fn(usize) -> Option<&'static str>,
+) {
+    for (i, kv) in attrs.iter().enumerate() {
+        let t = tag(i).or_else(|| type_tag(kv.value.as_ref().and_then(|v| v.value.as_ref())));
+        if let Some(tag) = t {
             types.keys().append_value(&kv.key);
             types.values().append_value(tag);
         }
@@ -102,8 +112,14 @@ fn type_tag(value: Option<&Value>) -> Option<&'static str> {
     }
 }
 
-/// Reads row `row` of a value map and its type map back into typed attributes.
-pub fn read(values: &MapArray, types: &MapArray, row: usize) -> Result<Vec<KeyValue>> {
+/// Reads row `row` of a value map and its type map back into typed attributes, restoring
+/// payload references from `contents`.
+pub fn read(
+    values: &MapArray,
+    types: &MapArray,
+    row: usize,
+    contents: &crate::payload::Contents,
+) -> Result<Vec<KeyValue>> {
     let entries = |m: &MapArray| -> Result<(StringArray, StringArray)> {
         let e = m.value(row);
         let key = e.column(0).as_any().downcast_ref::<StringArray>().cloned();
@@ -124,7 +140,12 @@ pub fn read(values: &MapArray, types: &MapArray, row: usize) -> Result<Vec<KeyVa
             None
         };
         let text = vals.is_valid(i).then(|| vals.value(i));
-        let value = parse(text, tag)?;
+        let value = match (text, tag) {
+            (Some(t), Some(tag)) if crate::payload::is_payload_tag(tag) => Some(
+                Value::StringValue(crate::payload::restore(t, tag, contents)?),
+            ),
+            _ => parse(text, tag)?,
+        };
         out.push(KeyValue {
             key: key.to_owned(),
             value: value.map(|v| AnyValue { value: Some(v) }),
@@ -132,6 +153,37 @@ pub fn read(values: &MapArray, types: &MapArray, row: usize) -> Result<Vec<KeyVa
         });
     }
     Ok(out)
+}
+
+/// Payload hashes referenced by row `row` of a value map and its type map.
+pub fn payload_refs(
+    values: &MapArray,
+    types: &MapArray,
+    row: usize,
+    out: &mut std::collections::HashSet<String>,
+) {
+    let (t, v) = (types.value(row), values.value(row));
+    let (Some(tk), Some(tv)) = (
+        t.column(0).as_any().downcast_ref::<StringArray>(),
+        t.column(1).as_any().downcast_ref::<StringArray>(),
+    ) else {
+        return;
+    };
+    let (Some(vk), Some(vv)) = (
+        v.column(0).as_any().downcast_ref::<StringArray>(),
+        v.column(1).as_any().downcast_ref::<StringArray>(),
+    ) else {
+        return;
+    };
+    for i in 0..tk.len() {
+        let tag = tv.value(i);
+        if !crate::payload::is_payload_tag(tag) {
+            continue;
+        }
+        if let Some(j) = (0..vk.len()).find(|&j| vk.value(j) == tk.value(i) && vv.is_valid(j)) {
+            out.extend(crate::payload::hashes_of(vv.value(j), tag));
+        }
+    }
 }
 
 /// The string value of `key`, if present and a string.
@@ -196,7 +248,8 @@ mod tests {
         append_values(&mut values, &[]);
         append_types(&mut types, &[]);
         let (values, types) = (values.finish(), types.finish());
-        let back = read(&values, &types, 0).unwrap();
+        let none = crate::payload::Contents::new();
+        let back = read(&values, &types, 0, &none).unwrap();
         let expected: Vec<KeyValue> = attrs
             .into_iter()
             .map(|a| KeyValue {
@@ -205,6 +258,6 @@ mod tests {
             })
             .collect();
         assert_eq!(back, expected);
-        assert!(read(&values, &types, 1).unwrap().is_empty());
+        assert!(read(&values, &types, 1, &none).unwrap().is_empty());
     }
 }

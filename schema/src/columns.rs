@@ -145,6 +145,7 @@ static SPANS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         s(SCOPE_SCHEMA_URL, true),
     ];
     fields.extend(crate::agent::fields());
+    fields.extend(crate::payload::ref_fields());
     let metadata = [(SCHEMA_VERSION_KEY.to_owned(), SCHEMA_VERSION.to_owned())].into();
     Arc::new(Schema::new_with_metadata(fields, metadata))
 });

@@ -14,23 +14,25 @@ use opentelemetry_proto::tonic::trace::v1::{
     span, status, ResourceSpans, ScopeSpans, Span, Status,
 };
 
-use crate::attributes::read;
+use crate::attributes::{payload_refs, read};
 use crate::columns::col;
+use crate::payload::Contents;
 use crate::{Error, Result};
 
 /// Rebuilds OTLP resource spans from rows of the `spans` schema.
-pub fn decode(batches: &[RecordBatch]) -> Result<Vec<ResourceSpans>> {
+pub fn decode(batches: &[RecordBatch], contents: &Contents) -> Result<Vec<ResourceSpans>> {
     let mut out: Vec<ResourceSpans> = Vec::new();
     let mut resource_index: HashMap<String, usize> = HashMap::new();
     let mut scope_index: HashMap<(usize, String), usize> = HashMap::new();
     for batch in batches {
-        let rows = Rows::new(batch)?;
+        let rows = Rows::new(batch, contents)?;
         for row in 0..batch.num_rows() {
             let resource = Resource {
                 attributes: read(
                     rows.map(col::RESOURCE_ATTRIBUTES)?,
                     rows.map(col::RESOURCE_ATTRIBUTE_TYPES)?,
                     row,
+                    contents,
                 )?,
                 dropped_attributes_count: rows
                     .u32(col::RESOURCE_DROPPED_ATTRIBUTES_COUNT)?
@@ -54,6 +56,7 @@ pub fn decode(batches: &[RecordBatch]) -> Result<Vec<ResourceSpans>> {
                     rows.map(col::SCOPE_ATTRIBUTES)?,
                     rows.map(col::SCOPE_ATTRIBUTE_TYPES)?,
                     row,
+                    contents,
                 )?,
                 dropped_attributes_count: rows.u32(col::SCOPE_DROPPED_ATTRIBUTES_COUNT)?.value(row),
             };
@@ -75,9 +78,29 @@ pub fn decode(batches: &[RecordBatch]) -> Result<Vec<ResourceSpans>> {
     Ok(out)
 }
 
+/// Every payload hash the rows refer to (span and resource attributes).
+pub fn referenced_payloads(batches: &[RecordBatch]) -> Result<std::collections::HashSet<String>> {
+    let mut out = std::collections::HashSet::new();
+    let none = Contents::new();
+    for batch in batches {
+        let rows = Rows::new(batch, &none)?;
+        for (values, types) in [
+            (col::ATTRIBUTES, col::ATTRIBUTE_TYPES),
+            (col::RESOURCE_ATTRIBUTES, col::RESOURCE_ATTRIBUTE_TYPES),
+        ] {
+            let (v, t) = (rows.map(values)?, rows.map(types)?);
+            for row in 0..batch.num_rows() {
+                payload_refs(v, t, row, &mut out);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Typed access to the columns of one batch.
 struct Rows<'a> {
     batch: &'a RecordBatch,
+    contents: &'a Contents,
 }
 
 fn hex_bytes(text: &str) -> Result<Vec<u8>> {
@@ -112,8 +135,8 @@ fn struct_map(s: &StructArray, i: usize) -> Result<&MapArray> {
 }
 
 impl<'a> Rows<'a> {
-    fn new(batch: &'a RecordBatch) -> Result<Self> {
-        Ok(Self { batch })
+    fn new(batch: &'a RecordBatch, contents: &'a Contents) -> Result<Self> {
+        Ok(Self { batch, contents })
     }
 
     fn column(&self, name: &str) -> Result<&'a dyn Array> {
@@ -174,7 +197,12 @@ impl<'a> Rows<'a> {
                     .as_primitive::<TimestampNanosecondType>()
                     .value(i) as u64,
                 name: struct_text(events, 1, i),
-                attributes: read(struct_map(events, 2)?, struct_map(events, 3)?, i)?,
+                attributes: read(
+                    struct_map(events, 2)?,
+                    struct_map(events, 3)?,
+                    i,
+                    self.contents,
+                )?,
                 dropped_attributes_count: events.column(4).as_primitive::<UInt32Type>().value(i),
             });
         }
@@ -186,7 +214,12 @@ impl<'a> Rows<'a> {
                 trace_id: hex_bytes(&struct_text(links, 0, i))?,
                 span_id: hex_bytes(&struct_text(links, 1, i))?,
                 trace_state: struct_text(links, 2, i),
-                attributes: read(struct_map(links, 4)?, struct_map(links, 5)?, i)?,
+                attributes: read(
+                    struct_map(links, 4)?,
+                    struct_map(links, 5)?,
+                    i,
+                    self.contents,
+                )?,
                 dropped_attributes_count: links.column(6).as_primitive::<UInt32Type>().value(i),
                 flags: links.column(3).as_primitive::<UInt32Type>().value(i),
             });
@@ -211,6 +244,7 @@ impl<'a> Rows<'a> {
                 self.map(col::ATTRIBUTES)?,
                 self.map(col::ATTRIBUTE_TYPES)?,
                 row,
+                self.contents,
             )?,
             dropped_attributes_count: self.u32(col::DROPPED_ATTRIBUTES_COUNT)?.value(row),
             events: span_events,

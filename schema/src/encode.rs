@@ -3,7 +3,7 @@
 //! Invalid spans (bad ids, out-of-range times) are rejected one by one and counted, as OTLP
 //! partial success asks; the valid spans of the same request are kept.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{
@@ -16,21 +16,34 @@ use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{span, status, Span};
 
-use crate::agent::{output_columns, promote, Cell, Kind, SpanView};
-use crate::attributes::{append_types, append_values, find_str, new_map_builder, AttrMapBuilder};
+use crate::agent::{conventions, output_columns, promote, Cell, Kind, SpanView};
+use crate::attributes::{
+    append_types, append_types_tagged, append_values, find_str, new_map_builder, AttrMapBuilder,
+};
 use crate::columns::{event_fields, link_fields, new_struct_list_builder, spans_schema};
 use crate::ids::{to_hex, validate};
 use crate::layout::hour_of;
+use crate::payload::{extract_span, payloads_batch, Extracted, Payload, Ref};
 use crate::{Error, Result};
 
 /// How many rejection reasons are quoted in a partial-success message.
 const MAX_REASONS: usize = 3;
 
+/// The spans of one hour partition and the payloads they introduce.
+#[derive(Debug)]
+pub struct Partition {
+    /// Hours since the epoch.
+    pub hour: i64,
+    pub spans: RecordBatch,
+    /// Distinct within this request.
+    pub payloads: RecordBatch,
+}
+
 /// The outcome of encoding one export request.
 #[derive(Debug, Default)]
 pub struct Encoded {
-    /// One batch per hour partition (hours since the epoch).
-    pub partitions: Vec<(i64, RecordBatch)>,
+    /// One entry per hour partition, in hour order.
+    pub partitions: Vec<Partition>,
     pub accepted: usize,
     pub rejected: usize,
     /// Up to a few distinct reasons for the rejected spans.
@@ -90,9 +103,15 @@ pub fn encode(request: &ExportTraceServiceRequest) -> Result<Encoded> {
     }
     let mut partitions = builders
         .into_iter()
-        .map(|(hour, mut b)| Ok((hour, b.finish()?)))
+        .map(|(hour, mut b)| {
+            Ok(Partition {
+                hour,
+                spans: b.finish()?,
+                payloads: payloads_batch(&b.payloads)?,
+            })
+        })
         .collect::<Result<Vec<_>>>()?;
-    partitions.sort_by_key(|(hour, _)| *hour);
+    partitions.sort_by_key(|p| p.hour);
     out.partitions = partitions;
     Ok(out)
 }
@@ -153,6 +172,11 @@ fn non_empty(s: &str) -> Option<&str> {
     (!s.is_empty()).then_some(s)
 }
 
+enum RefBuilder {
+    One(StringBuilder),
+    List(ListBuilder<StringBuilder>),
+}
+
 enum PromotedBuilder {
     Text(StringBuilder),
     Integer(Int64Builder),
@@ -192,6 +216,9 @@ struct SpanBatchBuilder {
     scope_dropped_attributes_count: UInt32Builder,
     scope_schema_url: StringBuilder,
     promoted: Vec<PromotedBuilder>,
+    refs: Vec<(RefBuilder, StringBuilder)>,
+    payloads: Vec<Payload>,
+    seen: HashSet<String>,
 }
 
 impl Default for SpanBatchBuilder {
@@ -236,6 +263,20 @@ impl Default for SpanBatchBuilder {
                     Kind::Float => PromotedBuilder::Float(Float64Builder::new()),
                 })
                 .collect(),
+            refs: conventions()
+                .payload_columns
+                .iter()
+                .map(|p| {
+                    let b = if p.split {
+                        RefBuilder::List(ListBuilder::new(StringBuilder::new()))
+                    } else {
+                        RefBuilder::One(StringBuilder::new())
+                    };
+                    (b, StringBuilder::new())
+                })
+                .collect(),
+            payloads: Vec::new(),
+            seen: HashSet::new(),
         }
     }
 }
@@ -243,6 +284,11 @@ impl Default for SpanBatchBuilder {
 fn append_attrs(values: &mut AttrMapBuilder, types: &mut AttrMapBuilder, attrs: &[KeyValue]) {
     append_values(values, attrs);
     append_types(types, attrs);
+}
+
+fn append_extracted(values: &mut AttrMapBuilder, types: &mut AttrMapBuilder, ex: &Extracted) {
+    append_values(values, &ex.attributes);
+    append_types_tagged(types, &ex.attributes, |i| ex.tag(i));
 }
 
 /// Appends one element per item to a list-of-struct builder whose fields `maps` and `maps + 1`
@@ -291,11 +337,9 @@ impl SpanBatchBuilder {
             .append_option(non_empty(&status.message));
         self.service_name
             .append_option(find_str(&ctx.resource.attributes, "service.name"));
-        append_attrs(
-            &mut self.attributes,
-            &mut self.attribute_types,
-            &span.attributes,
-        );
+        let view = SpanView::new(span, &ctx.resource.attributes, ctx.scope);
+        let (span_ex, resource_ex) = extract_span(&view, &mut self.payloads, &mut self.seen);
+        append_extracted(&mut self.attributes, &mut self.attribute_types, &span_ex);
         self.dropped_attributes_count
             .append_value(span.dropped_attributes_count);
         append_struct_list(
@@ -326,10 +370,10 @@ impl SpanBatchBuilder {
         );
         self.dropped_links_count
             .append_value(span.dropped_links_count);
-        append_attrs(
+        append_extracted(
             &mut self.resource_attributes,
             &mut self.resource_attribute_types,
-            &ctx.resource.attributes,
+            &resource_ex,
         );
         self.resource_dropped_attributes_count
             .append_value(ctx.resource.dropped_attributes_count);
@@ -347,13 +391,42 @@ impl SpanBatchBuilder {
             .append_value(ctx.scope.dropped_attributes_count);
         self.scope_schema_url
             .append_option(non_empty(ctx.scope_schema_url));
-        let view = SpanView::new(span, &ctx.resource.attributes, ctx.scope);
         for (cell, builder) in promote(&view).into_iter().zip(&mut self.promoted) {
             match (cell, builder) {
                 (Cell::Text(v), PromotedBuilder::Text(b)) => b.append_option(v),
                 (Cell::Integer(v), PromotedBuilder::Integer(b)) => b.append_option(v),
                 (Cell::Float(v), PromotedBuilder::Float(b)) => b.append_option(v),
                 _ => unreachable!("promoted cells follow output_columns"),
+            }
+        }
+        for (reference, (builder, src)) in span_ex.refs.into_iter().zip(&mut self.refs) {
+            match (reference, builder) {
+                (Some((Ref::One(h), from)), RefBuilder::One(b)) => {
+                    b.append_value(h);
+                    src.append_value(from);
+                }
+                (Some((Ref::List(hs), from)), RefBuilder::List(b)) => {
+                    b.values().extend(hs.into_iter().map(Some));
+                    b.append(true);
+                    src.append_value(from);
+                }
+                (Some((Ref::List(hs), from)), RefBuilder::One(b)) => {
+                    b.append_value(hs.join(","));
+                    src.append_value(from);
+                }
+                (Some((Ref::One(h), from)), RefBuilder::List(b)) => {
+                    b.values().append_value(h);
+                    b.append(true);
+                    src.append_value(from);
+                }
+                (None, RefBuilder::One(b)) => {
+                    b.append_null();
+                    src.append_null();
+                }
+                (None, RefBuilder::List(b)) => {
+                    b.append(false);
+                    src.append_null();
+                }
             }
         }
     }
@@ -397,6 +470,13 @@ impl SpanBatchBuilder {
                 PromotedBuilder::Integer(b) => Arc::new(b.finish()),
                 PromotedBuilder::Float(b) => Arc::new(b.finish()),
             });
+        }
+        for (b, src) in &mut self.refs {
+            columns.push(match b {
+                RefBuilder::One(b) => Arc::new(b.finish()),
+                RefBuilder::List(b) => Arc::new(b.finish()),
+            });
+            columns.push(Arc::new(src.finish()));
         }
         Ok(RecordBatch::try_new(spans_schema(), columns)?)
     }

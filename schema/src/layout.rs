@@ -2,9 +2,12 @@
 //!
 //! ```text
 //! spans/tenant=<tenant>/hour=<YYYY-MM-DDTHH>/<uuid v7>.parquet
+//! payloads/tenant=<tenant>/hour=<YYYY-MM-DDTHH>/<uuid v7>.parquet
 //! ```
 //!
-//! A span lives in the hour partition of its start time (UTC). File names are UUID v7, unique
+//! A span lives in the hour partition of its start time (UTC); a payload in the hour of the first
+//! span that referenced it when it was written. A payload file is always committed before the
+//! span file that refers to it. File names are UUID v7, unique
 //! across collectors sharing a bucket. A file is written with one PUT, so it is either absent or
 //! whole; nothing else (no manifest) has to be updated for it to become visible.
 
@@ -13,8 +16,22 @@ use object_store::path::Path;
 
 use crate::tenant::Tenant;
 
-/// Top-level prefix of span files.
-pub const SPANS_PREFIX: &str = "spans";
+/// The tables kept in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dataset {
+    Spans,
+    Payloads,
+}
+
+impl Dataset {
+    /// Top-level prefix of the dataset's files.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Dataset::Spans => "spans",
+            Dataset::Payloads => "payloads",
+        }
+    }
+}
 /// Nanoseconds in one partition.
 pub const HOUR_NANOS: i64 = 3_600_000_000_000;
 const HOUR_FORMAT: &str = "%Y-%m-%dT%H";
@@ -38,15 +55,16 @@ pub fn parse_hour(text: &str) -> Option<i64> {
     Some(t.and_utc().timestamp().div_euclid(3600))
 }
 
-/// `spans/tenant=<t>/`
-pub fn tenant_prefix(tenant: &Tenant) -> Path {
-    Path::from(format!("{SPANS_PREFIX}/tenant={tenant}"))
+/// `<dataset>/tenant=<t>/`
+pub fn tenant_prefix(dataset: Dataset, tenant: &Tenant) -> Path {
+    Path::from(format!("{}/tenant={tenant}", dataset.prefix()))
 }
 
-/// `spans/tenant=<t>/hour=<h>/`
-pub fn hour_prefix(tenant: &Tenant, hour: i64) -> Path {
+/// `<dataset>/tenant=<t>/hour=<h>/`
+pub fn hour_prefix(dataset: Dataset, tenant: &Tenant, hour: i64) -> Path {
     Path::from(format!(
-        "{SPANS_PREFIX}/tenant={tenant}/hour={}",
+        "{}/tenant={tenant}/hour={}",
+        dataset.prefix(),
         format_hour(hour)
     ))
 }
@@ -57,8 +75,8 @@ pub fn parse_hour_segment(segment: &str) -> Option<i64> {
 }
 
 /// A new, unique file path in the partition.
-pub fn new_file(tenant: &Tenant, hour: i64) -> Path {
-    hour_prefix(tenant, hour).join(format!("{}.parquet", uuid::Uuid::now_v7()))
+pub fn new_file(dataset: Dataset, tenant: &Tenant, hour: i64) -> Path {
+    hour_prefix(dataset, tenant, hour).join(format!("{}.parquet", uuid::Uuid::now_v7()))
 }
 
 #[cfg(test)]
@@ -75,10 +93,12 @@ mod tests {
         assert_eq!(parse_hour_segment("hour=2025-11-28T00"), Some(h));
         assert_eq!(parse_hour_segment("hours=2025"), None);
         assert_eq!(
-            hour_prefix(&t, h).as_ref(),
+            hour_prefix(Dataset::Spans, &t, h).as_ref(),
             "spans/tenant=acme/hour=2025-11-28T00"
         );
-        assert!(new_file(&t, h).as_ref().ends_with(".parquet"));
+        assert!(new_file(Dataset::Payloads, &t, h)
+            .as_ref()
+            .starts_with("payloads/tenant=acme/hour=2025-11-28T00/"));
         assert_eq!(hour_of(-1), -1);
     }
 }

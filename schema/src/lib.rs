@@ -6,7 +6,8 @@
 //! [`store`]. The query side reads the same paths and, for the trace API, turns rows back into
 //! OTLP with [`decode`]. Attribute values keep their OTLP type ([`attributes`]), so the round
 //! trip OTLP → Arrow → OTLP is lossless. Promoted agent columns are filled from a data table of
-//! attribute names ([`agent`]).
+//! attribute names ([`agent`]); large values go to a content-addressed `payloads` table
+//! ([`payload`]) and are referenced from spans.
 //!
 //! This crate depends on no other Cairn crate; the collector and the query side depend on it and
 //! never on each other.
@@ -19,6 +20,7 @@ pub mod encode;
 mod error;
 pub mod ids;
 pub mod layout;
+pub mod payload;
 pub mod store;
 pub mod tenant;
 

@@ -61,7 +61,7 @@ fn promoted(
     };
     let encoded = encode(&req).unwrap();
     assert_eq!(encoded.accepted, 1);
-    row(&encoded.partitions[0].1)
+    row(&encoded.partitions[0].spans)
 }
 
 fn row(batch: &RecordBatch) -> HashMap<String, Option<String>> {
@@ -77,7 +77,7 @@ fn row(batch: &RecordBatch) -> HashMap<String, Option<String>> {
                 arrow::datatypes::DataType::Float64 => {
                     col.as_primitive::<Float64Type>().value(0).to_string()
                 }
-                _ => col.as_string::<i32>().value(0).to_owned(),
+                _ => arrow::util::display::array_value_to_string(col, 0).unwrap(),
             });
             (name, v)
         })

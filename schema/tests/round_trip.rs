@@ -1,5 +1,6 @@
 //! OTLP → Arrow → OTLP is lossless for every field the schema keeps.
 
+use arrow::array::{Array, AsArray};
 use cairn_schema::decode::decode;
 use cairn_schema::encode::encode;
 use cairn_schema::otlp::collector::trace::v1::ExportTraceServiceRequest;
@@ -37,6 +38,12 @@ fn span(trace: u8, id: u8, parent: Option<u8>, start: u64) -> Span {
             kv("gen_ai.usage.input_tokens", Value::IntValue(1234)),
             kv("ratio", Value::DoubleValue(0.25)),
             kv("ok", Value::BoolValue(true)),
+            kv(
+                "gen_ai.input.messages",
+                Value::StringValue(r#"[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]"#.into()),
+            ),
+            kv("gen_ai.system_instructions", Value::StringValue("be brief".into())),
+            kv("input.value", Value::StringValue("x".repeat(200))),
             kv(
                 "list",
                 Value::ArrayValue(ArrayValue {
@@ -103,15 +110,30 @@ fn round_trip_is_lossless() {
     let encoded = encode(&req).unwrap();
     assert_eq!(encoded.accepted, 3);
     assert_eq!(encoded.rejected, 0);
-    let batches: Vec<_> = encoded.partitions.into_iter().map(|(_, b)| b).collect();
-    let back = decode(&batches).unwrap();
+    let mut contents = cairn_schema::payload::Contents::new();
+    let mut batches = Vec::new();
+    for p in encoded.partitions {
+        let h = p.payloads.column(0).as_string::<i32>().clone();
+        let c = p.payloads.column(2).as_string::<i32>().clone();
+        for i in 0..h.len() {
+            contents.insert(h.value(i).to_owned(), c.value(i).to_owned());
+        }
+        batches.push(p.spans);
+    }
+    let back = decode(&batches, &contents).unwrap();
     assert_eq!(back, req.resource_spans);
+    // Three spans resend the same two messages, instructions and input: stored once each.
+    assert_eq!(contents.len(), 4);
+    assert!(
+        decode(&batches, &cairn_schema::payload::Contents::new()).is_err(),
+        "missing payloads are an error"
+    );
 }
 
 #[test]
 fn promoted_columns_are_filled() {
     let encoded = encode(&request()).unwrap();
-    let batch = &encoded.partitions[0].1;
+    let batch = &encoded.partitions[0].spans;
     let model = batch.column_by_name("request_model").unwrap();
     let tokens = batch.column_by_name("input_tokens").unwrap();
     let service = batch.column_by_name("service_name").unwrap();
@@ -153,7 +175,7 @@ fn spans_split_by_hour() {
     let mut req = request();
     req.resource_spans[0].scope_spans[0].spans[2].start_time_unix_nano = 5 * hour + 1;
     let encoded = encode(&req).unwrap();
-    let hours: Vec<i64> = encoded.partitions.iter().map(|(h, _)| *h).collect();
+    let hours: Vec<i64> = encoded.partitions.iter().map(|p| p.hour).collect();
     assert_eq!(hours, vec![0, 5]);
-    assert_eq!(encoded.partitions[1].1.num_rows(), 1);
+    assert_eq!(encoded.partitions[1].spans.num_rows(), 1);
 }

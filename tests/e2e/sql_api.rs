@@ -141,11 +141,21 @@ async fn tenants_are_isolated() {
     let tables = cairn
         .sql(Some("globex"), "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name")
         .await;
+    let names: Vec<&str> = tables
+        .iter()
+        .map(|t| t["table_name"].as_str().unwrap())
+        .collect();
     assert_eq!(
-        tables,
-        vec![
-            serde_json::json!({"table_name": "runs"}),
-            serde_json::json!({"table_name": "spans"})
+        names,
+        [
+            "approvals",
+            "llm_calls",
+            "messages",
+            "payloads",
+            "policies",
+            "runs",
+            "spans",
+            "tool_calls"
         ]
     );
 

@@ -15,7 +15,7 @@ use arrow::datatypes::{DataType, Field};
 use opentelemetry_proto::tonic::common::v1::{any_value::Value, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::Span;
 
-pub use table::{conventions, Conventions, Source};
+pub use table::{conventions, Conventions, PayloadColumn, Source};
 
 /// How a promoted value is typed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +112,11 @@ impl<'a> SpanView<'a> {
         self.res.get(key).copied()
     }
 
+    /// Index of the span attribute named `key`.
+    pub fn attr_index(&self, key: &str) -> Option<usize> {
+        self.span.attributes.iter().position(|kv| kv.key == key)
+    }
+
     fn has_prefix(&self, prefix: &str) -> bool {
         self.attrs.keys().any(|k| k.starts_with(prefix))
     }
@@ -206,6 +211,18 @@ pub fn promote(view: &SpanView<'_>) -> Vec<Cell> {
 
     let (operation, operation_src) = derive_operation(view, conv, &text, &src);
     let (provider, provider_src, framework, framework_src) = derive_provider(view, conv);
+    // Usage on agent and workflow spans sums their children: keep it as a rollup so that totals
+    // over leaf model calls never count it twice.
+    if matches!(operation.as_deref(), Some("agent_invoke" | "workflow")) {
+        for (leaf, rollup) in [
+            ("input_tokens", "rollup_input_tokens"),
+            ("output_tokens", "rollup_output_tokens"),
+        ] {
+            if let Some(found) = picked.remove(leaf) {
+                picked.entry(rollup).or_insert(found);
+            }
+        }
+    }
 
     let mut out = Vec::new();
     for (value, source) in [

@@ -48,6 +48,16 @@ impl Source {
         Ok(Source::Span(text.to_owned()))
     }
 
+    /// Where the value of this source lives for `view`: (is a resource attribute, key).
+    pub fn attribute<'s>(&'s self, view: &SpanView<'_>) -> Option<(bool, &'s str)> {
+        self.resolve(view)?;
+        match self {
+            Source::Span(key) | Source::SpanIf { key, .. } => Some((false, key)),
+            Source::Resource(key) => Some((true, key)),
+            Source::Name(_) => None,
+        }
+    }
+
     /// The value this source yields for `view`, with the label recorded as provenance.
     pub(super) fn resolve<'a>(&self, view: &SpanView<'a>) -> Option<(Resolved<'a>, String)> {
         match self {
@@ -85,11 +95,24 @@ pub struct Column {
     pub candidates: Vec<Source>,
 }
 
+/// A payload reference column and the attributes it is filled from.
+#[derive(Debug)]
+pub struct PayloadColumn {
+    pub name: String,
+    pub kind: String,
+    /// Split a JSON array into one payload per element.
+    pub split: bool,
+    pub candidates: Vec<Source>,
+}
+
 /// The parsed convention table.
 #[derive(Debug)]
 pub struct Conventions {
     pub version: u32,
     pub columns: Vec<Column>,
+    pub payload_columns: Vec<PayloadColumn>,
+    pub payload_min_bytes: usize,
+    payload_patterns: Vec<Vec<String>>,
     placeholders: HashSet<String>,
     operations: HashMap<String, HashMap<String, String>>,
     providers: HashMap<String, String>,
@@ -109,9 +132,22 @@ struct RawColumn {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawPayload {
+    column: String,
+    kind: String,
+    #[serde(default)]
+    split: bool,
+    candidates: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawConventions {
     version: u32,
     placeholders: Vec<String>,
+    payload_min_bytes: usize,
+    payload_patterns: Vec<String>,
+    payload: Vec<RawPayload>,
     column: Vec<RawColumn>,
     operation: HashMap<String, HashMap<String, String>>,
     provider: HashMap<String, String>,
@@ -146,6 +182,19 @@ impl Conventions {
                 candidates,
             });
         }
+        let mut payload_columns = Vec::with_capacity(raw.payload.len());
+        for p in raw.payload {
+            payload_columns.push(PayloadColumn {
+                name: p.column,
+                kind: p.kind,
+                split: p.split,
+                candidates: p
+                    .candidates
+                    .iter()
+                    .map(|s| Source::parse(s))
+                    .collect::<Result<Vec<_>, _>>()?,
+            });
+        }
         let lower = |m: HashMap<String, String>| {
             m.into_iter()
                 .map(|(k, v)| (k.to_ascii_lowercase(), v))
@@ -159,6 +208,13 @@ impl Conventions {
         Ok(Self {
             version: raw.version,
             columns,
+            payload_columns,
+            payload_min_bytes: raw.payload_min_bytes,
+            payload_patterns: raw
+                .payload_patterns
+                .iter()
+                .map(|p| p.split('.').map(str::to_owned).collect())
+                .collect(),
             placeholders: raw
                 .placeholders
                 .iter()
@@ -183,6 +239,14 @@ impl Conventions {
     pub fn is_placeholder(&self, text: &str) -> bool {
         self.placeholders
             .contains(&text.trim().to_ascii_lowercase())
+    }
+
+    /// Does `key` match one of the payload patterns (`*` is one key segment)?
+    pub fn is_payload_key(&self, key: &str) -> bool {
+        let segments: Vec<&str> = key.split('.').collect();
+        self.payload_patterns.iter().any(|p| {
+            p.len() == segments.len() && p.iter().zip(&segments).all(|(a, b)| a == "*" || a == b)
+        })
     }
 
     /// The normalised operation for a raw value read from `source`.
@@ -263,6 +327,12 @@ mod tests {
             Some("openai-agents")
         );
         assert!(c.is_placeholder(" <not specified> "));
+        assert!(c.is_payload_key("llm.input_messages.3.message.content"));
+        assert!(!c.is_payload_key("llm.input_messages.3.message.role"));
+        assert!(c
+            .payload_columns
+            .iter()
+            .any(|p| p.name == "input_message_refs" && p.split));
     }
 
     #[test]
