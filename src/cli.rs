@@ -71,6 +71,9 @@ pub struct ServeArgs {
     /// Memory all running queries may use together [default: 2GiB]
     #[arg(long, env = "CAIRN_QUERY_MEMORY")]
     pub query_memory: Option<String>,
+    /// TOML price table overlaid on the bundled one, for the derived cost of model calls.
+    #[arg(long, env = "CAIRN_PRICES")]
+    pub prices: Option<PathBuf>,
     /// Write the bound addresses as JSON to this file once listening (for scripts and tests).
     #[arg(long, env = "CAIRN_READY_FILE")]
     pub ready_file: Option<PathBuf>,

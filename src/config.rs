@@ -24,6 +24,7 @@ pub struct FileConfig {
     pub flush_size: Option<String>,
     pub max_buffer_size: Option<String>,
     pub query_memory: Option<String>,
+    pub prices: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +53,8 @@ impl FileConfig {
 #[derive(Debug)]
 pub struct Settings {
     pub store: String,
+    /// User price table file, if any.
+    pub prices: Option<std::path::PathBuf>,
     pub log: String,
     pub collector: CollectorConfig,
     pub query: QueryConfig,
@@ -132,6 +135,7 @@ impl Settings {
         let q = QueryConfig::default();
         Ok(Self {
             store,
+            prices: args.prices.clone().or_else(|| file.prices.clone()),
             log,
             collector: CollectorConfig {
                 grpc_addr: parse_addr(

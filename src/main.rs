@@ -94,6 +94,15 @@ fn on_signal(token: CancellationToken) {
 async fn serve(role: Role, args: ServeArgs, file: FileConfig) -> Result<(), BoxError> {
     let settings = Settings::resolve(&args, &file)?;
     init_logging(&settings.log);
+    let user_prices = match &settings.prices {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("price table {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
+    cairn_schema::agent::prices::install(user_prices.as_deref())
+        .map_err(|e| format!("price table: {e}"))?;
     let store = cairn_schema::store::open(&settings.store)?;
     tracing::info!(store = %settings.store, "object store opened");
     let shutdown = CancellationToken::new();

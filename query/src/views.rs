@@ -73,7 +73,8 @@ const MESSAGES: &str = "SELECT m.trace_id, m.span_id, m.start_time,
 const LLM_CALLS: &str = "SELECT s.trace_id, s.span_id, s.parent_span_id, s.name, s.start_time, s.duration_ns,
         s.status_code, s.agent_name, s.conversation_id, s.provider, s.request_model, s.response_model,
         s.input_tokens, s.output_tokens, s.cache_read_tokens, s.cache_write_tokens, s.reasoning_tokens,
-        s.cost, s.cost_currency, s.input_message_refs, s.output_message_refs,
+        s.cost, s.cost_currency, s.cost_src, s.input_message_refs, s.output_message_refs,
+        s.requested_tool_call_ids,
         cardinality(s.input_message_refs) AS input_message_count,
         si.content AS system_instructions, td.content AS tool_definitions,
         s.sandbox_id, s.policy_ref
@@ -87,10 +88,15 @@ const TOOL_CALLS: &str =
     "SELECT s.trace_id, s.span_id, s.parent_span_id, s.name, s.operation, s.start_time,
         s.duration_ns, s.status_code, s.status_message, s.agent_name, s.tool_name, s.tool_call_id,
         s.tool_type, a.content AS arguments, r.content AS result, s.approval_state, s.approver,
-        s.policy_ref, s.sandbox_id, s.k8s_namespace, s.k8s_pod_name
+        s.policy_ref, s.sandbox_id, s.k8s_namespace, s.k8s_pod_name, s.data_read, s.data_written,
+        q.span_id AS requested_by_span_id
     FROM spans s
     LEFT JOIN {contents} a ON a.hash = s.tool_arguments_ref
     LEFT JOIN {contents} r ON r.hash = s.tool_result_ref
+    LEFT JOIN (
+        SELECT trace_id, span_id, unnest(requested_tool_call_ids) AS tool_call_id
+        FROM spans WHERE cardinality(requested_tool_call_ids) > 0
+    ) q ON q.trace_id = s.trace_id AND q.tool_call_id = s.tool_call_id
     WHERE s.operation IN ('tool_call', 'handoff')";
 
 /// Approval decisions recorded on steps.

@@ -181,6 +181,7 @@ enum PromotedBuilder {
     Text(StringBuilder),
     Integer(Int64Builder),
     Float(Float64Builder),
+    TextList(ListBuilder<StringBuilder>),
 }
 
 /// Column builders for one batch of spans, in schema order.
@@ -261,6 +262,9 @@ impl Default for SpanBatchBuilder {
                     Kind::Text => PromotedBuilder::Text(StringBuilder::new()),
                     Kind::Integer => PromotedBuilder::Integer(Int64Builder::new()),
                     Kind::Float => PromotedBuilder::Float(Float64Builder::new()),
+                    Kind::TextList => {
+                        PromotedBuilder::TextList(ListBuilder::new(StringBuilder::new()))
+                    }
                 })
                 .collect(),
             refs: conventions()
@@ -396,6 +400,13 @@ impl SpanBatchBuilder {
                 (Cell::Text(v), PromotedBuilder::Text(b)) => b.append_option(v),
                 (Cell::Integer(v), PromotedBuilder::Integer(b)) => b.append_option(v),
                 (Cell::Float(v), PromotedBuilder::Float(b)) => b.append_option(v),
+                (Cell::TextList(v), PromotedBuilder::TextList(b)) => match v {
+                    Some(items) => {
+                        b.values().extend(items.into_iter().map(Some));
+                        b.append(true);
+                    }
+                    None => b.append(false),
+                },
                 _ => unreachable!("promoted cells follow output_columns"),
             }
         }
@@ -469,6 +480,7 @@ impl SpanBatchBuilder {
                 PromotedBuilder::Text(b) => Arc::new(b.finish()),
                 PromotedBuilder::Integer(b) => Arc::new(b.finish()),
                 PromotedBuilder::Float(b) => Arc::new(b.finish()),
+                PromotedBuilder::TextList(b) => Arc::new(b.finish()),
             });
         }
         for (b, src) in &mut self.refs {

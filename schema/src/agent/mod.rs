@@ -7,6 +7,8 @@
 //! `conventions.toml` ([`conventions`]); this module only applies them. Raw attributes always stay
 //! in the `attributes` map.
 
+mod links;
+pub mod prices;
 mod table;
 
 use std::collections::HashMap;
@@ -23,6 +25,7 @@ pub enum Kind {
     Text,
     Integer,
     Float,
+    TextList,
 }
 
 impl Kind {
@@ -31,6 +34,11 @@ impl Kind {
             Kind::Text => DataType::Utf8,
             Kind::Integer => DataType::Int64,
             Kind::Float => DataType::Float64,
+            Kind::TextList => DataType::List(std::sync::Arc::new(Field::new(
+                "item",
+                DataType::Utf8,
+                true,
+            ))),
         }
     }
 }
@@ -41,10 +49,18 @@ pub enum Cell {
     Text(Option<String>),
     Integer(Option<i64>),
     Float(Option<f64>),
+    TextList(Option<Vec<String>>),
 }
 
 /// Columns computed by rules rather than a plain candidate list.
-const DERIVED: &[&str] = &["operation", "provider", "framework"];
+const DERIVED: &[(&str, Kind)] = &[
+    ("operation", Kind::Text),
+    ("provider", Kind::Text),
+    ("framework", Kind::Text),
+    ("requested_tool_call_ids", Kind::TextList),
+    ("data_read", Kind::TextList),
+    ("data_written", Kind::TextList),
+];
 /// Table columns used only as inputs to derived columns.
 const INTERNAL: &[&str] = &["provider_raw"];
 
@@ -55,8 +71,8 @@ pub fn output_columns() -> Vec<(String, Kind)> {
         out.push((name.to_owned(), kind));
         out.push((format!("{name}_src"), Kind::Text));
     };
-    for name in DERIVED {
-        push(name, Kind::Text);
+    for (name, kind) in DERIVED {
+        push(name, *kind);
     }
     for c in &conventions().columns {
         if !INTERNAL.contains(&c.name.as_str()) {
@@ -172,6 +188,7 @@ fn pick(
             (Kind::Integer, Resolved::Text(t)) => t.parse().ok().map(|i| Cell::Integer(Some(i))),
             (Kind::Float, Resolved::Value(v)) => as_float(v).map(|f| Cell::Float(Some(f))),
             (Kind::Float, Resolved::Text(t)) => t.parse().ok().map(|f| Cell::Float(Some(f))),
+            (Kind::TextList, _) => None,
         };
         if let Some(cell) = cell {
             return Some((cell, label));
@@ -224,14 +241,25 @@ pub fn promote(view: &SpanView<'_>) -> Vec<Cell> {
         }
     }
 
+    derive_cost(conv, &mut picked, operation.as_deref(), provider.as_deref());
+
     let mut out = Vec::new();
     for (value, source) in [
-        (operation, operation_src),
+        (operation.clone(), operation_src),
         (provider, provider_src),
         (framework, framework_src),
     ] {
         out.push(Cell::Text(value));
         out.push(Cell::Text(source));
+    }
+    let (ids, ids_src) = links::requested_tool_call_ids(view).unzip();
+    out.push(Cell::TextList(ids));
+    out.push(Cell::Text(ids_src));
+    let (read, written) = links::data_accessed(view, operation.as_deref());
+    for list in [read, written] {
+        let (uris, src) = list.unzip();
+        out.push(Cell::TextList(uris));
+        out.push(Cell::Text(src));
     }
     for c in &conv.columns {
         if INTERNAL.contains(&c.name.as_str()) {
@@ -247,6 +275,7 @@ pub fn promote(view: &SpanView<'_>) -> Vec<Cell> {
                     Kind::Text => Cell::Text(None),
                     Kind::Integer => Cell::Integer(None),
                     Kind::Float => Cell::Float(None),
+                    Kind::TextList => Cell::TextList(None),
                 });
                 out.push(Cell::Text(None));
             }
@@ -256,6 +285,54 @@ pub fn promote(view: &SpanView<'_>) -> Vec<Cell> {
 }
 
 type Lookup<'a> = dyn Fn(&str) -> Option<String> + 'a;
+
+/// Fills `cost` from the price table for model calls that report none; the source records the
+/// table version, and a reported cost is never replaced.
+fn derive_cost(
+    conv: &Conventions,
+    picked: &mut HashMap<&str, (Cell, String)>,
+    operation: Option<&str>,
+    provider: Option<&str>,
+) {
+    if picked.contains_key("cost") || !matches!(operation, Some("llm_call" | "embeddings")) {
+        return;
+    }
+    let int = |p: &HashMap<&str, (Cell, String)>, k: &str| match p.get(k) {
+        Some((Cell::Integer(Some(v)), _)) => *v,
+        _ => 0,
+    };
+    let usage = prices::Usage {
+        input: int(picked, "input_tokens"),
+        output: int(picked, "output_tokens"),
+        cache_read: int(picked, "cache_read_tokens"),
+        cache_write: int(picked, "cache_write_tokens"),
+        reasoning: int(picked, "reasoning_tokens"),
+    };
+    if usage.input == 0 && usage.output == 0 {
+        return;
+    }
+    let model = ["response_model", "request_model"]
+        .iter()
+        .find_map(|k| match picked.get(k) {
+            Some((Cell::Text(Some(m)), _)) => Some(m.clone()),
+            _ => None,
+        });
+    let (Some(provider), Some(model)) = (provider, model) else {
+        return;
+    };
+    let table = prices::prices();
+    let Some(price) = table.find(provider, &model) else {
+        return;
+    };
+    let cost = table.cost(price, usage);
+    let source = format!("price_table:{}", table.version);
+    let _ = conv;
+    picked.insert("cost", (Cell::Float(Some(cost)), source.clone()));
+    picked.insert(
+        "cost_currency",
+        (Cell::Text(Some(table.currency.clone())), source),
+    );
+}
 
 /// The normalised operation and what decided it.
 fn derive_operation(

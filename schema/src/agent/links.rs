@@ -1,0 +1,243 @@
+//! Why-links and data lineage read from a span's attributes: the tool calls a model turn
+//! requested (so each tool execution joins to the turn that asked for it), and the resources a
+//! step read or wrote, as normalised URIs.
+
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use serde_json::Value as Json;
+
+use super::SpanView;
+
+fn strings(v: &Value) -> Vec<String> {
+    match v {
+        Value::StringValue(s) => vec![s.clone()],
+        Value::ArrayValue(a) => a
+            .values
+            .iter()
+            .filter_map(|v| match v.value.as_ref()? {
+                Value::StringValue(s) => Some(s.clone()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Tool call ids in the parts of OpenTelemetry GenAI output messages.
+fn ids_in_messages(text: &str) -> Vec<String> {
+    let Ok(Json::Array(messages)) = serde_json::from_str::<Json>(text) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for m in &messages {
+        for part in m
+            .get("parts")
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if part.get("type").and_then(Json::as_str) == Some("tool_call") {
+                if let Some(id) = part.get("id").and_then(Json::as_str) {
+                    out.push(id.to_owned());
+                }
+            }
+        }
+        // Chat Completions shape: {"tool_calls": [{"id": …}]}
+        for call in m
+            .get("tool_calls")
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(id) = call.get("id").and_then(Json::as_str) {
+                out.push(id.to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// The tool call ids a model turn asked for, in order, with the attribute they came from.
+pub fn requested_tool_call_ids(view: &SpanView<'_>) -> Option<(Vec<String>, String)> {
+    if let Some(Value::StringValue(text)) = view.attr("gen_ai.output.messages") {
+        let ids = ids_in_messages(text);
+        if !ids.is_empty() {
+            return Some((ids, "gen_ai.output.messages".into()));
+        }
+    }
+    // Flattened forms: OpenInference and OpenLLMetry (legacy).
+    for (prefix, suffix, label) in [
+        (
+            "llm.output_messages.",
+            ".tool_call.id",
+            "llm.output_messages.*.message.tool_calls.*.tool_call.id",
+        ),
+        (
+            "gen_ai.completion.",
+            ".id",
+            "gen_ai.completion.*.tool_calls.*.id",
+        ),
+    ] {
+        let mut found: Vec<(Vec<u32>, String)> = view
+            .span
+            .attributes
+            .iter()
+            .filter(|kv| {
+                kv.key.starts_with(prefix)
+                    && kv.key.ends_with(suffix)
+                    && kv.key.contains("tool_calls.")
+            })
+            .filter_map(|kv| {
+                let Some(Value::StringValue(id)) = kv.value.as_ref()?.value.as_ref() else {
+                    return None;
+                };
+                let order = kv.key.split('.').filter_map(|s| s.parse().ok()).collect();
+                Some((order, id.clone()))
+            })
+            .collect();
+        if !found.is_empty() {
+            found.sort();
+            return Some((found.into_iter().map(|(_, id)| id).collect(), label.into()));
+        }
+    }
+    None
+}
+
+/// A URI with its scheme lower-cased and no trailing slash.
+pub fn normalise_uri(uri: &str) -> String {
+    let uri = uri.trim().trim_end_matches('/');
+    match uri.split_once("://") {
+        Some((scheme, rest)) => format!("{}://{rest}", scheme.to_ascii_lowercase()),
+        None => uri.to_owned(),
+    }
+}
+
+type Found = Option<(Vec<String>, String)>;
+
+fn add(list: &mut Found, uris: impl IntoIterator<Item = String>, source: &str) {
+    let uris: Vec<String> = uris
+        .into_iter()
+        .map(|u| normalise_uri(&u))
+        .filter(|u| !u.is_empty())
+        .collect();
+    if uris.is_empty() {
+        return;
+    }
+    match list {
+        Some((existing, _)) => {
+            for u in uris {
+                if !existing.contains(&u) {
+                    existing.push(u);
+                }
+            }
+        }
+        None => *list = Some((uris, source.to_owned())),
+    }
+}
+
+const WRITE_DB_OPERATIONS: &[&str] = &[
+    "insert", "update", "delete", "upsert", "replace", "merge", "put", "write", "create", "drop",
+];
+
+/// (resources read, resources written), each with the attribute that first named one.
+pub fn data_accessed(view: &SpanView<'_>, operation: Option<&str>) -> (Found, Found) {
+    let mut read: Found = None;
+    let mut written: Found = None;
+    if let Some(v) = view.attr("agent_trail.data.read") {
+        add(&mut read, strings(v), "agent_trail.data.read");
+    }
+    if let Some(v) = view.attr("agent_trail.data.written") {
+        add(&mut written, strings(v), "agent_trail.data.written");
+    }
+    if let Some(v) = view.attr("agent_trail.data.accessed") {
+        // Entries may say how: `write:s3://…`, `delete:…`, `read:…`; plain URIs are reads.
+        for entry in strings(v) {
+            let (how, uri) = match entry.split_once(':') {
+                Some((how @ ("read" | "write" | "delete"), rest)) if !rest.starts_with("//") => {
+                    (how, rest.to_owned())
+                }
+                _ => ("read", entry.clone()),
+            };
+            let list = if how == "read" {
+                &mut read
+            } else {
+                &mut written
+            };
+            add(list, [uri], "agent_trail.data.accessed");
+        }
+    }
+    if let Some(Value::StringValue(id)) = view.attr("gen_ai.data_source.id") {
+        add(
+            &mut read,
+            [format!("datasource:{id}")],
+            "gen_ai.data_source.id",
+        );
+    }
+    if let Some(Value::StringValue(uri)) = view.attr("mcp.resource.uri") {
+        add(&mut read, [uri.clone()], "mcp.resource.uri");
+    }
+    let docs: Vec<String> = view
+        .span
+        .attributes
+        .iter()
+        .filter(|kv| kv.key.starts_with("retrieval.documents.") && kv.key.ends_with(".document.id"))
+        .filter_map(|kv| match kv.value.as_ref()?.value.as_ref()? {
+            Value::StringValue(s) => Some(format!("doc:{s}")),
+            Value::IntValue(i) => Some(format!("doc:{i}")),
+            _ => None,
+        })
+        .collect();
+    add(&mut read, docs, "retrieval.documents.*.document.id");
+    let text = |k: &str| match view.attr(k) {
+        Some(Value::StringValue(s)) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    };
+    if let Some(store) = text("gen_ai.memory.store.id") {
+        let uri = match text("gen_ai.memory.record.id") {
+            Some(record) => format!("memory://{store}/{record}"),
+            None => format!("memory://{store}"),
+        };
+        let op = text("gen_ai.operation.name").unwrap_or_default();
+        let list = if op == "search_memory" || operation == Some("retrieval") {
+            &mut read
+        } else {
+            &mut written
+        };
+        add(list, [uri], "gen_ai.memory.store.id");
+    }
+    if let Some(system) = text("db.system.name").or_else(|| text("db.system")) {
+        let mut uri = format!("db://{system}");
+        for k in ["db.namespace", "db.collection.name"] {
+            if let Some(part) = text(k) {
+                uri.push('/');
+                uri.push_str(&part);
+            }
+        }
+        let op = text("db.operation.name")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let list = if WRITE_DB_OPERATIONS.iter().any(|w| op.starts_with(w)) {
+            &mut written
+        } else {
+            &mut read
+        };
+        add(list, [uri], "db.system");
+    }
+    (read, written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tool_call_ids_from_messages() {
+        let text = r#"[{"role":"assistant","parts":[{"type":"text","content":"x"},{"type":"tool_call","id":"call_1","name":"a"},{"type":"tool_call","id":"call_2","name":"b"}]}]"#;
+        assert_eq!(ids_in_messages(text), ["call_1", "call_2"]);
+        assert_eq!(
+            ids_in_messages(r#"[{"role":"assistant","tool_calls":[{"id":"c"}]}]"#),
+            ["c"]
+        );
+        assert!(ids_in_messages("not json").is_empty());
+        assert_eq!(normalise_uri(" S3://Bucket/key/ "), "s3://Bucket/key");
+    }
+}
