@@ -182,6 +182,80 @@ fn extract_list(
     out
 }
 
+fn json_of(v: &Value) -> Option<serde_json::Value> {
+    Some(match v {
+        Value::StringValue(s) => serde_json::Value::from(s.as_str()),
+        Value::BoolValue(b) => serde_json::Value::from(*b),
+        Value::IntValue(i) => serde_json::Value::from(*i),
+        Value::DoubleValue(d) => serde_json::Value::from(*d),
+        _ => return None,
+    })
+}
+
+/// Sets `path` (segments; numbers index arrays) in `target`.
+fn set_path(target: &mut serde_json::Value, path: &[&str], value: serde_json::Value) {
+    let Some((head, rest)) = path.split_first() else {
+        *target = value;
+        return;
+    };
+    let slot = match head.parse::<usize>() {
+        Ok(i) if i < 1024 => {
+            if !target.is_array() {
+                *target = serde_json::Value::Array(Vec::new());
+            }
+            let arr = target.as_array_mut().expect("array");
+            while arr.len() <= i {
+                arr.push(serde_json::Value::Null);
+            }
+            &mut arr[i]
+        }
+        _ => {
+            if !target.is_object() {
+                *target = serde_json::Value::Object(Default::default());
+            }
+            target
+                .as_object_mut()
+                .expect("object")
+                .entry(head.to_string())
+                .or_insert(serde_json::Value::Null)
+        }
+    };
+    set_path(slot, rest, value);
+}
+
+/// Re-assembles a list flattened as `<prefix>.<index>.<field path>` attributes, in index order.
+/// OpenInference nests each element under `message`, which is unwrapped.
+pub fn unflatten(attrs: &[KeyValue], prefix: &str) -> Vec<String> {
+    let mut root = serde_json::Value::Array(Vec::new());
+    let lead = format!("{prefix}.");
+    for kv in attrs {
+        let Some(rest) = kv.key.strip_prefix(&lead) else {
+            continue;
+        };
+        let Some(value) = kv
+            .value
+            .as_ref()
+            .and_then(|v| v.value.as_ref())
+            .and_then(json_of)
+        else {
+            continue;
+        };
+        let path: Vec<&str> = rest.split('.').collect();
+        if path.first().is_some_and(|p| p.parse::<usize>().is_ok()) && path.len() > 1 {
+            set_path(&mut root, &path, value);
+        }
+    }
+    root.as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter(|m| !m.is_null())
+                .map(|m| m.get("message").unwrap_or(m).to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Payload extraction for one span: its own attributes and, when a payload column names a
 /// resource attribute, the resource's.
 pub fn extract_span(
@@ -203,9 +277,22 @@ pub fn extract_span(
     }
     let mut ex = Extractor { payloads, seen };
     let span = extract_list(&view.span.attributes, &span_claims, &mut ex);
+    let mut span = span;
+    for (c, spec) in conv.payload_columns.iter().enumerate() {
+        if span.refs[c].is_some() || spec.flattened.is_empty() {
+            continue;
+        }
+        for prefix in &spec.flattened {
+            let items = unflatten(&view.span.attributes, prefix);
+            if !items.is_empty() {
+                let hashes = items.iter().map(|m| ex.store(&spec.kind, m)).collect();
+                span.refs[c] = Some((Ref::List(hashes), format!("{prefix}.*")));
+                break;
+            }
+        }
+    }
     let mut resource = extract_list(view.resource, &resource_claims, &mut ex);
     // Resource references count for the span's columns, labelled as resource sources.
-    let mut span = span;
     for (c, r) in resource.refs.iter_mut().enumerate() {
         if span.refs[c].is_none() {
             if let Some((reference, key)) = r.take() {
@@ -319,5 +406,48 @@ mod tests {
             assert!(split_array(text).is_none(), "{text}");
         }
         assert!(restore("abc", TAG_ONE, &Contents::new()).is_err());
+    }
+
+    #[test]
+    fn flattened_lists_reassemble() {
+        let kv = |k: &str, v: Value| KeyValue {
+            key: k.into(),
+            value: Some(AnyValue { value: Some(v) }),
+            ..Default::default()
+        };
+        let attrs = vec![
+            kv(
+                "llm.input_messages.1.message.role",
+                Value::StringValue("user".into()),
+            ),
+            kv(
+                "llm.input_messages.0.message.role",
+                Value::StringValue("system".into()),
+            ),
+            kv(
+                "llm.input_messages.0.message.content",
+                Value::StringValue("be brief".into()),
+            ),
+            kv(
+                "llm.input_messages.1.message.content",
+                Value::StringValue("hi".into()),
+            ),
+            kv(
+                "llm.input_messages.2.message.tool_calls.0.tool_call.id",
+                Value::StringValue("c1".into()),
+            ),
+            kv(
+                "llm.input_messages.10.message.role",
+                Value::StringValue("tool".into()),
+            ),
+            kv("llm.other", Value::IntValue(1)),
+        ];
+        let m = unflatten(&attrs, "llm.input_messages");
+        assert_eq!(m.len(), 4);
+        assert_eq!(m[0], r#"{"content":"be brief","role":"system"}"#);
+        assert_eq!(m[1], r#"{"content":"hi","role":"user"}"#);
+        assert_eq!(m[2], r#"{"tool_calls":[{"tool_call":{"id":"c1"}}]}"#);
+        assert_eq!(m[3], r#"{"role":"tool"}"#);
+        assert!(unflatten(&attrs, "gen_ai.prompt").is_empty());
     }
 }

@@ -103,6 +103,8 @@ pub struct PayloadColumn {
     /// Split a JSON array into one payload per element.
     pub split: bool,
     pub candidates: Vec<Source>,
+    /// Prefixes of lists flattened into one attribute per field, re-assembled into elements.
+    pub flattened: Vec<String>,
 }
 
 /// The parsed convention table.
@@ -138,6 +140,8 @@ struct RawPayload {
     #[serde(default)]
     split: bool,
     candidates: Vec<String>,
+    #[serde(default)]
+    flattened: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -193,6 +197,7 @@ impl Conventions {
                     .iter()
                     .map(|s| Source::parse(s))
                     .collect::<Result<Vec<_>, _>>()?,
+                flattened: p.flattened,
             });
         }
         let lower = |m: HashMap<String, String>| {
