@@ -49,8 +49,9 @@ fn first_of_each(batch: &RecordBatch, name: &str) -> BooleanArray {
         .collect()
 }
 
-/// Writer settings for a file of `batch`, sorted by `keys`, with a bloom filter on the first.
-fn properties(batch: &RecordBatch, keys: &[&str]) -> WriterProperties {
+/// Writer settings for a file of `batch`, with a bloom filter on the first of `keys` and, when
+/// `sorted`, the sort order recorded.
+fn properties(batch: &RecordBatch, keys: &[&str], sorted: bool) -> WriterProperties {
     let schema = batch.schema();
     let idx = |name: &str| schema.index_of(name).expect("sort column") as i32;
     let ascending = |column_idx| SortingColumn {
@@ -59,7 +60,12 @@ fn properties(batch: &RecordBatch, keys: &[&str]) -> WriterProperties {
         nulls_first: false,
     };
     let bloom = ColumnPath::from(keys[0]);
-    let distinct = first_of_each(batch, keys[0]).true_count() as u64;
+    let distinct = if sorted {
+        first_of_each(batch, keys[0]).true_count() as u64
+    } else {
+        batch.num_rows() as u64
+    };
+    let sorting = sorted.then(|| keys.iter().map(|k| ascending(idx(k))).collect());
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(3).expect("valid level"),
@@ -69,7 +75,7 @@ fn properties(batch: &RecordBatch, keys: &[&str]) -> WriterProperties {
         .set_column_bloom_filter_enabled(bloom.clone(), true)
         .set_column_bloom_filter_max_ndv(bloom.clone(), distinct.max(1))
         .set_column_bloom_filter_fpp(bloom, 0.01)
-        .set_sorting_columns(Some(keys.iter().map(|k| ascending(idx(k))).collect()))
+        .set_sorting_columns(sorting)
         .set_key_value_metadata(Some(vec![KeyValue::new(
             SCHEMA_VERSION_KEY.to_owned(),
             SCHEMA_VERSION.to_owned(),
@@ -77,11 +83,15 @@ fn properties(batch: &RecordBatch, keys: &[&str]) -> WriterProperties {
         .build()
 }
 
-fn write(batch: &RecordBatch, keys: &[&str]) -> Result<(Vec<u8>, usize)> {
+fn write(batch: &RecordBatch, keys: &[&str], sorted: bool) -> Result<(Vec<u8>, usize)> {
     let mut out = Vec::with_capacity(batch.get_array_memory_size() / 4);
     let parquet_err = |e: parquet::errors::ParquetError| Error::Internal(e.to_string());
-    let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(properties(batch, keys)))
-        .map_err(parquet_err)?;
+    let mut writer = ArrowWriter::try_new(
+        &mut out,
+        batch.schema(),
+        Some(properties(batch, keys, sorted)),
+    )
+    .map_err(parquet_err)?;
     writer.write(batch).map_err(parquet_err)?;
     writer.close().map_err(parquet_err)?;
     Ok((out, batch.num_rows()))
@@ -90,15 +100,21 @@ fn write(batch: &RecordBatch, keys: &[&str]) -> Result<(Vec<u8>, usize)> {
 /// Sorts span batches by (trace id, start time) and encodes them as one Parquet file.
 pub fn encode_spans(batches: &[RecordBatch]) -> Result<(Vec<u8>, usize)> {
     let keys = [col::TRACE_ID, col::START_TIME];
-    write(&sort(&spans_schema(), batches, &keys)?, &keys)
+    write(&sort(&spans_schema(), batches, &keys)?, &keys, true)
 }
 
-/// Keeps one row per hash of payload batches, sorted by hash, and encodes them as one file.
+/// Keeps the first row of each hash of payload batches, in arrival order (messages of one
+/// conversation stay together, which compresses far better than hash order; lookups by hash
+/// use the bloom filter), and encodes them as one file.
 pub fn encode_payloads(batches: &[RecordBatch]) -> Result<(Vec<u8>, usize)> {
-    let sorted = sort(&payloads_schema(), batches, &["hash"])?;
-    let distinct =
-        filter_record_batch(&sorted, &first_of_each(&sorted, "hash")).map_err(internal)?;
-    write(&distinct, &["hash"])
+    let all = concat_batches(&payloads_schema(), batches).map_err(internal)?;
+    let hashes = all.column(0).as_string::<i32>();
+    let mut seen = std::collections::HashSet::with_capacity(hashes.len());
+    let keep: BooleanArray = (0..hashes.len())
+        .map(|i| Some(seen.insert(hashes.value(i))))
+        .collect();
+    let distinct = filter_record_batch(&all, &keep).map_err(internal)?;
+    write(&distinct, &["hash"], false)
 }
 
 /// Drops payload rows whose hash `known` says is already stored.
@@ -116,7 +132,7 @@ mod tests {
     use cairn_schema::payload::{payloads_batch, Payload};
 
     #[test]
-    fn payloads_are_distinct_and_sorted() {
+    fn payloads_are_distinct() {
         let p = |h: &str| Payload {
             hash: h.into(),
             kind: "message".into(),

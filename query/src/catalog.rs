@@ -49,14 +49,14 @@ impl TenantTable {
         }
     }
 
-    /// The tenant's payloads, sorted in each file by hash.
+    /// The tenant's payloads (files are not sorted; a bloom filter serves lookups by hash).
     pub fn payloads(store: Arc<dyn ObjectStore>, tenant: Tenant) -> Self {
         Self {
             store,
             tenant,
             dataset: Dataset::Payloads,
             schema: payloads_schema(),
-            sort: &["hash"],
+            sort: &[],
         }
     }
 
@@ -189,11 +189,15 @@ impl TableProvider for TenantTable {
             .collect::<Result<Vec<_>>>()?;
         let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
             .with_file_extension(".parquet")
-            .with_file_sort_order(vec![self
-                .sort
-                .iter()
-                .map(|c| column(*c).sort(true, false))
-                .collect()]);
+            .with_file_sort_order(if self.sort.is_empty() {
+                vec![]
+            } else {
+                vec![self
+                    .sort
+                    .iter()
+                    .map(|c| column(*c).sort(true, false))
+                    .collect()]
+            });
         let config = ListingTableConfig::new_with_multi_paths(urls)
             .with_listing_options(options)
             .with_schema(Arc::clone(&self.schema));

@@ -29,9 +29,11 @@ pub const TAG_LIST_SPACED: &str = "payload_list_spaced";
 /// Hash → content, for restoring references.
 pub type Contents = HashMap<String, String>;
 
-/// The content hash: BLAKE3, lowercase hex.
+/// The content hash: the first 128 bits of BLAKE3, lowercase hex (32 characters). References
+/// are stored on every span that uses a payload, so their size matters; 128 bits keeps the
+/// chance of a collision negligible for any number of payloads a tenant will ever store.
 pub fn hash(content: &str) -> String {
-    blake3::hash(content.as_bytes()).to_hex().to_string()
+    blake3::hash(content.as_bytes()).to_hex()[..32].to_owned()
 }
 
 /// One payload row.
