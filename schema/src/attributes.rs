@@ -118,7 +118,7 @@ pub fn read(
     values: &MapArray,
     types: &MapArray,
     row: usize,
-    contents: &crate::payload::Contents,
+    resolver: &crate::payload::Resolver<'_>,
 ) -> Result<Vec<KeyValue>> {
     let entries = |m: &MapArray| -> Result<(StringArray, StringArray)> {
         let e = m.value(row);
@@ -141,9 +141,9 @@ pub fn read(
         };
         let text = vals.is_valid(i).then(|| vals.value(i));
         let value = match (text, tag) {
-            (Some(t), Some(tag)) if crate::payload::is_payload_tag(tag) => Some(
-                Value::StringValue(crate::payload::restore(t, tag, contents)?),
-            ),
+            (Some(t), Some(tag)) if crate::payload::is_payload_tag(tag) => {
+                Some(Value::StringValue(resolver.restore(key, t, tag)?))
+            }
             _ => parse(text, tag)?,
         };
         out.push(KeyValue {
@@ -180,7 +180,9 @@ pub fn payload_refs(
         if !crate::payload::is_payload_tag(tag) {
             continue;
         }
-        if let Some(j) = (0..vk.len()).find(|&j| vk.value(j) == tk.value(i) && vv.is_valid(j)) {
+        if let Some(j) = (0..vk.len())
+            .find(|&j| vk.value(j) == tk.value(i) && vv.is_valid(j) && !vv.value(j).is_empty())
+        {
             out.extend(crate::payload::hashes_of(vv.value(j), tag));
         }
     }
@@ -248,7 +250,11 @@ mod tests {
         append_values(&mut values, &[]);
         append_types(&mut types, &[]);
         let (values, types) = (values.finish(), types.finish());
-        let none = crate::payload::Contents::new();
+        let contents = crate::payload::Contents::new();
+        let none = crate::payload::Resolver {
+            contents: &contents,
+            lists: &|_| None,
+        };
         let back = read(&values, &types, 0, &none).unwrap();
         let expected: Vec<KeyValue> = attrs
             .into_iter()

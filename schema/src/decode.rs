@@ -14,9 +14,10 @@ use opentelemetry_proto::tonic::trace::v1::{
     span, status, ResourceSpans, ScopeSpans, Span, Status,
 };
 
+use crate::agent::conventions;
 use crate::attributes::{payload_refs, read};
 use crate::columns::col;
-use crate::payload::Contents;
+use crate::payload::{Contents, Resolver};
 use crate::{Error, Result};
 
 /// Rebuilds OTLP resource spans from rows of the `spans` schema.
@@ -26,13 +27,17 @@ pub fn decode(batches: &[RecordBatch], contents: &Contents) -> Result<Vec<Resour
     let mut scope_index: HashMap<(usize, String), usize> = HashMap::new();
     for batch in batches {
         let rows = Rows::new(batch, contents)?;
+        let plain = Resolver {
+            contents,
+            lists: &|_| None,
+        };
         for row in 0..batch.num_rows() {
             let resource = Resource {
                 attributes: read(
                     rows.map(col::RESOURCE_ATTRIBUTES)?,
                     rows.map(col::RESOURCE_ATTRIBUTE_TYPES)?,
                     row,
-                    contents,
+                    &plain,
                 )?,
                 dropped_attributes_count: rows
                     .u32(col::RESOURCE_DROPPED_ATTRIBUTES_COUNT)?
@@ -56,7 +61,7 @@ pub fn decode(batches: &[RecordBatch], contents: &Contents) -> Result<Vec<Resour
                     rows.map(col::SCOPE_ATTRIBUTES)?,
                     rows.map(col::SCOPE_ATTRIBUTE_TYPES)?,
                     row,
-                    contents,
+                    &plain,
                 )?,
                 dropped_attributes_count: rows.u32(col::SCOPE_DROPPED_ATTRIBUTES_COUNT)?.value(row),
             };
@@ -78,12 +83,30 @@ pub fn decode(batches: &[RecordBatch], contents: &Contents) -> Result<Vec<Resour
     Ok(out)
 }
 
-/// Every payload hash the rows refer to (span and resource attributes).
+/// Every payload hash the rows refer to (reference columns, span and resource attributes).
 pub fn referenced_payloads(batches: &[RecordBatch]) -> Result<std::collections::HashSet<String>> {
     let mut out = std::collections::HashSet::new();
     let none = Contents::new();
     for batch in batches {
         let rows = Rows::new(batch, &none)?;
+        for p in &conventions().payload_columns {
+            let Some(column) = batch.column_by_name(&p.name) else {
+                continue;
+            };
+            for row in 0..batch.num_rows() {
+                if let Some(list) = column.as_list_opt::<i32>() {
+                    if list.is_valid(row) {
+                        let items = list.value(row);
+                        let items = items.as_string::<i32>();
+                        out.extend((0..items.len()).map(|i| items.value(i).to_owned()));
+                    }
+                } else if let Some(one) = column.as_string_opt::<i32>() {
+                    if one.is_valid(row) {
+                        out.insert(one.value(row).to_owned());
+                    }
+                }
+            }
+        }
         for (values, types) in [
             (col::ATTRIBUTES, col::ATTRIBUTE_TYPES),
             (col::RESOURCE_ATTRIBUTES, col::RESOURCE_ATTRIBUTE_TYPES),
@@ -186,7 +209,32 @@ impl<'a> Rows<'a> {
             .ok_or_else(|| Error::Corrupt(format!("column {name} is not a list")))
     }
 
+    /// The hash list of the reference column filled from span attribute `key` at `row`.
+    fn reference_list(&self, key: &str, row: usize) -> Option<Vec<String>> {
+        conventions().payload_columns.iter().find_map(|p| {
+            let src = self
+                .batch
+                .column_by_name(&format!("{}_src", p.name))?
+                .as_string_opt::<i32>()?;
+            if !src.is_valid(row) || src.value(row) != key {
+                return None;
+            }
+            let list = self.batch.column_by_name(&p.name)?.as_list_opt::<i32>()?;
+            let items = list.value(row);
+            let items = items.as_string::<i32>();
+            Some(
+                (0..items.len())
+                    .map(|i| items.value(i).to_owned())
+                    .collect(),
+            )
+        })
+    }
+
     fn span(&self, row: usize) -> Result<Span> {
+        let plain = Resolver {
+            contents: self.contents,
+            lists: &|_| None,
+        };
         let events = self.list(col::EVENTS)?.value(row);
         let events = events.as_struct();
         let mut span_events = Vec::with_capacity(events.len());
@@ -197,12 +245,7 @@ impl<'a> Rows<'a> {
                     .as_primitive::<TimestampNanosecondType>()
                     .value(i) as u64,
                 name: struct_text(events, 1, i),
-                attributes: read(
-                    struct_map(events, 2)?,
-                    struct_map(events, 3)?,
-                    i,
-                    self.contents,
-                )?,
+                attributes: read(struct_map(events, 2)?, struct_map(events, 3)?, i, &plain)?,
                 dropped_attributes_count: events.column(4).as_primitive::<UInt32Type>().value(i),
             });
         }
@@ -214,12 +257,7 @@ impl<'a> Rows<'a> {
                 trace_id: hex_bytes(&struct_text(links, 0, i))?,
                 span_id: hex_bytes(&struct_text(links, 1, i))?,
                 trace_state: struct_text(links, 2, i),
-                attributes: read(
-                    struct_map(links, 4)?,
-                    struct_map(links, 5)?,
-                    i,
-                    self.contents,
-                )?,
+                attributes: read(struct_map(links, 4)?, struct_map(links, 5)?, i, &plain)?,
                 dropped_attributes_count: links.column(6).as_primitive::<UInt32Type>().value(i),
                 flags: links.column(3).as_primitive::<UInt32Type>().value(i),
             });
@@ -244,7 +282,10 @@ impl<'a> Rows<'a> {
                 self.map(col::ATTRIBUTES)?,
                 self.map(col::ATTRIBUTE_TYPES)?,
                 row,
-                self.contents,
+                &Resolver {
+                    contents: self.contents,
+                    lists: &|key| self.reference_list(key, row),
+                },
             )?,
             dropped_attributes_count: self.u32(col::DROPPED_ATTRIBUTES_COUNT)?.value(row),
             events: span_events,

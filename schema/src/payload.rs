@@ -102,12 +102,15 @@ impl Extractor<'_> {
         h
     }
 
-    /// Replaces `kv`'s text by references; returns the tag and the reference.
+    /// Replaces `kv`'s text by references; returns the tag and the reference. A list that goes
+    /// to a reference column (`in_column`) is kept there only: the attribute's text is left
+    /// empty and restored from the column.
     fn extract(
         &mut self,
         kv: &mut KeyValue,
         kind: &str,
         split: bool,
+        in_column: bool,
     ) -> Option<(&'static str, Ref)> {
         let Some(Value::StringValue(text)) = kv.value.as_ref().and_then(|v| v.value.as_ref())
         else {
@@ -119,7 +122,11 @@ impl Extractor<'_> {
         let (new_text, tag, reference) = match split.then(|| split_array(text)).flatten() {
             Some((parts, tag)) => {
                 let hashes: Vec<String> = parts.iter().map(|p| self.store(kind, p)).collect();
-                let listed = serde_json::to_string(&hashes).expect("strings serialise");
+                let listed = if in_column {
+                    String::new()
+                } else {
+                    serde_json::to_string(&hashes).expect("strings serialise")
+                };
                 (listed, tag, Ref::List(hashes))
             }
             None => {
@@ -161,13 +168,14 @@ fn extract_list(
         let result = match column {
             Some(c) => {
                 let spec = &conv.payload_columns[c];
-                ex.extract(kv, &spec.kind, spec.split).map(|r| (Some(c), r))
+                ex.extract(kv, &spec.kind, spec.split, true)
+                    .map(|r| (Some(c), r))
             }
             None => {
                 let long = matches!(kv.value.as_ref().and_then(|v| v.value.as_ref()),
                     Some(Value::StringValue(s)) if s.len() >= conv.payload_min_bytes);
                 (long && conv.is_payload_key(&kv.key))
-                    .then(|| ex.extract(kv, "text", false))
+                    .then(|| ex.extract(kv, "text", false, false))
                     .flatten()
                     .map(|r| (None, r))
             }
@@ -303,6 +311,27 @@ pub fn extract_span(
         }
     }
     (span, resource)
+}
+
+/// What restoring references needs: payload contents, and the hash list of a reference column
+/// for an attribute whose list is kept only there (by attribute key).
+pub struct Resolver<'a> {
+    pub contents: &'a Contents,
+    pub lists: &'a dyn Fn(&str) -> Option<Vec<String>>,
+}
+
+impl Resolver<'_> {
+    /// Restores the attribute `key`'s original text.
+    pub fn restore(&self, key: &str, text: &str, tag: &str) -> Result<String> {
+        if text.is_empty() && matches!(tag, TAG_LIST | TAG_LIST_SPACED) {
+            let hashes = (self.lists)(key).ok_or_else(|| {
+                Error::Corrupt(format!("reference list of attribute {key} is missing"))
+            })?;
+            let listed = serde_json::to_string(&hashes).expect("strings serialise");
+            return restore(&listed, tag, self.contents);
+        }
+        restore(text, tag, self.contents)
+    }
 }
 
 /// Puts back the original text of a rewritten attribute value.
