@@ -426,3 +426,185 @@ fn span_names_overrides_and_our_namespace() {
         ],
     );
 }
+
+#[test]
+fn vercel_ai_sdk() {
+    let r = promoted(
+        "ai.generateText.doGenerate",
+        vec![
+            s("ai.operationId", "ai.generateText.doGenerate"),
+            s("ai.model.provider", "openai.chat"),
+            s("ai.model.id", "gpt-4o-mini"),
+            s("ai.response.model", "gpt-4o-mini-2024-07-18"),
+            i("ai.usage.promptTokens", 50),
+            i("ai.usage.completionTokens", 7),
+            s("ai.telemetry.metadata.sessionId", "sess-9"),
+        ],
+        vec![],
+        "ai",
+    );
+    check(
+        &r,
+        &[
+            ("operation", "llm_call", "ai.operationId"),
+            ("provider", "openai", "ai.model.provider"),
+            ("request_model", "gpt-4o-mini", "ai.model.id"),
+            (
+                "response_model",
+                "gpt-4o-mini-2024-07-18",
+                "ai.response.model",
+            ),
+            ("input_tokens", "50", "ai.usage.promptTokens"),
+            ("output_tokens", "7", "ai.usage.completionTokens"),
+            (
+                "conversation_id",
+                "sess-9",
+                "ai.telemetry.metadata.sessionId",
+            ),
+        ],
+    );
+    let r = promoted(
+        "ai.toolCall",
+        vec![
+            s("ai.operationId", "ai.toolCall"),
+            s("ai.toolCall.name", "search"),
+            s("ai.toolCall.id", "tc-1"),
+        ],
+        vec![],
+        "ai",
+    );
+    check(
+        &r,
+        &[
+            ("operation", "tool_call", "ai.operationId"),
+            ("tool_name", "search", "ai.toolCall.name"),
+            ("tool_call_id", "tc-1", "ai.toolCall.id"),
+        ],
+    );
+}
+
+#[test]
+fn google_adk_placeholders_and_mcp() {
+    let r = promoted(
+        "execute_tool get_weather",
+        vec![
+            s("gen_ai.system", "gcp.vertex.agent"),
+            s("gen_ai.operation.name", "execute_tool"),
+            s("gen_ai.tool.name", "get_weather"),
+            s("gen_ai.tool.call.id", "<not specified>"),
+            s("gcp.vertex.agent.session_id", "adk-session"),
+        ],
+        vec![],
+        "gcp.vertex.agent",
+    );
+    check(
+        &r,
+        &[
+            ("operation", "tool_call", "gen_ai.operation.name"),
+            ("framework", "gcp.vertex.agent", "gen_ai.system"),
+            (
+                "conversation_id",
+                "adk-session",
+                "gcp.vertex.agent.session_id",
+            ),
+        ],
+    );
+    nulls(&r, &["tool_call_id", "provider"]);
+    let r = promoted(
+        "tools/call lookup",
+        vec![
+            s("mcp.method.name", "tools/call"),
+            s("gen_ai.tool.name", "lookup"),
+            s("mcp.resource.uri", "FILE:///srv/data/"),
+        ],
+        vec![],
+        "",
+    );
+    check(
+        &r,
+        &[
+            ("operation", "tool_call", "mcp.method.name"),
+            ("tool_name", "lookup", "gen_ai.tool.name"),
+            ("data_read", "[file:///srv/data]", "mcp.resource.uri"),
+        ],
+    );
+    let r = promoted(
+        "resources/read",
+        vec![s("mcp.method.name", "resources/read")],
+        vec![],
+        "",
+    );
+    check(&r, &[("operation", "mcp", "mcp.method.name")]);
+}
+
+#[test]
+fn pydantic_ai_rollups_and_data_lineage() {
+    let r = promoted(
+        "agent run",
+        vec![
+            s("gen_ai.agent.name", "support"),
+            s("model_name", "gpt-4o"),
+            i("gen_ai.aggregated_usage.input_tokens", 900),
+            i("gen_ai.usage.output_tokens", 120),
+            kv(
+                "agent_trail.data.accessed",
+                Value::ArrayValue(ArrayValue {
+                    values: [
+                        "read:s3://a/b.csv",
+                        "write:db://pg/shop/orders",
+                        "delete:s3://tmp/x",
+                        "s3://c/d/",
+                    ]
+                    .into_iter()
+                    .map(|u| AnyValue {
+                        value: Some(Value::StringValue(u.into())),
+                    })
+                    .collect(),
+                }),
+            ),
+        ],
+        vec![],
+        "pydantic-ai",
+    );
+    check(
+        &r,
+        &[
+            ("operation", "agent_invoke", "rule:agent_identity"),
+            ("agent_name", "support", "gen_ai.agent.name"),
+            (
+                "rollup_input_tokens",
+                "900",
+                "gen_ai.aggregated_usage.input_tokens",
+            ),
+            ("rollup_output_tokens", "120", "gen_ai.usage.output_tokens"),
+            ("framework", "pydantic-ai", "scope.name"),
+            (
+                "data_read",
+                "[s3://a/b.csv, s3://c/d]",
+                "agent_trail.data.accessed",
+            ),
+            (
+                "data_written",
+                "[db://pg/shop/orders, s3://tmp/x]",
+                "agent_trail.data.accessed",
+            ),
+        ],
+    );
+    nulls(&r, &["input_tokens", "output_tokens", "cost"]);
+    let r = promoted(
+        "SELECT orders",
+        vec![
+            s("db.system.name", "postgresql"),
+            s("db.namespace", "shop"),
+            s("db.collection.name", "orders"),
+            s("db.operation.name", "SELECT"),
+        ],
+        vec![],
+        "",
+    );
+    check(
+        &r,
+        &[("data_read", "[db://postgresql/shop/orders]", "db.system")],
+    );
+    nulls(&r, &["operation", "data_written"]);
+}
