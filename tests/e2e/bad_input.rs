@@ -90,6 +90,16 @@ async fn post(
     (status, retry, resp.bytes().await.unwrap().to_vec())
 }
 
+/// Names of every stored span of the default tenant, sorted.
+async fn stored_names(cairn: &Cairn) -> Vec<String> {
+    cairn
+        .sql(None, "SELECT name FROM spans ORDER BY name")
+        .await
+        .into_iter()
+        .map(|r| r["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 const PB: Option<&str> = Some("application/x-protobuf");
 const JSON: Option<&str> = Some("application/json");
 
@@ -215,13 +225,7 @@ async fn http_bad_input() {
     // Still up, and exactly the acknowledged spans are stored.
     assert!(cairn.alive());
     assert!(cairn.healthy().await);
-    let names: Vec<String> = cairn
-        .sql(None, "SELECT name FROM spans ORDER BY name")
-        .await
-        .into_iter()
-        .map(|r| r["name"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(names, ["good-1", "good-2", "json-ok", "kept"]);
+    assert_eq!(stored_names(&cairn).await, ["good-1", "good-2", "json-ok", "kept"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -288,11 +292,5 @@ async fn grpc_bad_input() {
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
 
     assert!(cairn.alive());
-    let names: Vec<String> = cairn
-        .sql(None, "SELECT name FROM spans ORDER BY name")
-        .await
-        .into_iter()
-        .map(|r| r["name"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(names, ["grpc-kept", "grpc-ok"]);
+    assert_eq!(stored_names(&cairn).await, ["grpc-kept", "grpc-ok"]);
 }
