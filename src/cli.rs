@@ -71,6 +71,14 @@ pub struct ServeArgs {
     /// Memory all running queries may use together [default: 2GiB]
     #[arg(long, env = "CAIRN_QUERY_MEMORY")]
     pub query_memory: Option<String>,
+    /// When an export is acknowledged: `wal` once durable in the local write-ahead log (spans
+    /// reach the object store at the next flush), `stored` once its Parquet files are committed
+    /// to the object store (no log; each export waits for a flush) [default: wal]
+    #[arg(long, env = "CAIRN_ACK")]
+    pub ack: Option<String>,
+    /// Write-ahead log directory; keep it on a persistent volume [default: ./cairn-wal]
+    #[arg(long, env = "CAIRN_WAL_DIR")]
+    pub wal_dir: Option<String>,
     /// TOML price table overlaid on the bundled one, for the derived cost of model calls.
     #[arg(long, env = "CAIRN_PRICES")]
     pub prices: Option<PathBuf>,

@@ -25,6 +25,8 @@ pub struct FileConfig {
     pub max_buffer_size: Option<String>,
     pub query_memory: Option<String>,
     pub prices: Option<std::path::PathBuf>,
+    pub ack: Option<String>,
+    pub wal_dir: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +122,24 @@ fn duration(
     })
 }
 
+/// The write-ahead log directory, or none when exports are acknowledged once stored.
+fn wal_dir(
+    args: &ServeArgs,
+    file: &FileConfig,
+    default: Option<std::path::PathBuf>,
+) -> Result<Option<std::path::PathBuf>, ConfigError> {
+    match pick(&args.ack, &file.ack).as_deref() {
+        None | Some("wal") => Ok(pick(&args.wal_dir, &file.wal_dir)
+            .map(std::path::PathBuf::from)
+            .or(default)),
+        Some("stored") => Ok(None),
+        Some(other) => Err(ConfigError::Value {
+            key: "ack",
+            message: format!("{other:?} is not wal or stored"),
+        }),
+    }
+}
+
 /// Store location and log filter of any command.
 pub fn store_and_log(args: &StoreArgs, file: &FileConfig) -> (String, String) {
     (
@@ -168,6 +188,7 @@ impl Settings {
                     pick(&args.max_buffer_size, &file.max_buffer_size),
                     c.max_buffer_bytes,
                 )?,
+                wal_dir: wal_dir(args, file, c.wal_dir)?,
             },
             query: QueryConfig {
                 http_addr: parse_addr(

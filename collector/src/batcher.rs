@@ -1,10 +1,13 @@
 //! Groups queued spans by (tenant, hour) and writes each group as one Parquet file per flush.
 //!
-//! A flush starts every interval, or sooner when the buffer passes its byte threshold; at most
-//! [`MAX_CONCURRENT_FLUSHES`] run at once while the next batch accumulates. A waiter is answered
-//! when every file holding its spans is committed, or with the error that prevented it (then the
-//! client retries; nothing was acknowledged). When the queue closes, what is buffered is flushed
-//! before the batcher returns.
+//! Without a write-ahead log, a flush starts every interval (or sooner, past a byte threshold)
+//! and each waiting export is answered when every file holding its spans is committed, or with
+//! the error that prevented it. With the log, exports were answered when their spans became
+//! durable; a flush then asks the log to seal its segment, writes everything that precedes the
+//! `Sealed` marker under names derived from the segment (retrying until it succeeds: those spans
+//! are acknowledged), and releases the segment. At most [`MAX_CONCURRENT_FLUSHES`] run at once
+//! while the next batch accumulates. When the queue closes, what is buffered is written before
+//! the batcher returns.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -15,14 +18,18 @@ use cairn_schema::encode::Partition;
 use cairn_schema::layout::{self, Dataset};
 use cairn_schema::tenant::Tenant;
 use futures::{stream, StreamExt};
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{path::Path, ObjectStore, ObjectStoreExt, PutPayload};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use tokio::task::JoinSet;
+
+use crate::wal::WalControl;
 
 /// Flushes in flight at once.
 const MAX_CONCURRENT_FLUSHES: usize = 2;
 /// Partition files written in parallel within one flush.
 const PARALLEL_FILES: usize = 4;
+/// Longest wait between attempts to write an acknowledged segment.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Payload hashes remembered per tenant as already stored, so that a message resent on every
 /// turn of a conversation is written once. Bounded: forgotten wholesale when full, which only
@@ -63,11 +70,39 @@ pub struct Pending {
     pub bytes: usize,
     /// Memory budget held until the spans are written.
     pub permit: OwnedSemaphorePermit,
-    /// Answered with the outcome of the write.
-    pub done: oneshot::Sender<Result<(), String>>,
+    /// Answered with the outcome of the write (without a write-ahead log).
+    pub done: Option<Reply>,
 }
 
-#[derive(Default)]
+/// Answers an export that waits for its spans to be stored.
+pub type Reply = oneshot::Sender<Result<(), String>>;
+
+/// What the batcher receives.
+pub enum Item {
+    Spans(Pending),
+    /// Everything received before this belongs to the sealed write-ahead-log segment.
+    Sealed(u64),
+}
+
+/// How flushed files are named.
+#[derive(Clone)]
+enum Naming {
+    Unique,
+    Segment { collector: String, segment: u64 },
+}
+
+impl Naming {
+    fn path(&self, dataset: Dataset, tenant: &Tenant, hour: i64) -> Path {
+        match self {
+            Naming::Unique => layout::new_file(dataset, tenant, hour),
+            Naming::Segment { collector, segment } => {
+                layout::segment_file(dataset, tenant, hour, collector, *segment)
+            }
+        }
+    }
+}
+
+#[derive(Default, Clone)]
 struct Group {
     spans: Vec<RecordBatch>,
     payloads: Vec<RecordBatch>,
@@ -76,33 +111,58 @@ struct Group {
 #[derive(Default)]
 struct Buffer {
     groups: BTreeMap<(Tenant, i64), Group>,
-    waiters: Vec<(oneshot::Sender<Result<(), String>>, OwnedSemaphorePermit)>,
+    waiters: Vec<(Option<Reply>, OwnedSemaphorePermit)>,
     bytes: usize,
 }
 
 impl Buffer {
-    fn add(&mut self, p: Pending) {
-        for part in p.partitions {
-            let group = self
-                .groups
-                .entry((p.tenant.clone(), part.hour))
-                .or_default();
+    fn is_empty(&self) -> bool {
+        self.waiters.is_empty()
+    }
+
+    fn add_partitions(&mut self, tenant: &Tenant, partitions: Vec<Partition>) {
+        for part in partitions {
+            let group = self.groups.entry((tenant.clone(), part.hour)).or_default();
             group.spans.push(part.spans);
             if part.payloads.num_rows() > 0 {
                 group.payloads.push(part.payloads);
             }
         }
+    }
+
+    fn add(&mut self, p: Pending) {
+        self.add_partitions(&p.tenant, p.partitions);
         self.bytes += p.bytes;
         self.waiters.push((p.done, p.permit));
     }
 }
 
+/// Writes a write-ahead-log segment left by a previous run under its own file names (replacing
+/// whatever part of it that run had written), retrying until it succeeds.
+pub async fn replay_segment(
+    store: Arc<dyn ObjectStore>,
+    collector: &str,
+    segment: u64,
+    records: Vec<(Tenant, Vec<Partition>)>,
+) {
+    let mut buffer = Buffer::default();
+    for (tenant, partitions) in records {
+        buffer.add_partitions(&tenant, partitions);
+    }
+    let naming = Naming::Segment {
+        collector: collector.to_owned(),
+        segment,
+    };
+    flush_until_written(store, Known::default(), buffer, naming).await;
+}
+
 /// Runs the batcher until `rx` closes and everything buffered is written.
 pub async fn run(
     store: Arc<dyn ObjectStore>,
-    mut rx: mpsc::Receiver<Pending>,
+    mut rx: mpsc::Receiver<Item>,
     flush_interval: Duration,
     flush_bytes: usize,
+    wal: Option<WalControl>,
 ) {
     let mut buffer = Buffer::default();
     let known = Known::default();
@@ -110,63 +170,129 @@ pub async fn run(
     let mut tick = tokio::time::interval(flush_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let flush_now = tokio::select! {
-            msg = rx.recv() => match msg {
-                Some(p) => {
+        let due = tokio::select! {
+            item = rx.recv() => match item {
+                Some(Item::Spans(p)) => {
                     buffer.add(p);
                     buffer.bytes >= flush_bytes
                 }
+                Some(Item::Sealed(segment)) => {
+                    let Some(wal) = &wal else { continue };
+                    let naming = Naming::Segment { collector: wal.collector_id.clone(), segment };
+                    while flushes.len() >= MAX_CONCURRENT_FLUSHES {
+                        flushes.join_next().await;
+                    }
+                    let (store, known, wal) = (Arc::clone(&store), Arc::clone(&known), wal.clone());
+                    let taken = std::mem::take(&mut buffer);
+                    flushes.spawn(async move {
+                        flush_until_written(store, known, taken, naming).await;
+                        wal.release(segment);
+                    });
+                    false
+                }
                 None => break,
             },
-            _ = tick.tick() => !buffer.waiters.is_empty(),
+            _ = tick.tick() => !buffer.is_empty(),
         };
-        if flush_now {
-            while flushes.len() >= MAX_CONCURRENT_FLUSHES {
-                flushes.join_next().await;
+        if due {
+            match &wal {
+                // The flush starts when the log's `Sealed` marker arrives.
+                Some(wal) => wal.rotate(),
+                None => {
+                    while flushes.len() >= MAX_CONCURRENT_FLUSHES {
+                        flushes.join_next().await;
+                    }
+                    let taken = std::mem::take(&mut buffer);
+                    flushes.spawn(flush(
+                        Arc::clone(&store),
+                        Arc::clone(&known),
+                        taken,
+                        Naming::Unique,
+                    ));
+                }
             }
-            flushes.spawn(flush(
-                Arc::clone(&store),
-                Arc::clone(&known),
-                std::mem::take(&mut buffer),
-            ));
         }
     }
-    if !buffer.waiters.is_empty() {
-        flushes.spawn(flush(Arc::clone(&store), Arc::clone(&known), buffer));
+    if !buffer.is_empty() {
+        flushes.spawn(flush(Arc::clone(&store), known, buffer, Naming::Unique));
     }
     while flushes.join_next().await.is_some() {}
 }
 
-async fn flush(store: Arc<dyn ObjectStore>, known: Known, buffer: Buffer) {
-    let started = std::time::Instant::now();
-    let files = buffer.groups.len();
-    let results: Vec<Result<usize, String>> = stream::iter(buffer.groups)
+/// Writes a buffer of acknowledged spans, retrying with backoff until every file is committed.
+async fn flush_until_written(
+    store: Arc<dyn ObjectStore>,
+    known: Known,
+    buffer: Buffer,
+    naming: Naming,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match write_all(&store, &known, &buffer.groups, &naming).await {
+            Ok(rows) => {
+                tracing::debug!(rows, files = buffer.groups.len(), "segment written");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, retry_in = ?backoff, "writing an acknowledged segment failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+async fn write_all(
+    store: &Arc<dyn ObjectStore>,
+    known: &Known,
+    groups: &BTreeMap<(Tenant, i64), Group>,
+    naming: &Naming,
+) -> Result<usize, String> {
+    let owned: Vec<((Tenant, i64), Group)> =
+        groups.iter().map(|(k, g)| (k.clone(), g.clone())).collect();
+    let results: Vec<Result<Written, String>> = stream::iter(owned)
         .map(|((tenant, hour), group)| {
-            write_partition(Arc::clone(&store), Arc::clone(&known), tenant, hour, group)
+            write_partition(
+                Arc::clone(store),
+                Arc::clone(known),
+                tenant,
+                hour,
+                group,
+                naming.clone(),
+            )
         })
         .buffer_unordered(PARALLEL_FILES)
         .collect()
         .await;
-    let error = results.iter().find_map(|r| r.as_ref().err().cloned());
-    let rows: usize = results.iter().filter_map(|r| r.as_ref().ok()).sum();
-    match &error {
-        None => tracing::debug!(files, rows, elapsed = ?started.elapsed(), "flushed"),
-        Some(e) => tracing::error!(error = %e, "flush failed; exports answered as unavailable"),
+    let mut rows = 0;
+    let mut hashes = Vec::new();
+    for r in results {
+        let (n, h) = r?;
+        rows += n;
+        hashes.extend(h);
+    }
+    let mut k = known.lock().expect("known payloads");
+    for (tenant, h) in hashes {
+        k.remember(&tenant, h.into_iter());
+    }
+    Ok(rows)
+}
+
+/// Writes a buffer and answers its waiters with the outcome.
+async fn flush(store: Arc<dyn ObjectStore>, known: Known, buffer: Buffer, naming: Naming) {
+    let result = write_all(&store, &known, &buffer.groups, &naming).await;
+    if let Err(e) = &result {
+        tracing::error!(error = %e, "flush failed; exports answered as unavailable");
     }
     for (done, permit) in buffer.waiters {
-        let _ = done.send(error.clone().map_or(Ok(()), Err));
+        if let Some(done) = done {
+            let _ = done.send(result.clone().map(|_| ()));
+        }
         drop(permit);
     }
 }
 
-async fn put(
-    store: &dyn ObjectStore,
-    dataset: Dataset,
-    tenant: &Tenant,
-    hour: i64,
-    bytes: Vec<u8>,
-) -> Result<(), String> {
-    let path = layout::new_file(dataset, tenant, hour);
+async fn put(store: &dyn ObjectStore, path: Path, bytes: Vec<u8>) -> Result<(), String> {
     store
         .put(&path, PutPayload::from(bytes))
         .await
@@ -174,21 +300,27 @@ async fn put(
         .map_err(|e| format!("writing {path}: {e}"))
 }
 
+/// Rows written and payload hashes committed by one flush.
+type Written = (usize, Vec<(Tenant, Vec<String>)>);
+
 /// Writes the group's new payloads, then its spans: a span file never refers to a payload that
-/// is not yet stored.
+/// is not yet stored. The payload hashes are remembered by the caller only once the whole flush
+/// has succeeded, because a failed flush of a segment is written again under the same names.
 async fn write_partition(
     store: Arc<dyn ObjectStore>,
     known: Known,
     tenant: Tenant,
     hour: i64,
     group: Group,
-) -> Result<usize, String> {
+    naming: Naming,
+) -> Result<Written, String> {
+    let mut committed = Vec::new();
     if !group.payloads.is_empty() {
         let seen = Arc::clone(&known);
         let t = tenant.clone();
+        let payloads = group.payloads;
         let encoded = tokio::task::spawn_blocking(move || {
-            let fresh = group
-                .payloads
+            let fresh = payloads
                 .iter()
                 .map(|b| {
                     let k = seen.lock().expect("known payloads");
@@ -214,11 +346,13 @@ async fn write_partition(
         .map_err(|e| format!("encoder task failed: {e}"))?
         .map_err(|e| e.to_string())?;
         if let Some((bytes, hashes)) = encoded {
-            put(store.as_ref(), Dataset::Payloads, &tenant, hour, bytes).await?;
-            known
-                .lock()
-                .expect("known payloads")
-                .remember(&tenant, hashes.into_iter());
+            put(
+                store.as_ref(),
+                naming.path(Dataset::Payloads, &tenant, hour),
+                bytes,
+            )
+            .await?;
+            committed.push((tenant.clone(), hashes));
         }
     }
     let spans = group.spans;
@@ -226,6 +360,11 @@ async fn write_partition(
         .await
         .map_err(|e| format!("encoder task failed: {e}"))?
         .map_err(|e| e.to_string())?;
-    put(store.as_ref(), Dataset::Spans, &tenant, hour, bytes).await?;
-    Ok(rows)
+    put(
+        store.as_ref(),
+        naming.path(Dataset::Spans, &tenant, hour),
+        bytes,
+    )
+    .await?;
+    Ok((rows, committed))
 }

@@ -1,6 +1,7 @@
 //! Collector settings.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// What the collector listens on and how it batches.
@@ -19,6 +20,9 @@ pub struct CollectorConfig {
     pub flush_bytes: usize,
     /// Memory budget for spans not yet written; exports beyond it are refused as retryable.
     pub max_buffer_bytes: usize,
+    /// Write-ahead log directory. With one, exports are acknowledged once durable there; without,
+    /// once their Parquet files are committed to the object store.
+    pub wal_dir: Option<PathBuf>,
 }
 
 impl Default for CollectorConfig {
@@ -30,6 +34,7 @@ impl Default for CollectorConfig {
             flush_interval: Duration::from_secs(1),
             flush_bytes: 64 << 20,
             max_buffer_bytes: 512 << 20,
+            wal_dir: Some(PathBuf::from("./cairn-wal")),
         }
     }
 }

@@ -1,14 +1,17 @@
-//! The ingest path shared by both receivers: normalise off the IO runtime, reserve memory,
-//! queue for the batcher, wait for the durable write.
+//! The ingest path shared by both receivers: normalise off the IO runtime, reserve memory, then
+//! either append to the write-ahead log (acknowledged once durable there) or queue for the
+//! batcher and wait until the spans are in the object store.
 
 use std::sync::Arc;
 
 use cairn_schema::encode::encode;
 use cairn_schema::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use cairn_schema::tenant::Tenant;
+use prost::Message;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use crate::batcher::Pending;
+use crate::batcher::{Item, Pending};
+use crate::wal::WalSender;
 use crate::{Error, Result};
 
 /// Memory budget granularity.
@@ -25,20 +28,29 @@ pub struct Outcome {
     pub message: String,
 }
 
+/// Where accepted spans go.
+#[derive(Clone)]
+pub enum Sink {
+    /// Straight to the batcher; the export waits for the object store.
+    Batcher(mpsc::Sender<Item>),
+    /// Through the write-ahead log; the export waits for the local disk.
+    Wal(WalSender),
+}
+
 /// Accepts export requests from the receivers. Cheap to clone.
 #[derive(Clone)]
 pub struct Ingester {
-    tx: mpsc::Sender<Pending>,
+    sink: Sink,
     budget: Arc<Semaphore>,
     budget_units: usize,
 }
 
 impl Ingester {
-    /// An ingester feeding `tx`, holding at most `max_buffer_bytes` of unwritten spans.
-    pub fn new(tx: mpsc::Sender<Pending>, max_buffer_bytes: usize) -> Self {
+    /// An ingester feeding `sink`, holding at most `max_buffer_bytes` of unwritten spans.
+    pub fn new(sink: Sink, max_buffer_bytes: usize) -> Self {
         let budget_units = (max_buffer_bytes / UNIT).max(1);
         Self {
-            tx,
+            sink,
             budget: Arc::new(Semaphore::new(budget_units)),
             budget_units,
         }
@@ -50,9 +62,15 @@ impl Ingester {
         tenant: Tenant,
         request: ExportTraceServiceRequest,
     ) -> Result<Outcome> {
-        let encoded = tokio::task::spawn_blocking(move || encode(&request))
-            .await
-            .map_err(|e| Error::Internal(format!("normaliser task failed: {e}")))??;
+        let with_log = matches!(self.sink, Sink::Wal(_));
+        let (encoded, bytes) = tokio::task::spawn_blocking(move || {
+            let encoded = encode(&request);
+            let bytes = with_log.then(|| request.encode_to_vec());
+            (encoded, bytes)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("normaliser task failed: {e}")))?;
+        let encoded = encoded?;
         let outcome = Outcome {
             accepted: encoded.accepted,
             rejected: encoded.rejected,
@@ -61,38 +79,48 @@ impl Ingester {
         if encoded.accepted == 0 {
             return Ok(outcome);
         }
-        let bytes: usize = encoded
+        let memory: usize = encoded
             .partitions
             .iter()
             .map(|p| p.spans.get_array_memory_size() + p.payloads.get_array_memory_size())
             .sum();
-        let units = bytes.div_ceil(UNIT);
+        let units = memory.div_ceil(UNIT);
         if units > self.budget_units {
             return Err(Error::TooLarge(format!(
-                "the request needs {bytes} bytes of buffer, more than the whole budget"
+                "the request needs {memory} bytes of buffer, more than the whole budget"
             )));
         }
         let permit = Arc::clone(&self.budget)
             .try_acquire_many_owned(units as u32)
             .map_err(|_| Error::Overloaded("span buffer is full, retry later".into()))?;
-        let (done, wait) = oneshot::channel();
-        let pending = Pending {
-            tenant,
+        let mut pending = Pending {
+            tenant: tenant.clone(),
             partitions: encoded.partitions,
-            bytes,
+            bytes: memory,
             permit,
-            done,
+            done: None,
         };
-        self.tx.try_send(pending).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => {
-                Error::Overloaded("write queue is full, retry later".into())
+        match &self.sink {
+            Sink::Wal(wal) => {
+                wal.append(tenant, bytes.expect("encoded for the log"), pending)
+                    .await?;
+                Ok(outcome)
             }
-            mpsc::error::TrySendError::Closed(_) => Error::ShuttingDown,
-        })?;
-        match wait.await {
-            Ok(Ok(())) => Ok(outcome),
-            Ok(Err(message)) => Err(Error::Storage(message)),
-            Err(_) => Err(Error::ShuttingDown),
+            Sink::Batcher(tx) => {
+                let (done, wait) = oneshot::channel();
+                pending.done = Some(done);
+                tx.try_send(Item::Spans(pending)).map_err(|e| match e {
+                    mpsc::error::TrySendError::Full(_) => {
+                        Error::Overloaded("write queue is full, retry later".into())
+                    }
+                    mpsc::error::TrySendError::Closed(_) => Error::ShuttingDown,
+                })?;
+                match wait.await {
+                    Ok(Ok(())) => Ok(outcome),
+                    Ok(Err(message)) => Err(Error::Storage(message)),
+                    Err(_) => Err(Error::ShuttingDown),
+                }
+            }
         }
     }
 }

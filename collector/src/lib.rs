@@ -6,8 +6,10 @@
 //! memory budget (refusing with a retryable error when full) and queues it for the
 //! [`batcher`]. The batcher groups spans by (tenant, hour), and every flush interval sorts each
 //! group by (trace id, start time), encodes it as Parquet ([`parquet`]) and PUTs it to the object
-//! store under the [`cairn_schema::layout`] path. Only then are the waiting exports acknowledged:
-//! an acknowledged span is durable in the object store and visible to queries.
+//! store under the [`cairn_schema::layout`] path. With the write-ahead log ([`wal`], the
+//! default) an export is acknowledged once durable on local disk and its spans reach the object
+//! store at the next flush, exactly once even across crashes; without it, an export is
+//! acknowledged only once its Parquet files are committed.
 
 pub mod batcher;
 pub mod body;
@@ -18,6 +20,7 @@ pub mod http;
 pub mod ingest;
 pub mod parquet;
 pub mod server;
+pub mod wal;
 
 pub use config::CollectorConfig;
 pub use error::{Error, Result};

@@ -12,11 +12,34 @@ use tonic::codec::CompressionEncoding;
 use tonic::transport::server::TcpIncoming;
 
 use crate::grpc::GrpcTraceService;
-use crate::ingest::Ingester;
+use crate::ingest::{Ingester, Sink};
+use crate::wal::WalDir;
 use crate::{batcher, CollectorConfig, Error, Result};
 
 /// Queued exports between the receivers and the batcher.
 const QUEUE_DEPTH: usize = 4096;
+
+/// Writes every segment a previous run left in the log, then deletes it.
+async fn replay(store: &Arc<dyn ObjectStore>, wal: &WalDir) -> Result<()> {
+    for &segment in &wal.leftover {
+        let records = wal.read_segment(segment)?;
+        let count = records.len();
+        let encoded = tokio::task::spawn_blocking(move || {
+            records
+                .into_iter()
+                .map(|(tenant, request)| {
+                    cairn_schema::encode::encode(&request).map(|e| (tenant, e.partitions))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("replay task failed: {e}")))??;
+        batcher::replay_segment(Arc::clone(store), &wal.collector_id, segment, encoded).await;
+        wal.remove(segment)?;
+        tracing::info!(segment, records = count, "replayed write-ahead log segment");
+    }
+    Ok(())
+}
 
 /// A collector with its listeners bound.
 pub struct CollectorServer {
@@ -24,6 +47,8 @@ pub struct CollectorServer {
     store: Arc<dyn ObjectStore>,
     grpc: TcpListener,
     http: TcpListener,
+    /// The write-ahead log, already replayed.
+    wal: Option<WalDir>,
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
@@ -33,7 +58,17 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
 }
 
 impl CollectorServer {
+    /// Replays what a previous run left in the write-ahead log, then binds the listeners (so
+    /// that nothing acknowledged before a crash is missing once the collector is up).
     pub async fn bind(config: CollectorConfig, store: Arc<dyn ObjectStore>) -> Result<Self> {
+        let wal = match &config.wal_dir {
+            Some(dir) => {
+                let wal = WalDir::open(dir)?;
+                replay(&store, &wal).await?;
+                Some(wal)
+            }
+            None => None,
+        };
         let grpc = bind(config.grpc_addr, "OTLP/gRPC").await?;
         let http = bind(config.http_addr, "OTLP/HTTP").await?;
         Ok(Self {
@@ -41,6 +76,7 @@ impl CollectorServer {
             store,
             grpc,
             http,
+            wal,
         })
     }
 
@@ -60,16 +96,25 @@ impl CollectorServer {
             store,
             grpc,
             http,
+            wal,
         } = self;
-        tracing::info!(grpc = %grpc.local_addr().expect("bound"), http = %http.local_addr().expect("bound"), "OTLP receivers listening");
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let (sink, control) = match wal {
+            Some(wal) => {
+                let (sender, control) = wal.start(tx)?;
+                (Sink::Wal(sender), Some(control))
+            }
+            None => (Sink::Batcher(tx), None),
+        };
         let batcher = tokio::spawn(batcher::run(
             store,
             rx,
             config.flush_interval,
             config.flush_bytes,
+            control,
         ));
-        let ingester = Ingester::new(tx, config.max_buffer_bytes);
+        let ingester = Ingester::new(sink, config.max_buffer_bytes);
+        tracing::info!(grpc = %grpc.local_addr().expect("bound"), http = %http.local_addr().expect("bound"), "OTLP receivers listening");
 
         let service = TraceServiceServer::new(GrpcTraceService::new(ingester.clone()))
             .accept_compressed(CompressionEncoding::Gzip)

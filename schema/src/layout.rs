@@ -79,6 +79,19 @@ pub fn new_file(dataset: Dataset, tenant: &Tenant, hour: i64) -> Path {
     hour_prefix(dataset, tenant, hour).join(format!("{}.parquet", uuid::Uuid::now_v7()))
 }
 
+/// The file of one write-ahead-log segment's spans (or payloads) in a partition. The name is a
+/// function of the collector and the segment, so writing the segment again after a crash
+/// replaces the same files instead of adding copies.
+pub fn segment_file(
+    dataset: Dataset,
+    tenant: &Tenant,
+    hour: i64,
+    collector: &str,
+    segment: u64,
+) -> Path {
+    hour_prefix(dataset, tenant, hour).join(format!("{collector}-{segment:020}.parquet"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

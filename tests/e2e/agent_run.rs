@@ -328,6 +328,18 @@ pub async fn assert_stored(cairn: &Cairn, tenant: Option<&str>, sent: &[SpanData
         .iter()
         .map(|s| format!("'{}'", s.span_context.span_id()))
         .collect();
+    let visible = cairn
+        .wait_for_count(
+            tenant,
+            &format!("spans WHERE span_id IN ({})", ids.join(",")),
+            sent.len() as i64,
+        )
+        .await;
+    assert_eq!(
+        visible,
+        sent.len() as i64,
+        "acknowledged spans visible within the flush interval"
+    );
     let rows = cairn
         .sql(
             tenant,

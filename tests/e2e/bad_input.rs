@@ -225,7 +225,10 @@ async fn http_bad_input() {
     // Still up, and exactly the acknowledged spans are stored.
     assert!(cairn.alive());
     assert!(cairn.healthy().await);
-    assert_eq!(stored_names(&cairn).await, ["good-1", "good-2", "json-ok", "kept"]);
+    assert_eq!(
+        stored_names(&cairn).await,
+        ["good-1", "good-2", "json-ok", "kept"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -30,8 +30,18 @@ impl Cairn {
         cairn
     }
 
-    /// `cairn serve` on `store`, with extra flags and environment.
+    /// `cairn serve` on `store`, with extra flags and environment. Exports are acknowledged once
+    /// stored unless `extra` says `--ack wal`; the write-ahead log lives beside a local store
+    /// (so that it survives restarts), else in the temporary directory.
     pub fn start_on(store: &str, extra: &[&str], envs: &[(&str, &str)]) -> Self {
+        let wal_dir = if store.contains("://") {
+            std::env::temp_dir()
+                .join(format!("cairn-wal-{}-{}", std::process::id(), unique()))
+                .display()
+                .to_string()
+        } else {
+            format!("{store}-wal")
+        };
         let ready = std::env::temp_dir().join(format!(
             "cairn-ready-{}-{}.json",
             std::process::id(),
@@ -48,6 +58,8 @@ impl Cairn {
             .args(extra)
             .env("CAIRN_LOG", "info")
             .env("CAIRN_FLUSH_INTERVAL", "200ms")
+            .env("CAIRN_ACK", "stored")
+            .env("CAIRN_WAL_DIR", &wal_dir)
             .stdin(Stdio::null());
         for (k, v) in envs {
             cmd.env(k, v);
@@ -81,6 +93,12 @@ impl Cairn {
         }
     }
 
+    /// Kills the process with SIGKILL, as a crash would.
+    pub fn crash(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Is the process still running?
     pub fn alive(&mut self) -> bool {
         self.child.try_wait().expect("wait").is_none()
@@ -108,6 +126,19 @@ impl Cairn {
         match serde_json::from_slice(&body).expect("JSON rows") {
             Value::Array(rows) => rows,
             other => panic!("not rows: {other}"),
+        }
+    }
+
+    /// Waits until `count(*)` of `from_where` reaches `n` (spans acknowledged to the log become
+    /// visible at the next flush); returns the last count seen.
+    pub async fn wait_for_count(&self, tenant: Option<&str>, from_where: &str, n: i64) -> i64 {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let c = self.count(tenant, from_where).await;
+            if c >= n || Instant::now() > deadline {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 

@@ -4,6 +4,7 @@ mod agent_run;
 mod harness;
 
 mod bad_input;
+mod crash;
 mod fixtures;
 mod otlp_rust;
 mod python_sdk;

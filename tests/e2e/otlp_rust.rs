@@ -4,7 +4,7 @@ use crate::agent_run::{assert_stored, send_agent_runs, Transport};
 use crate::harness::Cairn;
 
 async fn round_trip(transport: Transport, service: &str) {
-    let cairn = Cairn::start(&[]);
+    let cairn = Cairn::start(&["--ack", "wal"]);
     let sent = send_agent_runs(&cairn, transport, None, service, 3).await;
     assert_stored(&cairn, None, &sent, service).await;
     assert_eq!(cairn.count(None, "spans").await, 9);
@@ -49,7 +49,7 @@ async fn http_protobuf_gzip() {
 async fn survives_restart_and_cli_reads_store() {
     let dir = crate::harness::temp_dir();
     let store = dir.path().join("data").display().to_string();
-    let cairn = Cairn::start_on(&store, &["--flush-interval", "2s"], &[]);
+    let cairn = Cairn::start_on(&store, &["--flush-interval", "2s", "--ack", "wal"], &[]);
     let sent = send_agent_runs(&cairn, Transport::Grpc { gzip: false }, None, "restart", 2).await;
     assert!(cairn.stop(), "clean exit on SIGTERM");
 

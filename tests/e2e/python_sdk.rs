@@ -33,7 +33,7 @@ fn run(args: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn python_sdk_all_protocols() {
-    let cairn = Cairn::start(&[]);
+    let cairn = Cairn::start(&["--ack", "wal"]);
     let dir = temp_dir();
     let send = script("send_spans.py");
     let send = send.to_str().unwrap();
@@ -76,6 +76,9 @@ async fn python_sdk_all_protocols() {
         "acme",
     ]);
 
+    // Acknowledged to the write-ahead log: visible at the next flush.
+    assert_eq!(cairn.wait_for_count(None, "spans", 18).await, 18);
+    assert_eq!(cairn.wait_for_count(Some("acme"), "spans", 3).await, 3);
     let check = script("check_sql.py");
     let check = check.to_str().unwrap();
     let base = format!("http://{}", cairn.http);

@@ -62,7 +62,7 @@ async fn spans_round_trip_through_s3() {
     let env = s3_env(s3.port);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let store = "s3://traces/cairn/prod";
-    let cairn = Cairn::start_on(store, &[], &env);
+    let cairn = Cairn::start_on(store, &["--ack", "wal"], &env);
     let sent = send_agent_runs(
         &cairn,
         Transport::Grpc { gzip: false },

@@ -1,0 +1,366 @@
+//! The write-ahead log: an export is acknowledged once its spans are durable on local disk.
+//!
+//! One writer thread appends records to the current segment (`<id>.wal`), syncs once for every
+//! group of appends waiting (group commit), answers the exports, and forwards their spans to the
+//! batcher in order. When the batcher asks for a flush, the writer seals the segment and sends a
+//! `Sealed` marker after its last record; the batcher writes everything before the marker as the
+//! segment's Parquet files, under names derived from the collector id and the segment id, and
+//! only then deletes the segment. On start, segments left behind are replayed into the same file
+//! names, so a crash at any point neither loses an acknowledged span nor stores it twice.
+//!
+//! Record: `len: u32 LE | crc32(payload): u32 LE | payload`, payload = `tenant_len: u16 LE |
+//! tenant | ExportTraceServiceRequest protobuf`. A torn or corrupt tail ends a segment.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use cairn_schema::otlp::collector::trace::v1::ExportTraceServiceRequest;
+use cairn_schema::tenant::Tenant;
+use prost::Message;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::batcher::{Item, Pending};
+use crate::{Error, Result};
+
+/// Appends waiting for the writer.
+const QUEUE_DEPTH: usize = 4096;
+/// Appends written per sync at most.
+const GROUP: usize = 1024;
+
+/// A request to the writer thread.
+pub enum Command {
+    Append {
+        tenant: Tenant,
+        request: Vec<u8>,
+        pending: Pending,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    Rotate,
+}
+
+/// The ingest side's handle: appends.
+#[derive(Clone)]
+pub struct WalSender {
+    tx: mpsc::Sender<Command>,
+}
+
+/// The batcher's handle: asks for rotations, releases flushed segments. Holds no strong sender,
+/// so the writer stops once every ingest handle is gone.
+#[derive(Clone)]
+pub struct WalControl {
+    tx: mpsc::WeakSender<Command>,
+    dir: PathBuf,
+    pub collector_id: String,
+}
+
+impl WalSender {
+    /// Appends `request` (already validated) and waits until it is durable.
+    pub async fn append(&self, tenant: Tenant, request: Vec<u8>, pending: Pending) -> Result<()> {
+        let (reply, wait) = oneshot::channel();
+        self.tx
+            .try_send(Command::Append {
+                tenant,
+                request,
+                pending,
+                reply,
+            })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => {
+                    Error::Overloaded("write-ahead log queue is full, retry later".into())
+                }
+                mpsc::error::TrySendError::Closed(_) => Error::ShuttingDown,
+            })?;
+        match wait.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Error::Storage(format!("write-ahead log: {e}"))),
+            Err(_) => Err(Error::ShuttingDown),
+        }
+    }
+}
+
+impl WalControl {
+    /// Asks the writer to seal the current segment (a `Sealed` item follows its last record).
+    pub fn rotate(&self) {
+        if let Some(tx) = self.tx.upgrade() {
+            let _ = tx.try_send(Command::Rotate);
+        }
+    }
+
+    /// Deletes a segment whose spans are all committed to the object store.
+    pub fn release(&self, segment: u64) {
+        let path = segment_path(&self.dir, segment);
+        if let Err(e) = std::fs::remove_file(&path) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot delete flushed WAL segment");
+        }
+    }
+}
+
+fn segment_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id:020}.wal"))
+}
+
+fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// An opened WAL directory: its collector id and the segments a previous run left behind.
+pub struct WalDir {
+    pub dir: PathBuf,
+    pub collector_id: String,
+    /// Segment ids in order.
+    pub leftover: Vec<u64>,
+}
+
+fn io(what: &str, path: &Path, e: std::io::Error) -> Error {
+    Error::Internal(format!("write-ahead log: {what} {}: {e}", path.display()))
+}
+
+impl WalDir {
+    /// Opens (creating) the directory and its persistent collector id.
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| io("creating", dir, e))?;
+        let id_path = dir.join("collector-id");
+        let collector_id = match std::fs::read_to_string(&id_path) {
+            Ok(id) if !id.trim().is_empty() => id.trim().to_owned(),
+            _ => {
+                let id = uuid::Uuid::now_v7().simple().to_string();
+                std::fs::write(&id_path, &id).map_err(|e| io("writing", &id_path, e))?;
+                id
+            }
+        };
+        let mut leftover: Vec<u64> = std::fs::read_dir(dir)
+            .map_err(|e| io("listing", dir, e))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                name.strip_suffix(".wal")?.parse().ok()
+            })
+            .collect();
+        leftover.sort_unstable();
+        Ok(Self {
+            dir: dir.to_owned(),
+            collector_id,
+            leftover,
+        })
+    }
+
+    /// The records of a leftover segment, up to a torn or corrupt tail.
+    pub fn read_segment(&self, id: u64) -> Result<Vec<(Tenant, ExportTraceServiceRequest)>> {
+        let path = segment_path(&self.dir, id);
+        let mut data = Vec::new();
+        File::open(&path)
+            .and_then(|mut f| f.read_to_end(&mut data))
+            .map_err(|e| io("reading", &path, e))?;
+        let mut out = Vec::new();
+        let mut at = 0usize;
+        while at + 8 <= data.len() {
+            let len = u32::from_le_bytes(data[at..at + 4].try_into().expect("4 bytes")) as usize;
+            let crc = u32::from_le_bytes(data[at + 4..at + 8].try_into().expect("4 bytes"));
+            let Some(payload) = data.get(at + 8..at + 8 + len) else {
+                break;
+            };
+            if crc32fast::hash(payload) != crc || payload.len() < 2 {
+                break;
+            }
+            let tlen = u16::from_le_bytes([payload[0], payload[1]]) as usize;
+            let parsed = payload
+                .get(2..2 + tlen)
+                .and_then(|t| std::str::from_utf8(t).ok())
+                .and_then(|t| Tenant::new(t).ok())
+                .zip(
+                    ExportTraceServiceRequest::decode(&payload[2 + tlen.min(payload.len() - 2)..])
+                        .ok(),
+                );
+            match parsed {
+                Some(record) => out.push(record),
+                None => break,
+            }
+            at += 8 + len;
+        }
+        if at < data.len() {
+            tracing::warn!(path = %path.display(), offset = at, "WAL segment ends with a torn or corrupt record; ignoring the tail");
+        }
+        Ok(out)
+    }
+
+    /// Deletes a replayed segment.
+    pub fn remove(&self, id: u64) -> Result<()> {
+        let path = segment_path(&self.dir, id);
+        std::fs::remove_file(&path).map_err(|e| io("deleting", &path, e))
+    }
+
+    /// Starts the writer thread, forwarding appended spans and seal markers to `batcher`.
+    pub fn start(self, batcher: mpsc::Sender<Item>) -> Result<(WalSender, WalControl)> {
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let control = WalControl {
+            tx: tx.downgrade(),
+            dir: self.dir.clone(),
+            collector_id: self.collector_id.clone(),
+        };
+        let first = self.leftover.last().map_or(0, |l| l + 1).max(now_micros());
+        let writer = Writer::open(self.dir, first, batcher)?;
+        std::thread::Builder::new()
+            .name("cairn-wal".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| Error::Internal(format!("cannot start the WAL writer: {e}")))?;
+        Ok((WalSender { tx }, control))
+    }
+}
+
+struct Writer {
+    dir: PathBuf,
+    id: u64,
+    file: File,
+    /// Bytes of complete records written to the current segment.
+    good_len: u64,
+    /// Bytes known to be on disk (synced).
+    synced_len: u64,
+    records: usize,
+    batcher: mpsc::Sender<Item>,
+}
+
+struct Appended {
+    pending: Pending,
+    reply: oneshot::Sender<Result<(), String>>,
+}
+
+impl Writer {
+    fn open(dir: PathBuf, id: u64, batcher: mpsc::Sender<Item>) -> Result<Self> {
+        let path = segment_path(&dir, id);
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| io("creating", &path, e))?;
+        Ok(Self {
+            dir,
+            id,
+            file,
+            good_len: 0,
+            synced_len: 0,
+            records: 0,
+            batcher,
+        })
+    }
+
+    fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        let mut unsynced: Vec<Appended> = Vec::new();
+        while let Some(first) = rx.blocking_recv() {
+            let mut group = vec![first];
+            while group.len() < GROUP {
+                match rx.try_recv() {
+                    Ok(c) => group.push(c),
+                    Err(_) => break,
+                }
+            }
+            for command in group {
+                match command {
+                    Command::Append {
+                        tenant,
+                        request,
+                        pending,
+                        reply,
+                    } => match self.write(&tenant, &request) {
+                        Ok(()) => unsynced.push(Appended { pending, reply }),
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                        }
+                    },
+                    Command::Rotate => {
+                        self.commit(&mut unsynced);
+                        self.rotate();
+                    }
+                }
+            }
+            self.commit(&mut unsynced);
+        }
+        // Every ingest handle is gone: seal what is left so that it is written out.
+        self.commit(&mut unsynced);
+        if self.records > 0 {
+            self.seal();
+        } else {
+            let _ = std::fs::remove_file(segment_path(&self.dir, self.id));
+        }
+    }
+
+    fn write(&mut self, tenant: &Tenant, request: &[u8]) -> Result<(), String> {
+        let t = tenant.as_str().as_bytes();
+        let mut payload = Vec::with_capacity(2 + t.len() + request.len());
+        payload.extend_from_slice(&(t.len() as u16).to_le_bytes());
+        payload.extend_from_slice(t);
+        payload.extend_from_slice(request);
+        let mut record = Vec::with_capacity(8 + payload.len());
+        record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        record.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        record.extend_from_slice(&payload);
+        match self.file.write_all(&record) {
+            Ok(()) => {
+                self.good_len += record.len() as u64;
+                self.records += 1;
+                Ok(())
+            }
+            Err(e) => {
+                // Leave no partial record behind (a full disk, say): later records must follow
+                // a complete one.
+                let _ = self.file.set_len(self.good_len);
+                Err(e.to_string())
+            }
+        }
+    }
+
+    /// Syncs, then answers and forwards every unsynced append.
+    fn commit(&mut self, unsynced: &mut Vec<Appended>) {
+        if unsynced.is_empty() {
+            return;
+        }
+        let synced = self.file.sync_data().map_err(|e| e.to_string());
+        match &synced {
+            Ok(()) => self.synced_len = self.good_len,
+            Err(_) => {
+                // The appends are refused, so they must not be replayed either: cut them off.
+                let _ = self.file.set_len(self.synced_len);
+                self.good_len = self.synced_len;
+            }
+        }
+        for a in unsynced.drain(..) {
+            match &synced {
+                Ok(()) => {
+                    let _ = a.reply.send(Ok(()));
+                    // Durable: written out even if the client has gone away.
+                    let _ = self.batcher.blocking_send(Item::Spans(a.pending));
+                }
+                Err(e) => {
+                    let _ = a.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    fn seal(&mut self) {
+        let _ = self.batcher.blocking_send(Item::Sealed(self.id));
+    }
+
+    /// Seals the current segment and continues in a new one; if no new one can be opened, keeps
+    /// appending to the current one unsealed (the batcher asks again).
+    fn rotate(&mut self) {
+        if self.records == 0 {
+            return;
+        }
+        let next = (self.id + 1).max(now_micros());
+        match Writer::open(self.dir.clone(), next, self.batcher.clone()) {
+            Ok(w) => {
+                self.seal();
+                self.id = w.id;
+                self.file = w.file;
+                self.good_len = 0;
+                self.synced_len = 0;
+                self.records = 0;
+            }
+            Err(e) => tracing::error!(error = %e, "cannot open a new WAL segment"),
+        }
+    }
+}
