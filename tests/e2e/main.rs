@@ -5,6 +5,7 @@ mod harness;
 
 mod bad_input;
 mod crash;
+mod disk_full;
 mod fixtures;
 mod otlp_rust;
 mod python_sdk;
