@@ -79,6 +79,10 @@ pub struct ServeArgs {
     /// Write-ahead log directory; keep it on a persistent volume [default: ./cairn-wal]
     #[arg(long, env = "CAIRN_WAL_DIR")]
     pub wal_dir: Option<String>,
+    /// How long shutdown waits for buffered spans to be written; with the log, the rest is
+    /// written at the next start [default: 30s]
+    #[arg(long, env = "CAIRN_SHUTDOWN_TIMEOUT")]
+    pub shutdown_timeout: Option<String>,
     /// TOML price table overlaid on the bundled one, for the derived cost of model calls.
     #[arg(long, env = "CAIRN_PRICES")]
     pub prices: Option<PathBuf>,

@@ -27,6 +27,7 @@ pub struct FileConfig {
     pub prices: Option<std::path::PathBuf>,
     pub ack: Option<String>,
     pub wal_dir: Option<String>,
+    pub shutdown_timeout: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -189,6 +190,11 @@ impl Settings {
                     c.max_buffer_bytes,
                 )?,
                 wal_dir: wal_dir(args, file, c.wal_dir)?,
+                shutdown_timeout: duration(
+                    "shutdown_timeout",
+                    pick(&args.shutdown_timeout, &file.shutdown_timeout),
+                    c.shutdown_timeout,
+                )?,
             },
             query: QueryConfig {
                 http_addr: parse_addr(

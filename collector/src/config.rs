@@ -23,6 +23,9 @@ pub struct CollectorConfig {
     /// Write-ahead log directory. With one, exports are acknowledged once durable there; without,
     /// once their Parquet files are committed to the object store.
     pub wal_dir: Option<PathBuf>,
+    /// How long shutdown waits for buffered spans to be written. With the write-ahead log,
+    /// whatever is still pending then stays in the log and is written at the next start.
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for CollectorConfig {
@@ -35,6 +38,7 @@ impl Default for CollectorConfig {
             flush_bytes: 64 << 20,
             max_buffer_bytes: 512 << 20,
             wal_dir: Some(PathBuf::from("./cairn-wal")),
+            shutdown_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -19,6 +19,15 @@ use crate::{batcher, CollectorConfig, Error, Result};
 /// Queued exports between the receivers and the batcher.
 const QUEUE_DEPTH: usize = 4096;
 
+/// Segments in the log directory.
+fn pending_segments(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |d| {
+        d.filter_map(|e| e.ok())
+            .filter(|e| e.path().extension().is_some_and(|x| x == "wal"))
+            .count()
+    })
+}
+
 /// Writes every segment a previous run left in the log, then deletes it.
 async fn replay(store: &Arc<dyn ObjectStore>, wal: &WalDir) -> Result<()> {
     for &segment in &wal.leftover {
@@ -134,9 +143,21 @@ impl CollectorServer {
 
         let (grpc_result, http_result) = tokio::join!(grpc_server, http_server);
         tracing::info!("OTLP receivers stopped; writing buffered spans");
-        batcher
-            .await
-            .map_err(|e| Error::Internal(format!("batcher failed: {e}")))?;
+        match tokio::time::timeout(config.shutdown_timeout, batcher).await {
+            Ok(joined) => joined.map_err(|e| Error::Internal(format!("batcher failed: {e}")))?,
+            Err(_) => match &config.wal_dir {
+                Some(dir) => tracing::warn!(
+                    timeout = ?config.shutdown_timeout,
+                    wal = %dir.display(),
+                    pending = pending_segments(dir),
+                    "buffered spans not yet written; they stay in the write-ahead log and are written at the next start"
+                ),
+                None => tracing::error!(
+                    timeout = ?config.shutdown_timeout,
+                    "buffered spans not yet written; their exports were not acknowledged"
+                ),
+            },
+        }
         grpc_result.map_err(|e| Error::Internal(format!("OTLP/gRPC server: {e}")))?;
         http_result.map_err(|e| Error::Internal(format!("OTLP/HTTP server: {e}")))?;
         Ok(())
