@@ -271,6 +271,7 @@ async fn write_all(
         rows += n;
         hashes.extend(h);
     }
+    crate::metrics::metrics().flushes.inc();
     let mut k = known.lock().expect("known payloads");
     for (tenant, h) in hashes {
         k.remember(&tenant, h.into_iter());
@@ -293,6 +294,31 @@ async fn flush(store: Arc<dyn ObjectStore>, known: Known, buffer: Buffer, naming
 }
 
 async fn put(store: &dyn ObjectStore, path: Path, bytes: Vec<u8>) -> Result<(), String> {
+    let m = crate::metrics::metrics();
+    let dataset = crate::metrics::DatasetLabel {
+        dataset: if path.as_ref().starts_with(Dataset::Payloads.prefix()) {
+            "payloads"
+        } else {
+            "spans"
+        },
+    };
+    let size = bytes.len() as u64;
+    let started = std::time::Instant::now();
+    let result = put_once(store, path, bytes).await;
+    m.upload_seconds.observe(started.elapsed().as_secs_f64());
+    match &result {
+        Ok(()) => {
+            m.files_written.get_or_create(&dataset).inc();
+            m.bytes_written.get_or_create(&dataset).inc_by(size);
+        }
+        Err(_) => {
+            m.upload_failures.inc();
+        }
+    }
+    result
+}
+
+async fn put_once(store: &dyn ObjectStore, path: Path, bytes: Vec<u8>) -> Result<(), String> {
     store
         .put(&path, PutPayload::from(bytes))
         .await

@@ -58,6 +58,19 @@ impl Error {
         }
     }
 
+    /// A short label for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::BadRequest(_) => "bad_request",
+            Error::UnsupportedMediaType(_) => "unsupported_media_type",
+            Error::TooLarge(_) => "too_large",
+            Error::Overloaded(_) => "overloaded",
+            Error::Storage(_) => "storage",
+            Error::ShuttingDown => "shutting_down",
+            Error::Internal(_) => "internal",
+        }
+    }
+
     /// Seconds a client should wait before retrying, for retryable errors.
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {

@@ -37,6 +37,18 @@ impl TraceService for GrpcTraceService {
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        self.handle(request).await.map_err(|e| {
+            crate::metrics::refused(e.reason());
+            e.into()
+        })
+    }
+}
+
+impl GrpcTraceService {
+    async fn handle(
+        &self,
+        request: Request<ExportTraceServiceRequest>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Error> {
         let header = request
             .metadata()
             .get(TENANT_HEADER)
@@ -45,7 +57,7 @@ impl TraceService for GrpcTraceService {
                     .map_err(|_| Error::BadRequest("tenant header is not ASCII".into()))
             })
             .transpose()?;
-        let tenant = Tenant::from_header(header).map_err(Error::from)?;
+        let tenant = Tenant::from_header(header)?;
         let outcome = self.ingester.export(tenant, request.into_inner()).await?;
         Ok(Response::new(response(outcome)))
     }

@@ -34,6 +34,18 @@ struct AppState {
 pub fn router(ingester: Ingester, max_message_bytes: usize) -> Router {
     Router::new()
         .route("/v1/traces", post(export))
+        .route(
+            "/metrics",
+            axum::routing::get(|| async {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    crate::metrics::metrics().render(),
+                )
+            }),
+        )
         .with_state(AppState {
             ingester,
             max_message_bytes,
@@ -114,6 +126,7 @@ fn encoded(
 }
 
 fn error_response(format: Format, error: Error) -> Response {
+    crate::metrics::refused(error.reason());
     if matches!(error, Error::Internal(_) | Error::Storage(_)) {
         tracing::warn!(%error, "OTLP/HTTP export failed");
     }

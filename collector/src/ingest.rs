@@ -62,6 +62,17 @@ impl Ingester {
         tenant: Tenant,
         request: ExportTraceServiceRequest,
     ) -> Result<Outcome> {
+        let result = self.store(tenant, request).await;
+        if let Ok(o) = &result {
+            let m = crate::metrics::metrics();
+            m.spans_received.inc_by((o.accepted + o.rejected) as u64);
+            m.spans_accepted.inc_by(o.accepted as u64);
+            m.spans_rejected.inc_by(o.rejected as u64);
+        }
+        result
+    }
+
+    async fn store(&self, tenant: Tenant, request: ExportTraceServiceRequest) -> Result<Outcome> {
         let with_log = matches!(self.sink, Sink::Wal(_));
         let (encoded, bytes) = tokio::task::spawn_blocking(move || {
             let encoded = encode(&request);

@@ -18,6 +18,7 @@ mod error;
 pub mod grpc;
 pub mod http;
 pub mod ingest;
+pub mod metrics;
 pub mod parquet;
 pub mod server;
 pub mod wal;

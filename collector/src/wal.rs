@@ -90,6 +90,7 @@ impl WalControl {
 
     /// Deletes a segment whose spans are all committed to the object store.
     pub fn release(&self, segment: u64) {
+        crate::metrics::metrics().wal_segments_pending.dec();
         let path = segment_path(&self.dir, segment);
         if let Err(e) = std::fs::remove_file(&path) {
             tracing::warn!(path = %path.display(), error = %e, "cannot delete flushed WAL segment");
@@ -301,6 +302,9 @@ impl Writer {
             Ok(()) => {
                 self.good_len += record.len() as u64;
                 self.records += 1;
+                crate::metrics::metrics()
+                    .wal_bytes
+                    .inc_by(record.len() as u64);
                 Ok(())
             }
             Err(e) => {
@@ -318,6 +322,7 @@ impl Writer {
             return;
         }
         let synced = self.file.sync_data().map_err(|e| e.to_string());
+        crate::metrics::metrics().wal_syncs.inc();
         match &synced {
             Ok(()) => self.synced_len = self.good_len,
             Err(_) => {
@@ -341,6 +346,7 @@ impl Writer {
     }
 
     fn seal(&mut self) {
+        crate::metrics::metrics().wal_segments_pending.inc();
         let _ = self.batcher.blocking_send(Item::Sealed(self.id));
     }
 

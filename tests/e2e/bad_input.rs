@@ -229,6 +229,42 @@ async fn http_bad_input() {
         stored_names(&cairn).await,
         ["good-1", "good-2", "json-ok", "kept"]
     );
+
+    // Self-metrics count what happened.
+    let metrics = client()
+        .get(format!("http://{}/metrics", cairn.otlp_http))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |line_start: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(line_start))
+            .unwrap_or_else(|| panic!("{line_start} missing in\n{metrics}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(value("cairn_spans_accepted_total "), 4.0);
+    assert_eq!(value("cairn_spans_rejected_total "), 4.0);
+    assert_eq!(
+        value("cairn_exports_refused_total{reason=\"bad_request\"}"),
+        8.0
+    );
+    assert_eq!(
+        value("cairn_exports_refused_total{reason=\"too_large\"}"),
+        2.0
+    );
+    assert_eq!(
+        value("cairn_exports_refused_total{reason=\"unsupported_media_type\"}"),
+        3.0
+    );
+    assert!(value("cairn_files_written_total{dataset=\"spans\"}") >= 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
