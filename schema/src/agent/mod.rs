@@ -241,7 +241,7 @@ pub fn promote(view: &SpanView<'_>) -> Vec<Cell> {
         }
     }
 
-    derive_cost(conv, &mut picked, operation.as_deref(), provider.as_deref());
+    derive_cost(&mut picked, operation.as_deref(), provider.as_deref());
 
     let mut out = Vec::new();
     for (value, source) in [
@@ -289,7 +289,6 @@ type Lookup<'a> = dyn Fn(&str) -> Option<String> + 'a;
 /// Fills `cost` from the price table for model calls that report none; the source records the
 /// table version, and a reported cost is never replaced.
 fn derive_cost(
-    conv: &Conventions,
     picked: &mut HashMap<&str, (Cell, String)>,
     operation: Option<&str>,
     provider: Option<&str>,
@@ -326,7 +325,6 @@ fn derive_cost(
     };
     let cost = table.cost(price, usage);
     let source = format!("price_table:{}", table.version);
-    let _ = conv;
     picked.insert("cost", (Cell::Float(Some(cost)), source.clone()));
     picked.insert(
         "cost_currency",
