@@ -99,6 +99,11 @@ impl Cairn {
         let _ = self.child.wait();
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Is the process still running?
     pub fn alive(&mut self) -> bool {
         self.child.try_wait().expect("wait").is_none()

@@ -8,6 +8,7 @@ mod crash;
 mod disk_full;
 mod fixtures;
 mod otlp_rust;
+mod overload;
 mod python_sdk;
 mod s3;
 mod sql_api;
