@@ -1,13 +1,16 @@
 //! The object-store layout, the only contract between collectors and queriers.
 //!
 //! ```text
-//! spans/tenant=<tenant>/hour=<YYYY-MM-DDTHH>/<uuid v7>.parquet
-//! payloads/tenant=<tenant>/hour=<YYYY-MM-DDTHH>/<uuid v7>.parquet
+//! spans/tenant=<tenant>/hour=<YYYY-MM-DDTHH>/<file>.parquet
+//! payloads/tenant=<tenant>/hour=<YYYY-MM-DDTHH>/<file>.parquet
 //! ```
+//!
+//! `<file>` is `<collector id>-<write-ahead-log segment>` ([`segment_file`]) or a UUID v7
+//! ([`new_file`]) when no log is kept.
 //!
 //! A span lives in the hour partition of its start time (UTC); a payload in the hour of the first
 //! span that referenced it when it was written. A payload file is always committed before the
-//! span file that refers to it. File names are UUID v7, unique
+//! span file that refers to it. File names are unique
 //! across collectors sharing a bucket. A file is written with one PUT, so it is either absent or
 //! whole; nothing else (no manifest) has to be updated for it to become visible.
 
