@@ -16,6 +16,37 @@ use crate::catalog::{TenantTable, STORE_URL};
 use crate::views::views;
 use crate::{guard, Error, Result};
 
+/// The runtime queries execute on, apart from the one serving network IO, so that a heavy
+/// query cannot stall ingest or other requests. Its threads live as long as the process.
+fn query_runtime() -> &'static tokio::runtime::Handle {
+    static HANDLE: std::sync::LazyLock<tokio::runtime::Handle> = std::sync::LazyLock::new(|| {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("cairn-query")
+            .enable_all()
+            .build()
+            .expect("query runtime");
+        let handle = runtime.handle().clone();
+        std::thread::Builder::new()
+            .name("cairn-query-runtime".into())
+            .spawn(move || runtime.block_on(std::future::pending::<()>()))
+            .expect("query runtime thread");
+        handle
+    });
+    &HANDLE
+}
+
+/// Runs `work` on the query runtime.
+pub async fn on_query_runtime<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
+    query_runtime()
+        .spawn(work)
+        .await
+        .map_err(|e| Error::Internal(format!("query task failed: {e}")))?
+}
+
 /// Result of a query: the schema (also for zero rows) and the rows.
 pub struct QueryResult {
     pub schema: SchemaRef,
@@ -69,9 +100,14 @@ impl QueryEngine {
         Ok(ctx)
     }
 
-    /// Runs one read-only statement as `tenant`.
+    /// Runs one read-only statement as `tenant`, on the query runtime.
     pub async fn sql(&self, tenant: &Tenant, sql: &str) -> Result<QueryResult> {
         guard::check(sql)?;
+        let (engine, tenant, sql) = (self.clone(), tenant.clone(), sql.to_owned());
+        on_query_runtime(async move { engine.execute(&tenant, &sql).await }).await
+    }
+
+    async fn execute(&self, tenant: &Tenant, sql: &str) -> Result<QueryResult> {
         let ctx = self.session(tenant).await?;
         let options = SQLOptions::new()
             .with_allow_ddl(false)

@@ -11,9 +11,14 @@ use datafusion::prelude::{col, lit, SessionContext};
 
 use crate::{Error, QueryEngine, Result};
 
-/// The spans of `trace_id` for `tenant`, in start order.
+/// The spans of `trace_id` for `tenant`, in start order (run on the query runtime).
 pub async fn fetch(engine: &QueryEngine, tenant: &Tenant, trace_id: &str) -> Result<TracesData> {
     let trace_id = parse_trace_id(trace_id)?;
+    let (engine, tenant) = (engine.clone(), tenant.clone());
+    crate::engine::on_query_runtime(async move { fetch_on(&engine, &tenant, trace_id).await }).await
+}
+
+async fn fetch_on(engine: &QueryEngine, tenant: &Tenant, trace_id: String) -> Result<TracesData> {
     let ctx = engine.session(tenant).await?;
     let batches = ctx
         .table("spans")
