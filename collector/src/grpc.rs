@@ -49,15 +49,8 @@ impl GrpcTraceService {
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Error> {
-        let header = request
-            .metadata()
-            .get(TENANT_HEADER)
-            .map(|v| {
-                v.to_str()
-                    .map_err(|_| Error::BadRequest("tenant header is not ASCII".into()))
-            })
-            .transpose()?;
-        let tenant = Tenant::from_header(header)?;
+        let header = request.metadata().get(TENANT_HEADER).map(|v| v.as_bytes());
+        let tenant = Tenant::from_header_bytes(header)?;
         let outcome = self.ingester.export(tenant, request.into_inner()).await?;
         Ok(Response::new(response(outcome)))
     }

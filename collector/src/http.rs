@@ -87,7 +87,7 @@ async fn handle(
     body: Body,
 ) -> Result<cairn_schema::otlp::collector::trace::v1::ExportTraceServiceResponse, Error> {
     let format = format?;
-    let tenant = Tenant::from_header(header_str(headers, TENANT_HEADER)?)?;
+    let tenant = Tenant::from_header_bytes(headers.get(TENANT_HEADER).map(|v| v.as_bytes()))?;
     let raw = to_bytes(body, state.max_message_bytes).await.map_err(|e| {
         Error::TooLarge(format!(
             "body is larger than {} bytes or unreadable: {e}",

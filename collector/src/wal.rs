@@ -170,12 +170,11 @@ impl WalDir {
             let tlen = u16::from_le_bytes([payload[0], payload[1]]) as usize;
             let parsed = payload
                 .get(2..2 + tlen)
-                .and_then(|t| std::str::from_utf8(t).ok())
-                .and_then(|t| Tenant::new(t).ok())
-                .zip(
-                    ExportTraceServiceRequest::decode(&payload[2 + tlen.min(payload.len() - 2)..])
-                        .ok(),
-                );
+                .zip(payload.get(2 + tlen..))
+                .and_then(|(tenant, request)| {
+                    let tenant = Tenant::new(std::str::from_utf8(tenant).ok()?).ok()?;
+                    Some((tenant, ExportTraceServiceRequest::decode(request).ok()?))
+                });
             match parsed {
                 Some(record) => out.push(record),
                 None => break,

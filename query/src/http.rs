@@ -42,14 +42,9 @@ pub fn router(engine: QueryEngine) -> Router {
 }
 
 fn tenant(headers: &HeaderMap) -> Result<Tenant> {
-    let value = headers
-        .get(TENANT_HEADER)
-        .map(|v| {
-            v.to_str()
-                .map_err(|_| Error::BadRequest("tenant header is not ASCII".into()))
-        })
-        .transpose()?;
-    Ok(Tenant::from_header(value)?)
+    Ok(Tenant::from_header_bytes(
+        headers.get(TENANT_HEADER).map(|v| v.as_bytes()),
+    )?)
 }
 
 #[derive(Deserialize)]

@@ -39,6 +39,17 @@ impl Tenant {
         }
     }
 
+    /// The tenant named by a raw header value (HTTP header or gRPC metadata), or the default.
+    pub fn from_header_bytes(value: Option<&[u8]>) -> Result<Self> {
+        let text = value
+            .map(|v| {
+                std::str::from_utf8(v)
+                    .map_err(|_| Error::InvalidInput("the tenant header is not text".into()))
+            })
+            .transpose()?;
+        Self::from_header(text)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

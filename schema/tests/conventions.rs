@@ -13,13 +13,8 @@ use cairn_schema::otlp::common::v1::{
 use cairn_schema::otlp::resource::v1::Resource;
 use cairn_schema::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
-fn kv(key: &str, v: Value) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue { value: Some(v) }),
-        ..Default::default()
-    }
-}
+mod common;
+use common::kv;
 fn s(key: &str, v: &str) -> KeyValue {
     kv(key, Value::StringValue(v.into()))
 }

@@ -5,18 +5,13 @@ use cairn_schema::decode::decode;
 use cairn_schema::encode::encode;
 use cairn_schema::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use cairn_schema::otlp::common::v1::{
-    any_value::Value, AnyValue, ArrayValue, InstrumentationScope, KeyValue,
+    any_value::Value, AnyValue, ArrayValue, InstrumentationScope,
 };
 use cairn_schema::otlp::resource::v1::Resource;
 use cairn_schema::otlp::trace::v1::{span, ResourceSpans, ScopeSpans, Span, Status};
 
-fn kv(key: &str, v: Value) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue { value: Some(v) }),
-        ..Default::default()
-    }
-}
+mod common;
+use common::kv;
 
 fn span(trace: u8, id: u8, parent: Option<u8>, start: u64) -> Span {
     Span {
