@@ -27,6 +27,8 @@ pub enum Command {
     Collector(ServeArgs),
     /// Run only the query API.
     Query(ServeArgs),
+    /// Run only compaction and retention (one per store; `serve` runs them itself).
+    Compact(ServeArgs),
     /// Run one SQL query against the store and print the result.
     Sql(SqlArgs),
 }
@@ -41,6 +43,10 @@ pub struct StoreArgs {
     /// Log filter, e.g. `info` or `cairn_collector=debug` [default: info]
     #[arg(long, env = "CAIRN_LOG")]
     pub log: Option<String>,
+    /// Fail this fraction (0 to 1) of object-store writes, half of them after the write took
+    /// effect: for resilience testing only.
+    #[arg(long, env = "CAIRN_INJECT_STORE_FAULTS", hide_short_help = true)]
+    pub inject_store_faults: Option<f64>,
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -86,6 +92,30 @@ pub struct ServeArgs {
     /// TOML price table overlaid on the bundled one, for the derived cost of model calls.
     #[arg(long, env = "CAIRN_PRICES")]
     pub prices: Option<PathBuf>,
+    /// Whether `serve` compacts and expires files: on or off [default: on]
+    #[arg(long, env = "CAIRN_COMPACTION")]
+    pub compaction: Option<String>,
+    /// Time between compaction passes [default: 1m]
+    #[arg(long, env = "CAIRN_COMPACTION_INTERVAL")]
+    pub compaction_interval: Option<String>,
+    /// Size compaction merges small files up to [default: 128MiB]
+    #[arg(long, env = "CAIRN_COMPACTION_TARGET_SIZE")]
+    pub compaction_target_size: Option<String>,
+    /// Small files the current hour's partition needs before they are merged [default: 16]
+    #[arg(long, env = "CAIRN_COMPACTION_MIN_FILES")]
+    pub compaction_min_files: Option<String>,
+    /// How long replaced files stay readable after a merge; longer than any query [default: 5m]
+    #[arg(long, env = "CAIRN_COMPACTION_GRACE")]
+    pub compaction_grace: Option<String>,
+    /// Memory one merge may use before spilling to disk [default: 512MiB]
+    #[arg(long, env = "CAIRN_COMPACTION_MEMORY")]
+    pub compaction_memory: Option<String>,
+    /// How long data is kept, e.g. 30d; unset keeps it for ever.
+    #[arg(long, env = "CAIRN_RETENTION")]
+    pub retention: Option<String>,
+    /// Per-tenant retention overriding --retention, e.g. `acme=7d,globex=90d`.
+    #[arg(long, env = "CAIRN_TENANT_RETENTION")]
+    pub tenant_retention: Option<String>,
     /// Write the bound addresses as JSON to this file once listening (for scripts and tests).
     #[arg(long, env = "CAIRN_READY_FILE")]
     pub ready_file: Option<PathBuf>,

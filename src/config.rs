@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use cairn_collector::CollectorConfig;
+use cairn_compactor::{CompactionConfig, Retention};
 use cairn_query::QueryConfig;
 use serde::Deserialize;
 
@@ -28,6 +29,14 @@ pub struct FileConfig {
     pub ack: Option<String>,
     pub wal_dir: Option<String>,
     pub shutdown_timeout: Option<String>,
+    pub compaction: Option<String>,
+    pub compaction_interval: Option<String>,
+    pub compaction_target_size: Option<String>,
+    pub compaction_min_files: Option<String>,
+    pub compaction_grace: Option<String>,
+    pub compaction_memory: Option<String>,
+    pub retention: Option<String>,
+    pub tenant_retention: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +70,8 @@ pub struct Settings {
     pub log: String,
     pub collector: CollectorConfig,
     pub query: QueryConfig,
+    /// Compaction and retention, unless turned off.
+    pub compaction: Option<CompactionConfig>,
 }
 
 fn pick(flag: &Option<String>, file: &Option<String>) -> Option<String> {
@@ -141,6 +152,85 @@ fn wal_dir(
     }
 }
 
+fn compaction(
+    args: &ServeArgs,
+    file: &FileConfig,
+) -> Result<Option<CompactionConfig>, ConfigError> {
+    match pick(&args.compaction, &file.compaction).as_deref() {
+        None | Some("on") => {}
+        Some("off") => return Ok(None),
+        Some(other) => {
+            return Err(ConfigError::Value {
+                key: "compaction",
+                message: format!("{other:?} is not on or off"),
+            })
+        }
+    }
+    let d = CompactionConfig::default();
+    let min_files = match pick(&args.compaction_min_files, &file.compaction_min_files) {
+        None => d.min_files,
+        Some(v) => v
+            .parse()
+            .ok()
+            .filter(|n| *n >= 2)
+            .ok_or_else(|| ConfigError::Value {
+                key: "compaction_min_files",
+                message: format!("{v:?} is not a number of at least 2"),
+            })?,
+    };
+    let retention_value = |key: &'static str, v: String| {
+        humantime::parse_duration(&v)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| ConfigError::Value {
+                key,
+                message: format!("{v:?} is not a duration such as 30d"),
+            })
+    };
+    let mut retention = Retention {
+        default: pick(&args.retention, &file.retention)
+            .map(|v| retention_value("retention", v))
+            .transpose()?,
+        ..Retention::default()
+    };
+    for item in pick(&args.tenant_retention, &file.tenant_retention)
+        .iter()
+        .flat_map(|v| v.split(','))
+        .filter(|s| !s.trim().is_empty())
+    {
+        let (tenant, age) =
+            Retention::parse_override(item).map_err(|message| ConfigError::Value {
+                key: "tenant_retention",
+                message,
+            })?;
+        retention.tenants.insert(tenant, age);
+    }
+    Ok(Some(CompactionConfig {
+        interval: duration(
+            "compaction_interval",
+            pick(&args.compaction_interval, &file.compaction_interval),
+            d.interval,
+        )?,
+        target_bytes: size(
+            "compaction_target_size",
+            pick(&args.compaction_target_size, &file.compaction_target_size),
+            d.target_bytes as usize,
+        )? as u64,
+        min_files,
+        grace: duration(
+            "compaction_grace",
+            pick(&args.compaction_grace, &file.compaction_grace),
+            d.grace,
+        )?,
+        memory_bytes: size(
+            "compaction_memory",
+            pick(&args.compaction_memory, &file.compaction_memory),
+            d.memory_bytes,
+        )?,
+        retention,
+    }))
+}
+
 /// Store location and log filter of any command.
 pub fn store_and_log(args: &StoreArgs, file: &FileConfig) -> (String, String) {
     (
@@ -208,6 +298,7 @@ impl Settings {
                     q.memory_limit,
                 )?,
             },
+            compaction: compaction(args, file)?,
         })
     }
 }
@@ -243,5 +334,27 @@ mod tests {
             ..Default::default()
         };
         assert!(Settings::resolve(&bad, &FileConfig::default()).is_err());
+    }
+
+    #[test]
+    fn compaction_and_retention() {
+        let file: FileConfig =
+            toml::from_str("retention = \"30d\"\ntenant_retention = \"acme=7d, globex=1h\"")
+                .unwrap();
+        let s = Settings::resolve(&ServeArgs::default(), &file).unwrap();
+        let c = s.compaction.unwrap();
+        assert_eq!(c.retention.default, Some(Duration::from_secs(30 * 86_400)));
+        let acme = cairn_schema::tenant::Tenant::new("acme").unwrap();
+        assert_eq!(c.retention.of(&acme), Some(Duration::from_secs(7 * 86_400)));
+        let off = ServeArgs {
+            compaction: Some("off".into()),
+            ..Default::default()
+        };
+        assert!(Settings::resolve(&off, &file).unwrap().compaction.is_none());
+        let bad = ServeArgs {
+            tenant_retention: Some("acme".into()),
+            ..Default::default()
+        };
+        assert!(Settings::resolve(&bad, &file).is_err());
     }
 }

@@ -1,9 +1,9 @@
 //! `cairn`: the one binary, with roles.
 //!
-//! `cairn serve` runs the OTLP receivers, the Parquet writer and the query API in one process on
-//! a local data directory by default; `cairn collector` and `cairn query` run the two halves
-//! alone (they share nothing but the object store); `cairn sql` runs one query against the store
-//! and prints it. Settings come from flags, `CAIRN_*` environment variables and an optional TOML
+//! `cairn serve` runs the OTLP receivers, the Parquet writer, compaction and the query API in one
+//! process on a local data directory by default; `cairn collector`, `cairn query` and
+//! `cairn compact` run the parts alone (they share nothing but the object store); `cairn sql`
+//! runs one query against the store and prints it. Settings come from flags, `CAIRN_*` environment variables and an optional TOML
 //! file, in that order of precedence.
 
 mod cli;
@@ -13,6 +13,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use cairn_collector::CollectorServer;
+use cairn_compactor::Compactor;
 use cairn_query::format::{encode, Format};
 use cairn_query::{QueryEngine, QueryServer};
 use cairn_schema::tenant::Tenant;
@@ -29,6 +30,7 @@ enum Role {
     All,
     Collector,
     Query,
+    Compactor,
 }
 
 fn main() -> ExitCode {
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve(Role::All, args, file).await,
             Command::Collector(args) => serve(Role::Collector, args, file).await,
             Command::Query(args) => serve(Role::Query, args, file).await,
+            Command::Compact(args) => serve(Role::Compactor, args, file).await,
             Command::Sql(args) => sql(args, file).await,
         }
     });
@@ -59,6 +62,25 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Opens the store, wrapped in a fault injector when asked.
+fn open_store(
+    location: &str,
+    faults: Option<f64>,
+) -> Result<std::sync::Arc<dyn object_store::ObjectStore>, BoxError> {
+    let store = cairn_schema::store::open(location)?;
+    Ok(match faults.filter(|f| *f > 0.0) {
+        Some(fraction) => {
+            tracing::warn!(fraction, "injecting object-store write faults");
+            std::sync::Arc::new(cairn_schema::faults::FaultyStore::new(
+                store,
+                fraction,
+                std::process::id().into(),
+            ))
+        }
+        None => store,
+    })
 }
 
 fn init_logging(filter: &str) {
@@ -103,7 +125,7 @@ async fn serve(role: Role, args: ServeArgs, file: FileConfig) -> Result<(), BoxE
     };
     cairn_schema::agent::prices::install(user_prices.as_deref())
         .map_err(|e| format!("price table: {e}"))?;
-    let store = cairn_schema::store::open(&settings.store)?;
+    let store = open_store(&settings.store, args.store.inject_store_faults)?;
     tracing::info!(store = %settings.store, "object store opened");
     let shutdown = CancellationToken::new();
     on_signal(shutdown.clone());
@@ -112,11 +134,17 @@ async fn serve(role: Role, args: ServeArgs, file: FileConfig) -> Result<(), BoxE
         Role::All | Role::Collector => {
             Some(CollectorServer::bind(settings.collector.clone(), store.clone()).await?)
         }
-        Role::Query => None,
+        Role::Query | Role::Compactor => None,
+    };
+    let compactor = match (role, &settings.compaction) {
+        (Role::All | Role::Compactor, Some(config)) => {
+            Some(Compactor::new(store.clone(), config.clone()))
+        }
+        _ => None,
     };
     let query = match role {
         Role::All | Role::Query => Some(QueryServer::bind(settings.query.clone(), store).await?),
-        Role::Collector => None,
+        Role::Collector | Role::Compactor => None,
     };
     if let Some(path) = &args.ready_file {
         let ready = serde_json::json!({
@@ -140,7 +168,12 @@ async fn serve(role: Role, args: ServeArgs, file: FileConfig) -> Result<(), BoxE
             None => Ok(()),
         }
     };
-    let (c, q) = tokio::join!(collector_task, query_task);
+    let compactor_task = async {
+        if let Some(c) = compactor {
+            cairn_compactor::run(c, shutdown.clone()).await;
+        }
+    };
+    let (c, q, ()) = tokio::join!(collector_task, query_task, compactor_task);
     c?;
     q?;
     tracing::info!("stopped");
@@ -152,7 +185,7 @@ async fn sql(args: SqlArgs, file: FileConfig) -> Result<(), BoxError> {
     init_logging(&log);
     let format = Format::from_name(&args.format)?;
     let tenant = Tenant::new(&args.tenant)?;
-    let engine = QueryEngine::new(cairn_schema::store::open(&store)?, 2 << 30)?;
+    let engine = QueryEngine::new(open_store(&store, args.store.inject_store_faults)?, 2 << 30)?;
     let result = engine.sql(&tenant, &args.sql).await?;
     let bytes = encode(&result, format)?;
     let mut out = std::io::stdout().lock();

@@ -9,7 +9,7 @@
 //! while the next batch accumulates. When the queue closes, what is buffered is written before
 //! the batcher returns.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,30 +31,36 @@ const PARALLEL_FILES: usize = 4;
 /// Longest wait between attempts to write an acknowledged segment.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// Payload hashes remembered per tenant as already stored, so that a message resent on every
-/// turn of a conversation is written once. Bounded: forgotten wholesale when full, which only
-/// costs a rewrite of a payload (queries read one row per hash).
+/// Payload hashes remembered per tenant as already stored, with the hour partition they were
+/// stored in, so that a message resent on every turn of a conversation is written once. A stored
+/// payload is referred to only from spans at most [`layout::PAYLOAD_REUSE_HOURS`] later, so
+/// retention can delete payload partitions safely. Bounded: forgotten wholesale when full, which
+/// only costs a rewrite of a payload (queries read one row per hash).
 const REMEMBERED_HASHES: usize = 1 << 20;
 
 #[derive(Default)]
 struct KnownPayloads {
-    by_tenant: HashMap<Tenant, HashSet<String>>,
+    by_tenant: HashMap<Tenant, HashMap<String, i64>>,
     count: usize,
 }
 
 impl KnownPayloads {
-    fn contains(&self, tenant: &Tenant, hash: &str) -> bool {
-        self.by_tenant.get(tenant).is_some_and(|s| s.contains(hash))
+    /// Whether spans of `hour` may refer to the stored payload `hash`.
+    fn contains(&self, tenant: &Tenant, hash: &str, hour: i64) -> bool {
+        self.by_tenant
+            .get(tenant)
+            .and_then(|s| s.get(hash))
+            .is_some_and(|stored| hour - stored <= layout::PAYLOAD_REUSE_HOURS)
     }
 
-    fn remember(&mut self, tenant: &Tenant, hashes: impl Iterator<Item = String>) {
+    fn remember(&mut self, tenant: &Tenant, hour: i64, hashes: impl Iterator<Item = String>) {
         if self.count >= REMEMBERED_HASHES {
             self.by_tenant.clear();
             self.count = 0;
         }
         let set = self.by_tenant.entry(tenant.clone()).or_default();
         for h in hashes {
-            if set.insert(h) {
+            if set.insert(h, hour).is_none() {
                 self.count += 1;
             }
         }
@@ -234,12 +240,23 @@ async fn flush_until_written(
                 return;
             }
             Err(e) => {
-                tracing::error!(error = %e, retry_in = ?backoff, "writing an acknowledged segment failed; retrying");
-                tokio::time::sleep(backoff).await;
+                let wait = jittered(backoff);
+                tracing::error!(error = %e, retry_in = ?wait, "writing an acknowledged segment failed; retrying");
+                tokio::time::sleep(wait).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
     }
+}
+
+/// `backoff` scaled by a random factor in [0.5, 1), so collectors that failed together do not
+/// retry together.
+fn jittered(backoff: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    backoff.mul_f64(0.5 + (random % 1000) as f64 / 2000.0)
 }
 
 async fn write_all(
@@ -273,8 +290,8 @@ async fn write_all(
     }
     crate::metrics::metrics().flushes.inc();
     let mut k = known.lock().expect("known payloads");
-    for (tenant, h) in hashes {
-        k.remember(&tenant, h.into_iter());
+    for (tenant, hour, h) in hashes {
+        k.remember(&tenant, hour, h.into_iter());
     }
     Ok(rows)
 }
@@ -295,13 +312,13 @@ async fn flush(store: Arc<dyn ObjectStore>, known: Known, buffer: Buffer, naming
 
 async fn put(store: &dyn ObjectStore, path: Path, bytes: Vec<u8>) -> Result<(), String> {
     let m = crate::metrics::metrics();
-    let dataset = crate::metrics::DatasetLabel {
-        dataset: if path.as_ref().starts_with(Dataset::Payloads.prefix()) {
-            "payloads"
+    let dataset = crate::metrics::DatasetLabel::of(
+        if path.as_ref().starts_with(Dataset::Payloads.prefix()) {
+            Dataset::Payloads
         } else {
-            "spans"
+            Dataset::Spans
         },
-    };
+    );
     let size = bytes.len() as u64;
     let started = std::time::Instant::now();
     let result = put_once(store, path, bytes).await;
@@ -327,7 +344,7 @@ async fn put_once(store: &dyn ObjectStore, path: Path, bytes: Vec<u8>) -> Result
 }
 
 /// Rows written and payload hashes committed by one flush.
-type Written = (usize, Vec<(Tenant, Vec<String>)>);
+type Written = (usize, Vec<(Tenant, i64, Vec<String>)>);
 
 /// Writes the group's new payloads, then its spans: a span file never refers to a payload that
 /// is not yet stored. The payload hashes are remembered by the caller only once the whole flush
@@ -350,7 +367,7 @@ async fn write_partition(
                 .iter()
                 .map(|b| {
                     let k = seen.lock().expect("known payloads");
-                    crate::parquet::without_known(b, |h| k.contains(&t, h))
+                    crate::parquet::without_known(b, |h| k.contains(&t, h, hour))
                 })
                 .collect::<crate::Result<Vec<_>>>()?;
             let fresh: Vec<RecordBatch> = fresh.into_iter().filter(|b| b.num_rows() > 0).collect();
@@ -378,7 +395,7 @@ async fn write_partition(
                 bytes,
             )
             .await?;
-            committed.push((tenant.clone(), hashes));
+            committed.push((tenant.clone(), hour, hashes));
         }
     }
     let spans = group.spans;

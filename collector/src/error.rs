@@ -32,15 +32,14 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// The gRPC status code for this error, following the OTLP retry rules: only
-    /// `UNAVAILABLE` is retried by clients without further hints.
+    /// The gRPC status code for this error, following the OTLP retry rules: `UNAVAILABLE` is
+    /// retried; `RESOURCE_EXHAUSTED` only when it carries `RetryInfo` (full buffers do, an
+    /// oversized request does not).
     pub fn grpc_code(&self) -> tonic::Code {
         match self {
             Error::BadRequest(_) | Error::UnsupportedMediaType(_) => tonic::Code::InvalidArgument,
-            Error::TooLarge(_) => tonic::Code::ResourceExhausted,
-            Error::Overloaded(_) | Error::Storage(_) | Error::ShuttingDown => {
-                tonic::Code::Unavailable
-            }
+            Error::TooLarge(_) | Error::Overloaded(_) => tonic::Code::ResourceExhausted,
+            Error::Storage(_) | Error::ShuttingDown => tonic::Code::Unavailable,
             Error::Internal(_) => tonic::Code::Internal,
         }
     }
@@ -83,7 +82,15 @@ impl Error {
 
 impl From<Error> for tonic::Status {
     fn from(e: Error) -> Self {
-        tonic::Status::new(e.grpc_code(), e.to_string())
+        use tonic_types::{ErrorDetails, StatusExt};
+        match e.retry_after_secs() {
+            Some(secs) => tonic::Status::with_error_details(
+                e.grpc_code(),
+                e.to_string(),
+                ErrorDetails::with_retry_info(Some(std::time::Duration::from_secs(secs))),
+            ),
+            None => tonic::Status::new(e.grpc_code(), e.to_string()),
+        }
     }
 }
 
@@ -93,5 +100,25 @@ impl From<cairn_schema::Error> for Error {
             cairn_schema::Error::InvalidInput(m) => Error::BadRequest(m),
             other => Error::Internal(other.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic_types::StatusExt;
+
+    #[test]
+    fn retryable_grpc_refusals_carry_retry_info() {
+        let status = tonic::Status::from(Error::Overloaded("full".into()));
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        let info = status.get_details_retry_info().expect("retry info");
+        assert_eq!(info.retry_delay, Some(std::time::Duration::from_secs(1)));
+        let status = tonic::Status::from(Error::Storage("down".into()));
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert!(status.get_details_retry_info().is_some());
+        let status = tonic::Status::from(Error::TooLarge("big".into()));
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert!(status.get_details_retry_info().is_none());
     }
 }

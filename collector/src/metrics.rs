@@ -1,5 +1,5 @@
-//! Self-metrics of the collector, served as Prometheus text on `GET /metrics` of the OTLP/HTTP
-//! port.
+//! Self-metrics of the collector and the compactor, served as Prometheus text on `GET /metrics`
+//! of the OTLP/HTTP port.
 
 use std::sync::LazyLock;
 
@@ -21,6 +21,14 @@ pub struct DatasetLabel {
     pub dataset: &'static str,
 }
 
+impl DatasetLabel {
+    pub fn of(dataset: cairn_schema::layout::Dataset) -> Self {
+        Self {
+            dataset: dataset.prefix(),
+        }
+    }
+}
+
 /// Every metric the collector keeps.
 pub struct Metrics {
     pub spans_received: Counter,
@@ -35,6 +43,13 @@ pub struct Metrics {
     pub upload_seconds: Histogram,
     pub upload_failures: Counter,
     pub flushes: Counter,
+    pub compaction_merges: Family<DatasetLabel, Counter>,
+    pub compaction_files_merged: Family<DatasetLabel, Counter>,
+    pub compaction_files_deleted: Family<DatasetLabel, Counter>,
+    pub compaction_failures: Counter,
+    pub retention_partitions_deleted: Family<DatasetLabel, Counter>,
+    pub partition_files: Histogram,
+    pub store_files: Family<DatasetLabel, Gauge>,
     registry: Registry,
 }
 
@@ -54,6 +69,13 @@ impl Metrics {
             upload_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             upload_failures: Counter::default(),
             flushes: Counter::default(),
+            compaction_merges: Family::default(),
+            compaction_files_merged: Family::default(),
+            compaction_files_deleted: Family::default(),
+            compaction_failures: Counter::default(),
+            retention_partitions_deleted: Family::default(),
+            partition_files: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
+            store_files: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -112,6 +134,41 @@ impl Metrics {
             m.upload_failures.clone(),
         );
         registry.register("flushes", "Flushes completed", m.flushes.clone());
+        registry.register(
+            "compaction_merges",
+            "Merges committed by compaction, by dataset",
+            m.compaction_merges.clone(),
+        );
+        registry.register(
+            "compaction_files_merged",
+            "Files merged into larger ones, by dataset",
+            m.compaction_files_merged.clone(),
+        );
+        registry.register(
+            "compaction_files_deleted",
+            "Superseded or abandoned files deleted, by dataset",
+            m.compaction_files_deleted.clone(),
+        );
+        registry.register(
+            "compaction_failures",
+            "Partitions whose compaction failed (retried at the next pass)",
+            m.compaction_failures.clone(),
+        );
+        registry.register(
+            "retention_partitions_deleted",
+            "Hour partitions deleted by retention, by dataset",
+            m.retention_partitions_deleted.clone(),
+        );
+        registry.register(
+            "partition_files",
+            "Readable files per partition, observed at each compaction pass",
+            m.partition_files.clone(),
+        );
+        registry.register(
+            "store_files",
+            "Readable files in the store at the last compaction pass, by dataset",
+            m.store_files.clone(),
+        );
         Self { registry, ..m }
     }
 

@@ -1,24 +1,19 @@
-//! Parquet encoding of one partition's files. Spans: sorted by (trace id, start time), bloom
-//! filter on trace id. Payloads: one row per hash, sorted by hash, bloom filter on hash. Both:
-//! zstd, page statistics and page index, the schema version in the metadata.
+//! Parquet encoding of one partition's files, with the settings of
+//! [`cairn_schema::file_format`]. Spans: sorted by (trace id, start time). Payloads: one row per
+//! hash, in arrival order.
 
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use arrow::compute::{
     concat_batches, filter_record_batch, lexsort_to_indices, take_record_batch, SortColumn,
 };
 use arrow::datatypes::SchemaRef;
-use cairn_schema::columns::{col, spans_schema, SCHEMA_VERSION, SCHEMA_VERSION_KEY};
+use cairn_schema::columns::spans_schema;
+use cairn_schema::file_format::{sort_keys, writer_properties};
+use cairn_schema::layout::Dataset;
 use cairn_schema::payload::payloads_schema;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::metadata::{KeyValue, SortingColumn};
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use parquet::schema::types::ColumnPath;
 
 use crate::{Error, Result};
-
-/// Rows per row group: small enough for statistics to prune, large enough to compress well.
-const ROW_GROUP_ROWS: usize = 64 * 1024;
 
 fn internal(e: arrow::error::ArrowError) -> Error {
     Error::Internal(e.to_string())
@@ -49,47 +44,17 @@ fn first_of_each(batch: &RecordBatch, name: &str) -> BooleanArray {
         .collect()
 }
 
-/// Writer settings for a file of `batch`, with a bloom filter on the first of `keys` and, when
-/// `sorted`, the sort order recorded.
-fn properties(batch: &RecordBatch, keys: &[&str], sorted: bool) -> WriterProperties {
-    let schema = batch.schema();
-    let idx = |name: &str| schema.index_of(name).expect("sort column") as i32;
-    let ascending = |column_idx| SortingColumn {
-        column_idx,
-        descending: false,
-        nulls_first: false,
+fn write(batch: &RecordBatch, dataset: Dataset) -> Result<(Vec<u8>, usize)> {
+    let distinct = match sort_keys(dataset).first() {
+        Some(key) => first_of_each(batch, key).true_count() as u64,
+        None => batch.num_rows() as u64,
     };
-    let bloom = ColumnPath::from(keys[0]);
-    let distinct = if sorted {
-        first_of_each(batch, keys[0]).true_count() as u64
-    } else {
-        batch.num_rows() as u64
-    };
-    let sorting = sorted.then(|| keys.iter().map(|k| ascending(idx(k))).collect());
-    WriterProperties::builder()
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(3).expect("valid level"),
-        ))
-        .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .set_column_bloom_filter_enabled(bloom.clone(), true)
-        .set_column_bloom_filter_max_ndv(bloom.clone(), distinct.max(1))
-        .set_column_bloom_filter_fpp(bloom, 0.01)
-        .set_sorting_columns(sorting)
-        .set_key_value_metadata(Some(vec![KeyValue::new(
-            SCHEMA_VERSION_KEY.to_owned(),
-            SCHEMA_VERSION.to_owned(),
-        )]))
-        .build()
-}
-
-fn write(batch: &RecordBatch, keys: &[&str], sorted: bool) -> Result<(Vec<u8>, usize)> {
     let mut out = Vec::with_capacity(batch.get_array_memory_size() / 4);
     let parquet_err = |e: parquet::errors::ParquetError| Error::Internal(e.to_string());
     let mut writer = ArrowWriter::try_new(
         &mut out,
         batch.schema(),
-        Some(properties(batch, keys, sorted)),
+        Some(writer_properties(&batch.schema(), dataset, distinct)),
     )
     .map_err(parquet_err)?;
     writer.write(batch).map_err(parquet_err)?;
@@ -99,8 +64,8 @@ fn write(batch: &RecordBatch, keys: &[&str], sorted: bool) -> Result<(Vec<u8>, u
 
 /// Sorts span batches by (trace id, start time) and encodes them as one Parquet file.
 pub fn encode_spans(batches: &[RecordBatch]) -> Result<(Vec<u8>, usize)> {
-    let keys = [col::TRACE_ID, col::START_TIME];
-    write(&sort(&spans_schema(), batches, &keys)?, &keys, true)
+    let batch = sort(&spans_schema(), batches, sort_keys(Dataset::Spans))?;
+    write(&batch, Dataset::Spans)
 }
 
 /// Keeps the first row of each hash of payload batches, in arrival order (messages of one
@@ -114,7 +79,7 @@ pub fn encode_payloads(batches: &[RecordBatch]) -> Result<(Vec<u8>, usize)> {
         .map(|i| Some(seen.insert(hashes.value(i))))
         .collect();
     let distinct = filter_record_batch(&all, &keep).map_err(internal)?;
-    write(&distinct, &["hash"], false)
+    write(&distinct, Dataset::Payloads)
 }
 
 /// Drops payload rows whose hash `known` says is already stored.

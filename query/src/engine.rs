@@ -5,6 +5,7 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use cairn_schema::tenant::Tenant;
+use cairn_schema::visible::VisibleStore;
 use datafusion::catalog::view::ViewTable;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
@@ -63,6 +64,8 @@ pub struct QueryEngine {
 impl QueryEngine {
     /// An engine over `store`; all queries together use at most `memory_limit` bytes.
     pub fn new(store: Arc<dyn ObjectStore>, memory_limit: usize) -> Result<Self> {
+        // Listings show each span once, also while compaction replaces files.
+        let store: Arc<dyn ObjectStore> = Arc::new(VisibleStore::new(store));
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(memory_limit, 1.0)
             // New files land in existing partitions all the time: never cache listings.

@@ -9,7 +9,8 @@
 //! ([`new_file`]) when no log is kept.
 //!
 //! A span lives in the hour partition of its start time (UTC); a payload in the hour of the first
-//! span that referenced it when it was written. A payload file is always committed before the
+//! span that referenced it when it was written, and spans at most [`PAYLOAD_REUSE_HOURS`] later
+//! refer to that copy. A payload file is always committed before the
 //! span file that refers to it. File names are unique
 //! across collectors sharing a bucket. A file is written with one PUT, so it is either absent or
 //! whole; nothing else (no manifest) has to be updated for it to become visible.
@@ -35,6 +36,11 @@ impl Dataset {
         }
     }
 }
+/// Spans refer to a stored payload for at most this many hours after the hour partition it was
+/// stored in; later spans store it again. Retention keeps a payload partition this much longer
+/// than span partitions, so no reference outlives its payload.
+pub const PAYLOAD_REUSE_HOURS: i64 = 24;
+
 /// Nanoseconds in one partition.
 pub const HOUR_NANOS: i64 = 3_600_000_000_000;
 const HOUR_FORMAT: &str = "%Y-%m-%dT%H";

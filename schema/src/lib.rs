@@ -7,7 +7,9 @@
 //! OTLP with [`decode`]. Attribute values keep their OTLP type ([`attributes`]), so the round
 //! trip OTLP → Arrow → OTLP is lossless. Promoted agent columns are filled from a data table of
 //! attribute names ([`agent`]); large values go to a content-addressed `payloads` table
-//! ([`payload`]) and are referenced from spans.
+//! ([`payload`]) and are referenced from spans. Files are written as [`file_format`] says;
+//! compaction replaces small files by large ones under the records of [`compaction`], which
+//! readers apply through [`visible`].
 //!
 //! This crate depends on no other Cairn crate; the collector and the query side depend on it and
 //! never on each other.
@@ -15,14 +17,18 @@
 pub mod agent;
 pub mod attributes;
 pub mod columns;
+pub mod compaction;
 pub mod decode;
 pub mod encode;
 mod error;
+pub mod faults;
+pub mod file_format;
 pub mod ids;
 pub mod layout;
 pub mod payload;
 pub mod store;
 pub mod tenant;
+pub mod visible;
 
 pub use error::{Error, Result};
 

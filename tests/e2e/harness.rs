@@ -31,7 +31,7 @@ impl Cairn {
     }
 
     /// `cairn serve` on `store`, with extra flags and environment. Exports are acknowledged once
-    /// stored unless `extra` says `--ack wal`; the write-ahead log lives beside a local store
+    /// stored unless `extra` says `--ack wal`; compaction is off unless it says `--compaction on`; the write-ahead log lives beside a local store
     /// (so that it survives restarts), else in the temporary directory.
     pub fn start_on(store: &str, extra: &[&str], envs: &[(&str, &str)]) -> Self {
         let wal_dir = if store.contains("://") {
@@ -59,6 +59,8 @@ impl Cairn {
             .env("CAIRN_LOG", "info")
             .env("CAIRN_FLUSH_INTERVAL", "200ms")
             .env("CAIRN_ACK", "stored")
+            // Tests that compact say so; the others count files.
+            .env("CAIRN_COMPACTION", "off")
             .env("CAIRN_WAL_DIR", &wal_dir)
             .stdin(Stdio::null());
         for (k, v) in envs {
@@ -75,6 +77,23 @@ impl Cairn {
             http: get("http"),
             _dir: None,
         }
+    }
+
+    /// The value of a counter (summed over labels matching `labels`) on `/metrics`.
+    pub async fn metric(&self, name: &str, labels: &str) -> f64 {
+        let text = client()
+            .get(format!("http://{}/metrics", self.otlp_http))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|l| l.starts_with(name) && l.contains(labels))
+            .filter(|l| l[name.len()..].starts_with([' ', '{']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
     }
 
     /// Stops with SIGTERM and waits; returns whether it exited cleanly.

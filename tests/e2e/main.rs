@@ -4,6 +4,7 @@ mod agent_run;
 mod harness;
 
 mod bad_input;
+mod compaction;
 mod crash;
 mod disk_full;
 mod fixtures;
@@ -12,3 +13,4 @@ mod overload;
 mod python_sdk;
 mod s3;
 mod sql_api;
+mod store_faults;

@@ -1,0 +1,22 @@
+//! `cairn-compactor`: keeps the store healthy over time.
+//!
+//! Data flow: every interval, one pass walks `<dataset>/tenant=*/hour=*` partitions. In each it
+//! deletes what earlier compactions superseded once their grace period has passed, then merges
+//! runs of small files into files of about the target size ([`merge`]: spans through a
+//! DataFusion sort that keeps the (trace id, start time) order and spills to disk within its
+//! memory budget; payloads in arrival order, one row per hash) and commits each merge with a
+//! manifest ([`cairn_schema::compaction`]), so queries running meanwhile see every span exactly
+//! once. Partitions past the tenant's retention are deleted whole ([`retention`]). Only one
+//! compactor may run against a store.
+
+mod config;
+mod error;
+mod merge;
+mod pass;
+mod plan;
+mod retention;
+
+pub use config::CompactionConfig;
+pub use error::{Error, Result};
+pub use pass::{run, Compactor, PassReport};
+pub use retention::Retention;

@@ -1,0 +1,97 @@
+//! Merging a run of files into one: read through DataFusion (spans sorted by (trace id, start
+//! time) within the memory budget, spilling to disk beyond it; payloads in file order, first row
+//! of each hash kept) and streamed into one Parquet file by multipart upload, which the store
+//! makes visible only when complete.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use arrow::array::{AsArray, BooleanArray};
+use arrow::compute::filter_record_batch;
+use cairn_schema::columns::spans_schema;
+use cairn_schema::file_format::{lookup_column, sort_keys, writer_properties};
+use cairn_schema::layout::Dataset;
+use cairn_schema::payload::payloads_schema;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{col, SessionConfig, SessionContext};
+use futures::StreamExt;
+use object_store::buffered::BufWriter;
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore};
+use parquet::arrow::async_writer::AsyncArrowWriter;
+
+use crate::Result;
+
+const STORE_URL: &str = "cairn://compactor";
+
+/// Merges `files` of `dataset` into a new file at `output`; returns its rows.
+pub async fn merge(
+    store: &Arc<dyn ObjectStore>,
+    dataset: Dataset,
+    files: &[ObjectMeta],
+    output: &Path,
+    memory_bytes: usize,
+) -> Result<u64> {
+    let schema = match dataset {
+        Dataset::Spans => spans_schema(),
+        Dataset::Payloads => payloads_schema(),
+    };
+    let keys = sort_keys(dataset);
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_limit(memory_bytes, 1.0)
+        .build_arc()?;
+    // Payloads keep file order, which one partition preserves.
+    let partitions = if keys.is_empty() { 1 } else { 2 };
+    let ctx = SessionContext::new_with_config_rt(
+        SessionConfig::new().with_target_partitions(partitions),
+        runtime,
+    );
+    let url = url::Url::parse(STORE_URL).expect("static url");
+    ctx.register_object_store(&url, Arc::clone(store));
+    let urls = files
+        .iter()
+        .map(|m| ListingTableUrl::parse(format!("{STORE_URL}/{}", m.location)))
+        .collect::<datafusion::error::Result<Vec<_>>>()?;
+    let options =
+        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    let table = ListingTable::try_new(
+        ListingTableConfig::new_with_multi_paths(urls)
+            .with_listing_options(options)
+            .with_schema(Arc::clone(&schema)),
+    )?;
+    let mut df = ctx.read_table(Arc::new(table))?;
+    if !keys.is_empty() {
+        df = df.sort(keys.iter().map(|k| col(*k).sort(true, false)).collect())?;
+    }
+    // Answered from the files' statistics, without a scan.
+    let distinct = df.clone().count().await? as u64;
+    let props = writer_properties(&schema, dataset, distinct);
+    let sink = BufWriter::new(Arc::clone(store), output.clone());
+    let mut writer = AsyncArrowWriter::try_new(sink, Arc::clone(&schema), Some(props))?;
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut stream = df.execute_stream().await?;
+    let mut written = 0u64;
+    while let Some(batch) = stream.next().await {
+        let mut batch = batch?;
+        if keys.is_empty() {
+            // One row per payload hash.
+            let hashes = batch
+                .column_by_name(lookup_column(dataset))
+                .expect("hash column")
+                .as_string::<i32>();
+            let keep: BooleanArray = hashes
+                .iter()
+                .map(|h| Some(h.is_some_and(|h| seen.insert(h.to_owned()))))
+                .collect();
+            batch = filter_record_batch(&batch, &keep)?;
+        }
+        written += batch.num_rows() as u64;
+        writer.write(&batch).await?;
+    }
+    writer.close().await?;
+    Ok(written)
+}

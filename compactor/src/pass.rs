@@ -1,0 +1,321 @@
+//! One compaction pass over the whole store, and the loop that runs a pass every interval.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_collector::metrics::{metrics, DatasetLabel};
+use cairn_schema::compaction::{self, Manifest, PartitionFiles};
+use cairn_schema::layout::{self, Dataset, HOUR_NANOS};
+use cairn_schema::tenant::Tenant;
+use cairn_schema::visible::VisibleStore;
+use chrono::{DateTime, Utc};
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
+use tokio_util::sync::CancellationToken;
+
+use crate::{merge, plan, CompactionConfig, Result};
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PassReport {
+    pub partitions: usize,
+    pub merges: usize,
+    pub files_merged: usize,
+    pub files_deleted: usize,
+    pub partitions_dropped: usize,
+    pub failures: usize,
+}
+
+/// Compacts and expires the files of one store.
+pub struct Compactor {
+    raw: Arc<dyn ObjectStore>,
+    visible: VisibleStore,
+    config: CompactionConfig,
+}
+
+fn name(meta: &ObjectMeta) -> &str {
+    meta.location.filename().unwrap_or_default()
+}
+
+fn nanos(t: DateTime<Utc>) -> i64 {
+    t.timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+impl Compactor {
+    pub fn new(store: Arc<dyn ObjectStore>, config: CompactionConfig) -> Self {
+        Self {
+            visible: VisibleStore::new(Arc::clone(&store)),
+            raw: store,
+            config,
+        }
+    }
+
+    /// Runs one pass over every dataset, tenant and hour partition. Failures are counted and
+    /// logged per partition; the rest of the pass goes on.
+    pub async fn pass(&self) -> PassReport {
+        let mut report = PassReport::default();
+        for dataset in [Dataset::Spans, Dataset::Payloads] {
+            let mut files = 0;
+            match self.tenants(dataset).await {
+                Ok(tenants) => {
+                    for tenant in tenants {
+                        files += self.tenant(dataset, &tenant, &mut report).await;
+                    }
+                }
+                Err(e) => {
+                    report.failures += 1;
+                    tracing::warn!(error = %e, dataset = dataset.prefix(), "listing tenants failed");
+                }
+            }
+            metrics()
+                .store_files
+                .get_or_create(&DatasetLabel::of(dataset))
+                .set(files as i64);
+        }
+        metrics().compaction_failures.inc_by(report.failures as u64);
+        report
+    }
+
+    async fn tenants(&self, dataset: Dataset) -> Result<Vec<Tenant>> {
+        let listing = self
+            .raw
+            .list_with_delimiter(Some(&Path::from(dataset.prefix())))
+            .await?;
+        Ok(listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| Tenant::new(p.filename()?.strip_prefix("tenant=")?).ok())
+            .collect())
+    }
+
+    /// One tenant's partitions of a dataset; returns the readable files left.
+    async fn tenant(&self, dataset: Dataset, tenant: &Tenant, report: &mut PassReport) -> usize {
+        let listing = match self
+            .raw
+            .list_with_delimiter(Some(&layout::tenant_prefix(dataset, tenant)))
+            .await
+        {
+            Ok(l) => l,
+            Err(e) => {
+                report.failures += 1;
+                tracing::warn!(error = %e, %tenant, "listing partitions failed");
+                return 0;
+            }
+        };
+        let now = Utc::now();
+        let first_kept = self
+            .config
+            .retention
+            .first_kept_hour(tenant, dataset, nanos(now));
+        let mut files = 0;
+        for hour in listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| layout::parse_hour_segment(p.filename()?))
+        {
+            let result = if first_kept.is_some_and(|first| hour < first) {
+                self.drop_partition(dataset, tenant, hour, report).await
+            } else {
+                self.partition(dataset, tenant, hour, now, report).await
+            };
+            match result {
+                Ok(n) => files += n,
+                Err(e) => {
+                    report.failures += 1;
+                    tracing::warn!(error = %e, %tenant, hour = layout::format_hour(hour), dataset = dataset.prefix(), "compaction of a partition failed");
+                }
+            }
+        }
+        files
+    }
+
+    async fn classify(&self, prefix: &Path) -> Result<PartitionFiles> {
+        let objects = self.raw.list_with_delimiter(Some(prefix)).await?.objects;
+        Ok(self.visible.partition(objects).await?)
+    }
+
+    fn expired(&self, meta: &ObjectMeta, now: DateTime<Utc>) -> bool {
+        now.signed_duration_since(meta.last_modified)
+            .to_std()
+            .is_ok_and(|age| age > self.config.grace)
+    }
+
+    /// Deletes `paths` in order (a missing one is already gone); returns how many went.
+    async fn delete(&self, dataset: Dataset, paths: Vec<Path>) -> Result<usize> {
+        let mut n = 0;
+        for path in paths {
+            match self.raw.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => n += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        metrics()
+            .compaction_files_deleted
+            .get_or_create(&DatasetLabel::of(dataset))
+            .inc_by(n as u64);
+        Ok(n)
+    }
+
+    /// Cleans up, then merges, one partition; returns its readable files afterwards.
+    async fn partition(
+        &self,
+        dataset: Dataset,
+        tenant: &Tenant,
+        hour: i64,
+        now: DateTime<Utc>,
+        report: &mut PassReport,
+    ) -> Result<usize> {
+        let prefix = layout::hour_prefix(dataset, tenant, hour);
+        let files = self.classify(&prefix).await?;
+        report.partitions += 1;
+        report.files_deleted += self.delete(dataset, self.garbage(&files, now)).await?;
+
+        let closed = (hour + 1) * HOUR_NANOS
+            + i64::try_from(self.config.grace.as_nanos()).unwrap_or(i64::MAX)
+            < nanos(now);
+        let bins = plan::bins(
+            &files.visible,
+            self.config.target_bytes,
+            self.config.min_files,
+            closed,
+        );
+        let mut readable = files.visible.len();
+        for bin in bins {
+            self.merge(dataset, &prefix, &files, &bin).await?;
+            report.merges += 1;
+            report.files_merged += bin.len();
+            readable = readable + 1 - bin.len();
+        }
+        metrics().partition_files.observe(readable as f64);
+        Ok(readable)
+    }
+
+    /// What can go: superseded files whose manifest is past the grace period, uncommitted
+    /// outputs past it (left by a crash), and manifests of outputs that are themselves gone or
+    /// going. Data files come first.
+    fn garbage(&self, files: &PartitionFiles, now: DateTime<Utc>) -> Vec<Path> {
+        let released: HashSet<&str> = files
+            .manifests
+            .iter()
+            .filter(|(meta, _)| self.expired(meta, now))
+            .flat_map(|(_, m)| m.supersedes.iter().map(String::as_str))
+            .collect();
+        let mut doomed: Vec<&ObjectMeta> = files
+            .superseded
+            .iter()
+            .filter(|m| released.contains(name(m)))
+            .chain(files.uncommitted.iter().filter(|m| self.expired(m, now)))
+            .collect();
+        let remaining: HashSet<&str> = files
+            .visible
+            .iter()
+            .chain(&files.superseded)
+            .map(name)
+            .filter(|n| !doomed.iter().any(|d| name(d) == *n))
+            .collect();
+        doomed.extend(files.manifests.iter().map(|(meta, _)| meta).filter(|meta| {
+            compaction::output_of(name(meta)).is_some_and(|out| !remaining.contains(out.as_str()))
+        }));
+        doomed.into_iter().map(|m| m.location.clone()).collect()
+    }
+
+    /// Merges `bin` into one output and commits it with its manifest.
+    async fn merge(
+        &self,
+        dataset: Dataset,
+        prefix: &Path,
+        files: &PartitionFiles,
+        bin: &[ObjectMeta],
+    ) -> Result<()> {
+        let (output, manifest_name) = compaction::new_output();
+        let started = std::time::Instant::now();
+        let rows = merge::merge(
+            &self.raw,
+            dataset,
+            bin,
+            &prefix.clone().join(output.as_str()),
+            self.config.memory_bytes,
+        )
+        .await?;
+        // The output supersedes its inputs and whatever they superseded.
+        let mut supersedes: Vec<String> = bin.iter().map(|m| name(m).to_owned()).collect();
+        for meta in bin {
+            if let Some(own) = compaction::manifest_of(name(meta)) {
+                if let Some((_, m)) = files.manifests.iter().find(|(mm, _)| name(mm) == own) {
+                    supersedes.extend(m.supersedes.iter().cloned());
+                }
+            }
+        }
+        supersedes.sort();
+        supersedes.dedup();
+        let manifest = Manifest { supersedes, rows };
+        self.raw
+            .put(
+                &prefix.clone().join(manifest_name.as_str()),
+                PutPayload::from(serde_json::to_vec(&manifest)?),
+            )
+            .await?;
+        let label = DatasetLabel::of(dataset);
+        metrics().compaction_merges.get_or_create(&label).inc();
+        metrics()
+            .compaction_files_merged
+            .get_or_create(&label)
+            .inc_by(bin.len() as u64);
+        tracing::info!(partition = %prefix, inputs = bin.len(), rows, elapsed = ?started.elapsed(), "merged");
+        Ok(())
+    }
+
+    /// Deletes a partition past retention: superseded files, then readable ones, then the rest
+    /// (manifests last, so no reader ever sees a superseded file next to its replacement).
+    async fn drop_partition(
+        &self,
+        dataset: Dataset,
+        tenant: &Tenant,
+        hour: i64,
+        report: &mut PassReport,
+    ) -> Result<usize> {
+        let prefix = layout::hour_prefix(dataset, tenant, hour);
+        let files = self.classify(&prefix).await?;
+        let mut order: Vec<Path> = files
+            .superseded
+            .iter()
+            .chain(&files.visible)
+            .chain(&files.uncommitted)
+            .map(|m| m.location.clone())
+            .collect();
+        let known: HashSet<Path> = order.iter().cloned().collect();
+        let all = self.raw.list_with_delimiter(Some(&prefix)).await?.objects;
+        order.extend(
+            all.into_iter()
+                .map(|m| m.location)
+                .filter(|p| !known.contains(p)),
+        );
+        report.files_deleted += self.delete(dataset, order).await?;
+        report.partitions_dropped += 1;
+        metrics()
+            .retention_partitions_deleted
+            .get_or_create(&DatasetLabel::of(dataset))
+            .inc();
+        tracing::info!(%tenant, hour = layout::format_hour(hour), dataset = dataset.prefix(), "partition past retention deleted");
+        Ok(0)
+    }
+}
+
+/// Runs a pass every interval until `stop` is cancelled.
+pub async fn run(compactor: Compactor, stop: CancellationToken) {
+    let interval: Duration = compactor.config.interval;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        let report = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = compactor.pass() => r,
+        };
+        if report.merges + report.files_deleted + report.failures > 0 {
+            tracing::debug!(?report, "compaction pass");
+        }
+    }
+}

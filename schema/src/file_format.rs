@@ -1,0 +1,62 @@
+//! How Parquet files of each dataset are written, by the collector and by compaction alike:
+//! zstd, page statistics and page index, a bloom filter on the lookup column sized for the
+//! distinct values expected, the sort order recorded, and the schema version in the metadata.
+
+use arrow::datatypes::Schema;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::{KeyValue, SortingColumn};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+
+use crate::columns::{col, SCHEMA_VERSION, SCHEMA_VERSION_KEY};
+use crate::layout::Dataset;
+
+/// Rows per row group: small enough for statistics to prune, large enough to compress well.
+pub const ROW_GROUP_ROWS: usize = 64 * 1024;
+
+/// The columns a dataset's files are sorted by (none for payloads, kept in arrival order so the
+/// messages of one conversation stay together, which compresses far better).
+pub fn sort_keys(dataset: Dataset) -> &'static [&'static str] {
+    match dataset {
+        Dataset::Spans => &[col::TRACE_ID, col::START_TIME],
+        Dataset::Payloads => &[],
+    }
+}
+
+/// The column lookups go by, with a bloom filter.
+pub fn lookup_column(dataset: Dataset) -> &'static str {
+    match dataset {
+        Dataset::Spans => col::TRACE_ID,
+        Dataset::Payloads => "hash",
+    }
+}
+
+/// Writer settings for a file of `dataset` with about `distinct` values of its lookup column.
+pub fn writer_properties(schema: &Schema, dataset: Dataset, distinct: u64) -> WriterProperties {
+    let bloom = ColumnPath::from(lookup_column(dataset));
+    let keys = sort_keys(dataset);
+    let sorting = (!keys.is_empty()).then(|| {
+        keys.iter()
+            .map(|k| SortingColumn {
+                column_idx: schema.index_of(k).expect("sort column") as i32,
+                descending: false,
+                nulls_first: false,
+            })
+            .collect()
+    });
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("valid level"),
+        ))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_column_bloom_filter_enabled(bloom.clone(), true)
+        .set_column_bloom_filter_max_ndv(bloom.clone(), distinct.max(1))
+        .set_column_bloom_filter_fpp(bloom, 0.01)
+        .set_sorting_columns(sorting)
+        .set_key_value_metadata(Some(vec![KeyValue::new(
+            SCHEMA_VERSION_KEY.to_owned(),
+            SCHEMA_VERSION.to_owned(),
+        )]))
+        .build()
+}
