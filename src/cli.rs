@@ -116,6 +116,10 @@ pub struct ServeArgs {
     /// Per-tenant retention overriding --retention, e.g. `acme=7d,globex=90d`.
     #[arg(long, env = "CAIRN_TENANT_RETENTION")]
     pub tenant_retention: Option<String>,
+    /// Tools that always need a human approval, whatever the policy in force says, e.g.
+    /// `delete_*,issue_refund` (`*` is a wildcard); used by bypass detection.
+    #[arg(long, env = "CAIRN_APPROVAL_REQUIRED")]
+    pub approval_required: Option<String>,
     /// Write the bound addresses as JSON to this file once listening (for scripts and tests).
     #[arg(long, env = "CAIRN_READY_FILE")]
     pub ready_file: Option<PathBuf>,

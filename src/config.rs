@@ -37,6 +37,7 @@ pub struct FileConfig {
     pub compaction_memory: Option<String>,
     pub retention: Option<String>,
     pub tenant_retention: Option<String>,
+    pub approval_required: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -297,6 +298,13 @@ impl Settings {
                     pick(&args.query_memory, &file.query_memory),
                     q.memory_limit,
                 )?,
+                approval_rules: pick(&args.approval_required, &file.approval_required)
+                    .iter()
+                    .flat_map(|v| v.split(','))
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
             },
             compaction: compaction(args, file)?,
         })

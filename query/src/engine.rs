@@ -7,6 +7,7 @@ use arrow::datatypes::SchemaRef;
 use cairn_schema::tenant::Tenant;
 use cairn_schema::visible::VisibleStore;
 use datafusion::catalog::view::ViewTable;
+use datafusion::common::ScalarValue;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -59,6 +60,7 @@ pub struct QueryResult {
 pub struct QueryEngine {
     store: Arc<dyn ObjectStore>,
     runtime: Arc<RuntimeEnv>,
+    approval_rules: Arc<Vec<String>>,
 }
 
 impl QueryEngine {
@@ -73,7 +75,19 @@ impl QueryEngine {
             .build_arc()?;
         let url = Url::parse(STORE_URL).expect("static URL");
         runtime.register_object_store(&url, Arc::clone(&store));
-        Ok(Self { store, runtime })
+        Ok(Self {
+            store,
+            runtime,
+            approval_rules: Arc::default(),
+        })
+    }
+
+    /// Tool name patterns that always need an approval (see [`crate::policy`]).
+    pub fn with_approval_rules(self, rules: Vec<String>) -> Self {
+        Self {
+            approval_rules: Arc::new(rules),
+            ..self
+        }
     }
 
     /// A session in which `spans` and the views show only `tenant`'s rows.
@@ -85,6 +99,9 @@ impl QueryEngine {
         options.execution.parquet.pushdown_filters = true;
         options.execution.parquet.reorder_filters = true;
         let ctx = SessionContext::new_with_config_rt(config, Arc::clone(&self.runtime));
+        ctx.register_udf(crate::policy::requires_approval_udf(Arc::clone(
+            &self.approval_rules,
+        )));
         ctx.register_table(
             "spans",
             Arc::new(TenantTable::spans(Arc::clone(&self.store), tenant.clone())),
@@ -108,6 +125,29 @@ impl QueryEngine {
         guard::check(sql)?;
         let (engine, tenant, sql) = (self.clone(), tenant.clone(), sql.to_owned());
         on_query_runtime(async move { engine.execute(&tenant, &sql).await }).await
+    }
+
+    /// Runs one of Cairn's own statements with `$1`, `$2`, … bound to `params`, as JSON rows.
+    /// Only for statements written here: user SQL goes through [`Self::sql`].
+    pub async fn rows(
+        &self,
+        tenant: &Tenant,
+        sql: &str,
+        params: Vec<ScalarValue>,
+    ) -> Result<Vec<serde_json::Map<String, serde_json::Value>>> {
+        let (engine, tenant, sql) = (self.clone(), tenant.clone(), sql.to_owned());
+        on_query_runtime(async move {
+            let ctx = engine.session(&tenant).await?;
+            let df = ctx.sql(&sql).await?.with_param_values(params)?;
+            let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+            let batches = df.collect().await?;
+            let bytes = crate::format::encode(
+                &QueryResult { schema, batches },
+                crate::format::Format::Json,
+            )?;
+            serde_json::from_slice(&bytes).map_err(|e| Error::Internal(e.to_string()))
+        })
+        .await
     }
 
     async fn execute(&self, tenant: &Tenant, sql: &str) -> Result<QueryResult> {

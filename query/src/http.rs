@@ -3,6 +3,7 @@
 //! - `POST /api/v1/sql` `{"sql": "…"}`: rows as JSON (default), CSV (`Accept: text/csv`) or Arrow
 //!   IPC (`Accept: application/vnd.apache.arrow.stream`).
 //! - `GET /api/v1/traces/{trace_id}`: the trace as OTLP JSON.
+//! - The lineage, governance and replay API of [`crate::api`].
 //! - `GET /health`: liveness.
 //!
 //! Every request is scoped to the tenant of its `X-Scope-OrgID` header (default `default`).
@@ -38,10 +39,11 @@ pub fn router(engine: QueryEngine) -> Router {
         .route("/api/v1/sql", post(sql))
         .route("/api/v1/traces/{trace_id}", get(trace_by_id))
         .route("/health", get(|| async { "ok" }))
+        .merge(crate::api::routes())
         .with_state(engine)
 }
 
-fn tenant(headers: &HeaderMap) -> Result<Tenant> {
+pub(crate) fn tenant(headers: &HeaderMap) -> Result<Tenant> {
     Ok(Tenant::from_header_bytes(
         headers.get(TENANT_HEADER).map(|v| v.as_bytes()),
     )?)

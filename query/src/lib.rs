@@ -6,14 +6,17 @@
 //! listing and row groups by statistics and bloom filters while reading — and the views of
 //! [`views`]. [`guard`] admits only read-only statements. Results leave as JSON, CSV, Arrow IPC or
 //! a text table ([`format`]); the HTTP API ([`http`]) also serves whole traces as OTLP JSON
-//! ([`trace`]).
+//! ([`trace`]) and answers lineage, governance, replay and cost questions ([`api`]) from SQL over
+//! the same views.
 
+pub mod api;
 pub mod catalog;
 pub mod engine;
 mod error;
 pub mod format;
 pub mod guard;
 pub mod http;
+pub mod policy;
 pub mod server;
 pub mod trace;
 pub mod views;

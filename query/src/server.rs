@@ -16,6 +16,8 @@ pub struct QueryConfig {
     pub http_addr: SocketAddr,
     /// Memory all running queries may use together, in bytes.
     pub memory_limit: usize,
+    /// Tool name patterns that always need an approval, whatever the policy in force says.
+    pub approval_rules: Vec<String>,
 }
 
 impl Default for QueryConfig {
@@ -23,6 +25,7 @@ impl Default for QueryConfig {
         Self {
             http_addr: ([0, 0, 0, 0], 3200).into(),
             memory_limit: 2 << 30,
+            approval_rules: Vec::new(),
         }
     }
 }
@@ -35,7 +38,8 @@ pub struct QueryServer {
 
 impl QueryServer {
     pub async fn bind(config: QueryConfig, store: Arc<dyn ObjectStore>) -> Result<Self> {
-        let engine = QueryEngine::new(store, config.memory_limit)?;
+        let engine = QueryEngine::new(store, config.memory_limit)?
+            .with_approval_rules(config.approval_rules.clone());
         let listener = TcpListener::bind(config.http_addr)
             .await
             .map_err(|e| Error::Internal(format!("cannot listen on {}: {e}", config.http_addr)))?;

@@ -15,15 +15,22 @@ pub fn views() -> Vec<(&'static str, String)> {
         ("tool_calls", TOOL_CALLS.replace("{contents}", CONTENTS)),
         ("approvals", APPROVALS.to_owned()),
         ("policies", POLICIES.replace("{contents}", CONTENTS)),
+        ("span_links", SPAN_LINKS.to_owned()),
+        ("data_access", DATA_ACCESS.to_owned()),
+        ("lineage_edges", LINEAGE_EDGES.to_owned()),
+        ("approval_gates", APPROVAL_GATES.to_owned()),
+        ("bypasses", BYPASSES.replace("{contents}", CONTENTS)),
+        ("policy_changes", POLICY_CHANGES.to_owned()),
     ]
 }
 
 /// One row per trace. Token and cost totals count leaf model calls only.
 const RUNS: &str = "SELECT
-        trace_id, root_span_id, root_name, service_name, agent_name, start_time, end_time,
-        CAST(end_time AS BIGINT) - CAST(start_time AS BIGINT) AS duration_ns,
+        trace_id, root_span_id, root_name, service_name, agent_name, conversation_id, user_id,
+        start_time, end_time, CAST(end_time AS BIGINT) - CAST(start_time AS BIGINT) AS duration_ns,
         status, span_count, error_count, llm_calls, tool_calls,
-        input_tokens, output_tokens, cache_read_tokens, reasoning_tokens, cost
+        input_tokens, output_tokens, cache_read_tokens, reasoning_tokens, cost,
+        policy_ref, policy_hash, sandbox_id
     FROM (
         SELECT
             trace_id,
@@ -31,6 +38,11 @@ const RUNS: &str = "SELECT
             first_value(name ORDER BY parent_span_id IS NOT NULL, start_time) AS root_name,
             first_value(service_name ORDER BY parent_span_id IS NOT NULL, start_time) AS service_name,
             first_value(agent_name ORDER BY start_time) FILTER (WHERE agent_name IS NOT NULL) AS agent_name,
+            first_value(conversation_id ORDER BY start_time) FILTER (WHERE conversation_id IS NOT NULL) AS conversation_id,
+            first_value(user_id ORDER BY start_time) FILTER (WHERE user_id IS NOT NULL) AS user_id,
+            first_value(policy_ref ORDER BY start_time) FILTER (WHERE policy_ref IS NOT NULL) AS policy_ref,
+            first_value(policy_hash ORDER BY start_time) FILTER (WHERE policy_hash IS NOT NULL) AS policy_hash,
+            first_value(sandbox_id ORDER BY start_time) FILTER (WHERE sandbox_id IS NOT NULL) AS sandbox_id,
             min(start_time) AS start_time,
             max(end_time) AS end_time,
             CASE
@@ -113,3 +125,110 @@ const POLICIES: &str = "SELECT s.policy_ref, s.policy_hash, c.content AS documen
     LEFT JOIN {contents} c ON c.hash = s.policy_document_ref
     WHERE s.policy_ref IS NOT NULL
     GROUP BY s.policy_ref, s.policy_hash, c.content";
+
+/// One row per span link, with its kind (`agent_trail.link.kind`, else OTel `link.type`, else
+/// `link`): the linking span is the later one (`retry_of`, `async_handoff`, `resumes`, …).
+const SPAN_LINKS: &str = "SELECT trace_id, span_id, start_time,
+        l['trace_id'] AS linked_trace_id, l['span_id'] AS linked_span_id,
+        coalesce(l['attributes']['agent_trail.link.kind'], l['attributes']['link.type'], 'link') AS kind
+    FROM (SELECT trace_id, span_id, start_time, unnest(links) AS l FROM spans WHERE cardinality(links) > 0)";
+
+/// One row per resource a step read or wrote.
+const DATA_ACCESS: &str = "SELECT trace_id, span_id, start_time, operation, agent_name, tool_name,
+        sandbox_id, k8s_namespace, k8s_pod_name, access, uri
+    FROM (
+        SELECT trace_id, span_id, start_time, operation, agent_name, tool_name, sandbox_id,
+               k8s_namespace, k8s_pod_name, 'read' AS access, unnest(data_read) AS uri
+        FROM spans WHERE cardinality(data_read) > 0
+        UNION ALL
+        SELECT trace_id, span_id, start_time, operation, agent_name, tool_name, sandbox_id,
+               k8s_namespace, k8s_pod_name, 'write' AS access, unnest(data_written) AS uri
+        FROM spans WHERE cardinality(data_written) > 0
+    )";
+
+/// Every edge between steps, within and across runs: `child` (parent to child), `requested`
+/// (model turn to the tool call its output asked for), `gates` (approval to the tool call it
+/// decided), span links by kind (linked span to linking span), `decided_by` (approval request
+/// to its decision, often in a later run) and `continues` (a run to the next run of its
+/// conversation).
+const LINEAGE_EDGES: &str = "
+    SELECT trace_id AS from_trace_id, parent_span_id AS from_span_id,
+           trace_id AS to_trace_id, span_id AS to_span_id, 'child' AS kind
+    FROM spans WHERE parent_span_id IS NOT NULL
+    UNION ALL
+    SELECT q.trace_id, q.span_id, s.trace_id, s.span_id, 'requested'
+    FROM spans s JOIN (
+        SELECT trace_id, span_id, unnest(requested_tool_call_ids) AS tool_call_id
+        FROM spans WHERE cardinality(requested_tool_call_ids) > 0
+    ) q ON q.trace_id = s.trace_id AND q.tool_call_id = s.tool_call_id
+    WHERE s.operation IN ('tool_call', 'handoff')
+    UNION ALL
+    SELECT a.trace_id, a.span_id, s.trace_id, s.span_id, 'gates'
+    FROM spans a JOIN spans s ON a.trace_id = s.trace_id AND a.tool_call_id = s.tool_call_id
+    WHERE a.operation = 'approval' AND s.operation IN ('tool_call', 'handoff')
+    UNION ALL
+    SELECT linked_trace_id, linked_span_id, trace_id, span_id, kind FROM span_links
+    UNION ALL
+    SELECT r.trace_id, r.span_id, d.trace_id, d.span_id, 'decided_by'
+    FROM spans r JOIN spans d ON r.approval_request_id = d.approval_request_id
+    WHERE r.approval_state = 'requested' AND d.approval_state <> 'requested'
+    UNION ALL
+    SELECT previous_trace_id, previous_root_span_id, trace_id, root_span_id, 'continues'
+    FROM (
+        SELECT trace_id, root_span_id,
+               lag(trace_id) OVER w AS previous_trace_id,
+               lag(root_span_id) OVER w AS previous_root_span_id
+        FROM runs WHERE conversation_id IS NOT NULL
+        WINDOW w AS (PARTITION BY conversation_id ORDER BY start_time, trace_id)
+    ) WHERE previous_trace_id IS NOT NULL";
+
+/// One row per approval gate (its request id, else the run and tool call it is about), with
+/// its latest state; a gate may be requested in one run and decided in a later one.
+const APPROVAL_GATES: &str = "SELECT
+        coalesce(approval_request_id, trace_id || '/' || tool_call_id) AS gate,
+        first_value(trace_id ORDER BY start_time) AS trace_id,
+        first_value(tool_name ORDER BY start_time) FILTER (WHERE tool_name IS NOT NULL) AS tool_name,
+        first_value(tool_call_id ORDER BY start_time) FILTER (WHERE tool_call_id IS NOT NULL) AS tool_call_id,
+        first_value(agent_name ORDER BY start_time) FILTER (WHERE agent_name IS NOT NULL) AS agent_name,
+        min(start_time) AS requested_at,
+        max(end_time) AS decided_at,
+        last_value(approval_state ORDER BY start_time) AS state,
+        last_value(approver ORDER BY start_time) FILTER (WHERE approver IS NOT NULL) AS approver,
+        first_value(policy_ref ORDER BY start_time) AS policy_ref,
+        count(DISTINCT trace_id) AS runs
+    FROM spans WHERE approval_state IS NOT NULL
+    GROUP BY coalesce(approval_request_id, trace_id || '/' || tool_call_id)";
+
+/// Tool calls that the policy in force (or the configured rule list) gates behind an approval
+/// but that ran without a granted one: `no_approval`, or `approval_<state>` for a request that
+/// was denied, timed out or never decided.
+const BYPASSES: &str = "SELECT s.trace_id, s.span_id, s.start_time, s.agent_name, s.tool_name,
+        s.tool_call_id, s.policy_ref, s.policy_hash, s.sandbox_id,
+        CASE WHEN g.last_state IS NULL THEN 'no_approval' ELSE 'approval_' || g.last_state END AS reason
+    FROM spans s
+    LEFT JOIN {contents} p ON p.hash = s.policy_document_ref
+    LEFT JOIN (
+        SELECT trace_id, tool_call_id, bool_or(approval_state = 'granted') AS granted,
+               last_value(approval_state ORDER BY start_time) AS last_state
+        FROM spans
+        WHERE approval_state IS NOT NULL AND tool_call_id IS NOT NULL AND operation = 'approval'
+        GROUP BY trace_id, tool_call_id
+    ) g ON g.trace_id = s.trace_id AND g.tool_call_id = s.tool_call_id
+    WHERE s.operation = 'tool_call'
+      AND requires_approval(p.content, s.tool_name)
+      AND coalesce(s.approval_state, '') <> 'granted'
+      AND NOT coalesce(g.granted, false)";
+
+/// Consecutive runs of the same agent under different policy snapshots.
+const POLICY_CHANGES: &str = "SELECT agent_name, previous_trace_id, trace_id,
+        previous_policy_ref, previous_policy_hash, policy_ref, policy_hash, start_time AS changed_at
+    FROM (
+        SELECT agent_name, trace_id, start_time, policy_ref, policy_hash,
+               lag(trace_id) OVER (PARTITION BY agent_name ORDER BY start_time, trace_id) AS previous_trace_id,
+               lag(policy_ref) OVER (PARTITION BY agent_name ORDER BY start_time, trace_id) AS previous_policy_ref,
+               lag(policy_hash) OVER (PARTITION BY agent_name ORDER BY start_time, trace_id) AS previous_policy_hash
+        FROM runs WHERE agent_name IS NOT NULL
+    )
+    WHERE previous_trace_id IS NOT NULL
+      AND (coalesce(policy_hash, '') <> coalesce(previous_policy_hash, '')
+           OR coalesce(policy_ref, '') <> coalesce(previous_policy_ref, ''))";

@@ -254,3 +254,32 @@ pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// The Python with `tests/python/requirements.txt` installed.
+pub fn python() -> PathBuf {
+    std::env::var_os("CAIRN_TEST_PYTHON")
+        .map(PathBuf::from)
+        .expect("CAIRN_TEST_PYTHON must name a Python with tests/python/requirements.txt installed (.ci/run makes one)")
+}
+
+/// A script of `tests/python`.
+pub fn python_script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(name)
+}
+
+/// Runs Python with `args`; panics with its output unless it succeeds; returns its stdout.
+pub fn run_python(args: &[&str]) -> String {
+    let out = Command::new(python())
+        .args(args)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "{args:?}\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}

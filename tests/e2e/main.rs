@@ -8,6 +8,7 @@ mod compaction;
 mod crash;
 mod disk_full;
 mod fixtures;
+mod lineage;
 mod otlp_rust;
 mod overload;
 mod python_sdk;

@@ -1,35 +1,7 @@
 //! The Python OpenTelemetry SDK (PyPI) exporting over gRPC, HTTP/protobuf and HTTP/JSON, plain
 //! and gzip; every span is compared field by field with what the SDK exported.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-use crate::harness::{temp_dir, Cairn};
-
-fn python() -> PathBuf {
-    std::env::var_os("CAIRN_TEST_PYTHON")
-        .map(PathBuf::from)
-        .expect("CAIRN_TEST_PYTHON must name a Python with tests/python/requirements.txt installed (.ci/run makes one)")
-}
-
-fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/python")
-        .join(name)
-}
-
-fn run(args: &[&str]) {
-    let out = Command::new(python())
-        .args(args)
-        .output()
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "{args:?}\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use crate::harness::{python_script as script, run_python as run, temp_dir, Cairn};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn python_sdk_all_protocols() {

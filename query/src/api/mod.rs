@@ -1,0 +1,123 @@
+//! The lineage, governance and replay API (`/api/v1/runs…`, `/api/v1/data`,
+//! `/api/v1/governance/…`, `/api/v1/diff`, `/api/v1/costs`). Each answer is built from SQL over
+//! the views of [`crate::views`], so the same question can be asked in SQL; Rust only assembles
+//! trees, walks graphs and compares runs.
+
+mod governance;
+mod graph;
+mod payloads;
+mod replay;
+mod runs;
+mod why;
+
+use axum::routing::get;
+use axum::Router;
+use cairn_schema::ids::parse_trace_id;
+use datafusion::common::ScalarValue;
+use serde_json::{Map, Value};
+
+use crate::{Error, QueryEngine, Result};
+
+pub use replay::{decision_path, diff};
+
+/// One result row.
+pub type Row = Map<String, Value>;
+
+/// The API routes.
+pub fn routes() -> Router<QueryEngine> {
+    Router::new()
+        .route("/api/v1/runs", get(runs::search))
+        .route("/api/v1/runs/{trace_id}", get(runs::trail))
+        .route("/api/v1/runs/{trace_id}/steps/{span_id}/why", get(why::why))
+        .route("/api/v1/runs/{trace_id}/lineage", get(graph::lineage))
+        .route("/api/v1/runs/{trace_id}/data", get(governance::run_data))
+        .route("/api/v1/runs/{trace_id}/replay", get(replay::replay))
+        .route("/api/v1/runs/{trace_id}/replay/bundle", get(replay::bundle))
+        .route("/api/v1/diff", get(replay::diff_runs))
+        .route("/api/v1/data", get(governance::data_users))
+        .route("/api/v1/governance/approvals", get(governance::approvals))
+        .route("/api/v1/governance/bypasses", get(governance::bypasses))
+        .route(
+            "/api/v1/governance/policy-changes",
+            get(governance::policy_changes),
+        )
+        .route("/api/v1/costs", get(governance::costs))
+}
+
+fn text(v: &str) -> ScalarValue {
+    ScalarValue::Utf8(Some(v.to_owned()))
+}
+
+/// A trace id parameter, validated and normalised.
+fn trace_param(id: &str) -> Result<ScalarValue> {
+    Ok(text(&parse_trace_id(id)?))
+}
+
+/// A span id (16 hex digits), normalised to lower case.
+fn span_id(id: &str) -> Result<String> {
+    if id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(id.to_ascii_lowercase())
+    } else {
+        Err(Error::BadRequest(format!(
+            "span id {id:?} is not 16 hex digits"
+        )))
+    }
+}
+
+/// An RFC 3339 time parameter, as a timestamp literal (so hour partitions are pruned).
+fn time_param(name: &str, value: &str) -> Result<ScalarValue> {
+    let t = chrono::DateTime::parse_from_rfc3339(value)
+        .map_err(|e| Error::BadRequest(format!("{name}={value:?} is not an RFC 3339 time: {e}")))?;
+    Ok(ScalarValue::TimestampNanosecond(
+        t.timestamp_nanos_opt(),
+        Some("UTC".into()),
+    ))
+}
+
+/// A query-string parameter parsed as `T`, if present.
+fn number<T: std::str::FromStr>(
+    q: &std::collections::HashMap<String, String>,
+    name: &str,
+) -> Result<Option<T>> {
+    q.get(name)
+        .map(|v| {
+            v.parse()
+                .map_err(|_| Error::BadRequest(format!("{name}={v:?} is not valid")))
+        })
+        .transpose()
+}
+
+/// A string field of a row.
+fn field<'a>(row: &'a Row, key: &str) -> Option<&'a str> {
+    row.get(key).and_then(Value::as_str)
+}
+
+/// Builds `WHERE` conditions with numbered parameters.
+#[derive(Default)]
+struct Conditions {
+    sql: Vec<String>,
+    params: Vec<ScalarValue>,
+}
+
+impl Conditions {
+    /// Adds `template` with every `$?` replaced by the next parameter's number.
+    fn add(&mut self, template: &str, value: ScalarValue) {
+        self.params.push(value);
+        self.sql
+            .push(template.replace("$?", &format!("${}", self.params.len())));
+    }
+
+    /// Adds a parameter; returns its placeholder.
+    fn param(&mut self, value: ScalarValue) -> String {
+        self.params.push(value);
+        format!("${}", self.params.len())
+    }
+
+    fn clause(&self) -> String {
+        if self.sql.is_empty() {
+            "TRUE".into()
+        } else {
+            self.sql.join(" AND ")
+        }
+    }
+}

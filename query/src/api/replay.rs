@@ -1,0 +1,330 @@
+//! Replay and run diff.
+//!
+//! - `GET /api/v1/runs/{trace_id}/replay`: `{"steps": […]}`, the decision path — model turns,
+//!   tool calls, hand-offs, approvals, guardrails, retrieval and memory steps in start order,
+//!   without attempts that a later step retried (`retry_of` links) — each with its normalised
+//!   `operation` and exactly what went in and came out.
+//! - `GET /api/v1/runs/{trace_id}/replay/bundle`: the recorded model responses and tool results
+//!   of the run, keyed so that a re-run can be served from them (`docs/replay.md`).
+//! - `GET /api/v1/diff?left=…&right=…`: the two runs' decision paths compared step by step, and
+//!   the first divergence (operation, agent, tool, model, input, output, status, policy,
+//!   approval).
+
+use std::collections::{HashMap, HashSet};
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use cairn_schema::tenant::Tenant;
+use serde_json::{json, Value};
+
+use super::runs::steps;
+use super::{field, payloads, trace_param, Row};
+use crate::http::tenant;
+use crate::{Error, QueryEngine, Result};
+
+/// Operations on the decision path.
+const DECISIONS: &[&str] = &[
+    "llm_call",
+    "tool_call",
+    "handoff",
+    "approval",
+    "guardrail",
+    "retrieval",
+    "embeddings",
+    "memory",
+];
+
+/// Bundle format identifier.
+pub const BUNDLE_FORMAT: &str = "cairn.replay.bundle/1";
+
+/// The decision path of a run's steps: decisions in start order, minus retried attempts.
+pub fn decision_path(steps: Vec<Row>, retried: &HashSet<String>) -> Vec<Row> {
+    steps
+        .into_iter()
+        .filter(|s| field(s, "operation").is_some_and(|op| DECISIONS.contains(&op)))
+        .filter(|s| field(s, "span_id").is_none_or(|id| !retried.contains(id)))
+        .collect()
+}
+
+/// The decision path of `trace_id`, with payloads when asked.
+async fn path_of(
+    engine: &QueryEngine,
+    tenant: &Tenant,
+    trace_id: &str,
+    with_payloads: bool,
+) -> Result<Vec<Row>> {
+    let all = steps(engine, tenant, trace_id, false).await?;
+    let retried: HashSet<String> = engine
+        .rows(
+            tenant,
+            "SELECT linked_span_id FROM span_links
+             WHERE trace_id = $1 AND linked_trace_id = $1 AND kind = 'retry_of'",
+            vec![trace_param(trace_id)?],
+        )
+        .await?
+        .iter()
+        .filter_map(|r| field(r, "linked_span_id").map(str::to_owned))
+        .collect();
+    let mut path = decision_path(all, &retried);
+    if with_payloads {
+        let contents = payloads::contents(engine, tenant, &path).await?;
+        payloads::resolve(&mut path, &contents);
+    }
+    Ok(path)
+}
+
+fn pick(row: &Row, keys: &[&str]) -> Value {
+    Value::Object(
+        keys.iter()
+            .filter_map(|k| Some(((*k).to_owned(), row.get(*k)?.clone())))
+            .filter(|(_, v)| !v.is_null())
+            .collect(),
+    )
+}
+
+/// One step of the replay: what went in and what came out, by operation.
+fn replay_step(index: usize, s: &Row) -> Value {
+    let op = field(s, "operation").unwrap_or_default();
+    let (input, output) = match op {
+        "llm_call" | "embeddings" => (
+            pick(
+                s,
+                &[
+                    "request_model",
+                    "system_instructions",
+                    "tool_definitions",
+                    "input_messages",
+                ],
+            ),
+            pick(
+                s,
+                &[
+                    "response_model",
+                    "output_messages",
+                    "requested_tool_call_ids",
+                    "input_tokens",
+                    "output_tokens",
+                ],
+            ),
+        ),
+        "tool_call" | "handoff" | "retrieval" | "memory" => (
+            pick(s, &["tool_name", "tool_call_id", "arguments", "data_read"]),
+            pick(
+                s,
+                &["result", "data_written", "status_code", "status_message"],
+            ),
+        ),
+        "approval" => (
+            pick(s, &["tool_name", "tool_call_id", "approval_request_id"]),
+            pick(s, &["approval_state", "approver"]),
+        ),
+        _ => (
+            pick(s, &["input_messages", "arguments"]),
+            pick(s, &["guardrail_verdict", "output_messages", "result"]),
+        ),
+    };
+    json!({
+        "index": index,
+        "span_id": s.get("span_id"),
+        "parent_span_id": s.get("parent_span_id"),
+        "operation": op,
+        "name": s.get("name"),
+        "agent_name": s.get("agent_name"),
+        "start_time": s.get("start_time"),
+        "status_code": s.get("status_code"),
+        "policy_ref": s.get("policy_ref"),
+        "policy_hash": s.get("policy_hash"),
+        "input": input,
+        "output": output,
+    })
+}
+
+pub async fn replay(
+    State(engine): State<QueryEngine>,
+    headers: HeaderMap,
+    Path(trace_id): Path<String>,
+) -> Result<Json<Value>> {
+    let tenant = tenant(&headers)?;
+    let path = path_of(&engine, &tenant, &trace_id, true).await?;
+    let steps: Vec<Value> = path
+        .iter()
+        .enumerate()
+        .map(|(i, s)| replay_step(i, s))
+        .collect();
+    Ok(Json(
+        json!({ "trace_id": trace_id.to_ascii_lowercase(), "steps": steps }),
+    ))
+}
+
+/// JSON with object keys sorted and no whitespace: the form tool arguments are keyed by.
+pub fn canonical(value: &Value) -> String {
+    // serde_json's maps are ordered by key.
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+pub async fn bundle(
+    State(engine): State<QueryEngine>,
+    headers: HeaderMap,
+    Path(trace_id): Path<String>,
+) -> Result<Json<Value>> {
+    let tenant = tenant(&headers)?;
+    let path = path_of(&engine, &tenant, &trace_id, true).await?;
+    let mut turns: HashMap<String, usize> = HashMap::new();
+    let mut model_calls = Vec::new();
+    let mut tool_results = Vec::new();
+    let mut approvals = Vec::new();
+    for s in &path {
+        let agent = field(s, "agent_name").unwrap_or("agent").to_owned();
+        match field(s, "operation").unwrap_or_default() {
+            "llm_call" => {
+                let turn = turns.entry(agent.clone()).or_default();
+                *turn += 1;
+                model_calls.push(json!({
+                    "key": format!("{agent}#{turn}"),
+                    "agent": agent,
+                    "turn": *turn,
+                    "span_id": s.get("span_id"),
+                    "request_model": s.get("request_model"),
+                    "response_model": s.get("response_model"),
+                    "system_instructions": s.get("system_instructions"),
+                    "input_messages": s.get("input_messages"),
+                    "output_messages": s.get("output_messages"),
+                    "usage": pick(s, &["input_tokens", "output_tokens", "cache_read_tokens", "reasoning_tokens"]),
+                }));
+            }
+            "tool_call" | "handoff" | "retrieval" | "memory" => {
+                let tool = field(s, "tool_name").unwrap_or_default();
+                let arguments = s.get("arguments").cloned().unwrap_or(Value::Null);
+                tool_results.push(json!({
+                    "key": format!("{tool}:{}", canonical(&arguments)),
+                    "operation": s.get("operation"),
+                    "tool": tool,
+                    "call_id": s.get("tool_call_id"),
+                    "span_id": s.get("span_id"),
+                    "arguments": arguments,
+                    "result": s.get("result"),
+                    "status": if field(s, "status_code") == Some("error") { "error" } else { "ok" },
+                    "error": s.get("status_message"),
+                }));
+            }
+            "approval" => approvals.push(json!({
+                "key": format!("{}:{}", field(s, "tool_name").unwrap_or_default(), field(s, "tool_call_id").unwrap_or_default()),
+                "tool": s.get("tool_name"),
+                "call_id": s.get("tool_call_id"),
+                "request_id": s.get("approval_request_id"),
+                "state": s.get("approval_state"),
+                "approver": s.get("approver"),
+            })),
+            _ => {}
+        }
+    }
+    let policy = path.iter().find(|s| s.get("policy_ref").is_some());
+    Ok(Json(json!({
+        "format": BUNDLE_FORMAT,
+        "trace_id": trace_id.to_ascii_lowercase(),
+        "policy": policy.map(|p| json!({
+            "policy_ref": p.get("policy_ref"),
+            "policy_hash": p.get("policy_hash"),
+            "document": p.get("policy_document"),
+        })),
+        "model_calls": model_calls,
+        "tool_results": tool_results,
+        "approvals": approvals,
+    })))
+}
+
+/// What two steps are compared on, each as the fields that decide it. Payloads compare by
+/// their parsed content, so a re-run that serialises the same messages differently (key order,
+/// spacing) does not diverge.
+const ASPECTS: &[(&str, &[&str])] = &[
+    ("operation", &["operation"]),
+    ("agent", &["agent_name"]),
+    ("tool", &["tool_name"]),
+    ("model", &["request_model", "response_model"]),
+    (
+        "input",
+        &["input_messages", "system_instructions", "arguments"],
+    ),
+    ("output", &["output_messages", "result"]),
+    ("status", &["status_code"]),
+    ("policy", &["policy_hash", "policy_ref"]),
+    ("approval", &["approval_state"]),
+];
+
+/// The aspects in which two steps (with payloads resolved) differ.
+fn differences(a: &Row, b: &Row) -> Vec<&'static str> {
+    ASPECTS
+        .iter()
+        .filter(|(_, cols)| cols.iter().any(|c| a.get(*c) != b.get(*c)))
+        .map(|(name, _)| *name)
+        .collect()
+}
+
+/// Compares two decision paths step by step.
+pub fn diff(left: &[Row], right: &[Row]) -> Value {
+    let summary = |s: &Row| {
+        pick(
+            s,
+            &[
+                "span_id",
+                "operation",
+                "name",
+                "agent_name",
+                "tool_name",
+                "request_model",
+                "status_code",
+                "policy_ref",
+            ],
+        )
+    };
+    for i in 0..left.len().max(right.len()) {
+        let (a, b) = (left.get(i), right.get(i));
+        let fields = match (a, b) {
+            (Some(a), Some(b)) => differences(a, b),
+            _ => vec!["missing"],
+        };
+        if !fields.is_empty() {
+            return json!({
+                "identical": false,
+                "left_steps": left.len(),
+                "right_steps": right.len(),
+                "first_divergence": {
+                    "index": i,
+                    "fields": fields,
+                    "left": a.map(summary),
+                    "right": b.map(summary),
+                },
+            });
+        }
+    }
+    json!({
+        "identical": true,
+        "left_steps": left.len(),
+        "right_steps": right.len(),
+        "first_divergence": null,
+    })
+}
+
+pub async fn diff_runs(
+    State(engine): State<QueryEngine>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>> {
+    let tenant = tenant(&headers)?;
+    let run = |side: &str| {
+        q.get(side)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| Error::BadRequest("left and right run ids are required".into()))
+    };
+    let left = path_of(&engine, &tenant, run("left")?, true).await?;
+    let right = path_of(&engine, &tenant, run("right")?, true).await?;
+    let mut out = diff(&left, &right);
+    if let Some(d) = out.get_mut("first_divergence").filter(|d| !d.is_null()) {
+        // What each side did at the divergence.
+        let i = d["index"].as_u64().unwrap_or_default() as usize;
+        d["left_step"] = left.get(i).map_or(Value::Null, |s| replay_step(i, s));
+        d["right_step"] = right.get(i).map_or(Value::Null, |s| replay_step(i, s));
+    }
+    Ok(Json(out))
+}

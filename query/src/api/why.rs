@@ -1,0 +1,112 @@
+//! The why-chain of one step (`GET /api/v1/runs/{trace_id}/steps/{span_id}/why`): the model
+//! turn whose output requested it (matched by tool call id) with the context that turn had
+//! (input messages, system instructions, tool definitions) and what it answered, the approvals
+//! that gated it, the policy snapshot in force, and the chain of agents and steps above it up to
+//! the root.
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::runs::steps;
+use super::{field, payloads, Row};
+use crate::http::tenant;
+use crate::{Error, QueryEngine, Result};
+
+/// Whether `turn` (a model call) asked for `tool_call_id`.
+fn requested(turn: &Row, tool_call_id: &str) -> bool {
+    field(turn, "operation") == Some("llm_call")
+        && turn
+            .get("requested_tool_call_ids")
+            .and_then(Value::as_array)
+            .is_some_and(|ids| ids.iter().any(|i| i.as_str() == Some(tool_call_id)))
+}
+
+pub async fn why(
+    State(engine): State<QueryEngine>,
+    headers: HeaderMap,
+    Path((trace_id, span_id)): Path<(String, String)>,
+) -> Result<Json<Value>> {
+    let tenant = tenant(&headers)?;
+    let span_id = super::span_id(&span_id)?;
+    let all = steps(&engine, &tenant, &trace_id, false).await?;
+    let index = all
+        .iter()
+        .position(|s| field(s, "span_id") == Some(span_id.as_str()))
+        .ok_or_else(|| Error::NotFound(format!("step {span_id} not in run {trace_id}")))?;
+    let step = &all[index];
+    let start = field(step, "start_time").unwrap_or_default();
+    let call_id = field(step, "tool_call_id");
+    // The latest model turn before the step that asked for its tool call.
+    let turn = call_id.and_then(|id| {
+        all.iter()
+            .rfind(|t| requested(t, id) && field(t, "start_time").unwrap_or_default() <= start)
+            .or_else(|| all.iter().find(|t| requested(t, id)))
+    });
+    let approvals: Vec<&Row> = call_id
+        .map(|id| {
+            all.iter()
+                .filter(|a| {
+                    field(a, "operation") == Some("approval")
+                        && field(a, "tool_call_id") == Some(id)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    // Ancestors, nearest first.
+    let mut chain = Vec::new();
+    let mut parent = field(step, "parent_span_id");
+    while let Some(p) = parent {
+        let Some(a) = all.iter().find(|s| field(s, "span_id") == Some(p)) else {
+            break;
+        };
+        if chain.len() > all.len() {
+            break; // a cycle in bad data
+        }
+        chain.push(json!({
+            "span_id": a.get("span_id"),
+            "name": a.get("name"),
+            "operation": a.get("operation"),
+            "agent_name": a.get("agent_name"),
+            "agent_id": a.get("agent_id"),
+        }));
+        parent = field(a, "parent_span_id");
+    }
+    let mut detail: Vec<Row> = vec![step.clone()];
+    detail.extend(turn.cloned());
+    let contents = payloads::contents(&engine, &tenant, &detail).await?;
+    payloads::resolve(&mut detail, &contents);
+    let mut detail = detail.into_iter();
+    let step = detail.next().expect("the step");
+    let turn = detail.next();
+    // Decisions taken on the same approval request in other runs (a resumed run).
+    let request_ids: Vec<String> = approvals
+        .iter()
+        .filter_map(|a| field(a, "approval_request_id").map(str::to_owned))
+        .collect();
+    let mut gates = Vec::new();
+    for id in request_ids {
+        gates.extend(
+            engine
+                .rows(
+                    &tenant,
+                    "SELECT * FROM approval_gates WHERE gate = $1",
+                    vec![super::text(&id)],
+                )
+                .await?,
+        );
+    }
+    Ok(Json(json!({
+        "step": step,
+        "requested_by": turn,
+        "approvals": approvals,
+        "approval_gates": gates,
+        "policy": {
+            "policy_ref": step.get("policy_ref"),
+            "policy_hash": step.get("policy_hash"),
+            "document": step.get("policy_document"),
+        },
+        "ancestors": chain,
+    })))
+}
