@@ -148,12 +148,18 @@ async fn tenants_are_isolated() {
     assert_eq!(
         names,
         [
+            "approval_gates",
             "approvals",
+            "bypasses",
+            "data_access",
+            "lineage_edges",
             "llm_calls",
             "messages",
             "payloads",
             "policies",
+            "policy_changes",
             "runs",
+            "span_links",
             "spans",
             "tool_calls"
         ]
