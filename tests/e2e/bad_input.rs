@@ -231,40 +231,18 @@ async fn http_bad_input() {
     );
 
     // Self-metrics count what happened.
-    let metrics = client()
-        .get(format!("http://{}/metrics", cairn.otlp_http))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let value = |line_start: &str| -> f64 {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(line_start))
-            .unwrap_or_else(|| panic!("{line_start} missing in\n{metrics}"))
-            .rsplit(' ')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
-    assert_eq!(value("cairn_spans_accepted_total "), 4.0);
-    assert_eq!(value("cairn_spans_rejected_total "), 4.0);
-    assert_eq!(
-        value("cairn_exports_refused_total{reason=\"bad_request\"}"),
-        8.0
+    assert_eq!(cairn.metric("cairn_spans_accepted_total", "").await, 4.0);
+    assert_eq!(cairn.metric("cairn_spans_rejected_total", "").await, 4.0);
+    let refused = |reason: &'static str| cairn.metric("cairn_exports_refused_total", reason);
+    assert_eq!(refused("reason=\"bad_request\"").await, 8.0);
+    assert_eq!(refused("reason=\"too_large\"").await, 2.0);
+    assert_eq!(refused("reason=\"unsupported_media_type\"").await, 3.0);
+    assert!(
+        cairn
+            .metric("cairn_files_written_total", "dataset=\"spans\"")
+            .await
+            >= 1.0
     );
-    assert_eq!(
-        value("cairn_exports_refused_total{reason=\"too_large\"}"),
-        2.0
-    );
-    assert_eq!(
-        value("cairn_exports_refused_total{reason=\"unsupported_media_type\"}"),
-        3.0
-    );
-    assert!(value("cairn_files_written_total{dataset=\"spans\"}") >= 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -94,11 +94,14 @@ pub async fn data_users(
         }
     }
     time_bounds(&q, "start_time", &mut c)?;
-    let sql = format!(
-        "SELECT * FROM data_access WHERE {} ORDER BY start_time, trace_id, span_id",
-        c.clause()
-    );
-    let rows = engine.rows(&tenant, &sql, c.params).await?;
+    let rows = c
+        .select(
+            &engine,
+            &tenant,
+            "data_access",
+            "start_time, trace_id, span_id",
+        )
+        .await?;
     let distinct = |k: &str| -> BTreeSet<String> {
         rows.iter()
             .filter_map(|r| field(r, k).map(str::to_owned))
@@ -125,11 +128,9 @@ pub async fn approvals(
         c.add("state = $?", text(state));
     }
     time_bounds(&q, "requested_at", &mut c)?;
-    let sql = format!(
-        "SELECT * FROM approval_gates WHERE {} ORDER BY requested_at, gate",
-        c.clause()
-    );
-    let gates = engine.rows(&tenant, &sql, c.params).await?;
+    let gates = c
+        .select(&engine, &tenant, "approval_gates", "requested_at, gate")
+        .await?;
     let mut counts: HashMap<String, u64> = HashMap::new();
     for g in &gates {
         *counts
@@ -147,11 +148,9 @@ pub async fn bypasses(
     let tenant = tenant(&headers)?;
     let mut c = Conditions::default();
     time_bounds(&q, "start_time", &mut c)?;
-    let sql = format!(
-        "SELECT * FROM bypasses WHERE {} ORDER BY start_time, span_id",
-        c.clause()
-    );
-    let rows = engine.rows(&tenant, &sql, c.params).await?;
+    let rows = c
+        .select(&engine, &tenant, "bypasses", "start_time, span_id")
+        .await?;
     Ok(Json(json!({ "bypasses": rows })))
 }
 
@@ -165,11 +164,9 @@ pub async fn policy_changes(
     if let Some(agent) = q.get("agent") {
         c.add("agent_name = $?", text(agent));
     }
-    let sql = format!(
-        "SELECT * FROM policy_changes WHERE {} ORDER BY changed_at, trace_id",
-        c.clause()
-    );
-    let rows = engine.rows(&tenant, &sql, c.params).await?;
+    let rows = c
+        .select(&engine, &tenant, "policy_changes", "changed_at, trace_id")
+        .await?;
     Ok(Json(json!({ "changes": rows })))
 }
 

@@ -113,6 +113,21 @@ impl Conditions {
         format!("${}", self.params.len())
     }
 
+    /// The rows of `view` meeting the conditions, in `order`.
+    async fn select(
+        self,
+        engine: &QueryEngine,
+        tenant: &cairn_schema::tenant::Tenant,
+        view: &str,
+        order: &str,
+    ) -> Result<Vec<Row>> {
+        let sql = format!(
+            "SELECT * FROM {view} WHERE {} ORDER BY {order}",
+            self.clause()
+        );
+        engine.rows(tenant, &sql, self.params).await
+    }
+
     fn clause(&self) -> String {
         if self.sql.is_empty() {
             "TRUE".into()
