@@ -19,7 +19,7 @@ pub fn views() -> Vec<(&'static str, String)> {
         ("data_access", DATA_ACCESS.to_owned()),
         ("lineage_edges", LINEAGE_EDGES.to_owned()),
         ("approval_gates", APPROVAL_GATES.to_owned()),
-        ("bypasses", BYPASSES.replace("{contents}", CONTENTS)),
+        ("bypasses", BYPASSES.to_owned()),
         ("policy_changes", POLICY_CHANGES.to_owned()),
     ]
 }
@@ -117,14 +117,14 @@ const APPROVALS: &str =
         approval_state, approver, approval_request_id, policy_ref, sandbox_id
     FROM spans WHERE approval_state IS NOT NULL";
 
-/// Policy snapshots seen, with their documents when sent.
-const POLICIES: &str = "SELECT s.policy_ref, s.policy_hash, c.content AS document,
+/// Policy snapshots seen, one row each, with the document when any span sent it.
+const POLICIES: &str = "SELECT s.policy_ref, s.policy_hash, max(c.content) AS document,
         min(s.start_time) AS first_seen, max(s.start_time) AS last_seen,
         count(*) AS spans, count(DISTINCT s.trace_id) AS runs
     FROM spans s
     LEFT JOIN {contents} c ON c.hash = s.policy_document_ref
     WHERE s.policy_ref IS NOT NULL
-    GROUP BY s.policy_ref, s.policy_hash, c.content";
+    GROUP BY s.policy_ref, s.policy_hash";
 
 /// One row per span link, with its kind (`agent_trail.link.kind`, else OTel `link.type`, else
 /// `link`): the linking span is the later one (`retry_of`, `async_handoff`, `resumes`, …).
@@ -201,12 +201,14 @@ const APPROVAL_GATES: &str = "SELECT
 
 /// Tool calls that the policy in force (or the configured rule list) gates behind an approval
 /// but that ran without a granted one: `no_approval`, or `approval_<state>` for a request that
-/// was denied, timed out or never decided.
+/// was denied, timed out or never decided. The policy is the step's snapshot (ref and hash),
+/// whose document any span of any run may have carried.
 const BYPASSES: &str = "SELECT s.trace_id, s.span_id, s.start_time, s.agent_name, s.tool_name,
         s.tool_call_id, s.policy_ref, s.policy_hash, s.sandbox_id,
         CASE WHEN g.last_state IS NULL THEN 'no_approval' ELSE 'approval_' || g.last_state END AS reason
     FROM spans s
-    LEFT JOIN {contents} p ON p.hash = s.policy_document_ref
+    LEFT JOIN policies p
+        ON p.policy_ref = s.policy_ref AND coalesce(p.policy_hash, '') = coalesce(s.policy_hash, '')
     LEFT JOIN (
         SELECT trace_id, tool_call_id, bool_or(approval_state = 'granted') AS granted,
                last_value(approval_state ORDER BY start_time) AS last_state
@@ -215,7 +217,7 @@ const BYPASSES: &str = "SELECT s.trace_id, s.span_id, s.start_time, s.agent_name
         GROUP BY trace_id, tool_call_id
     ) g ON g.trace_id = s.trace_id AND g.tool_call_id = s.tool_call_id
     WHERE s.operation = 'tool_call'
-      AND requires_approval(p.content, s.tool_name)
+      AND requires_approval(p.document, s.tool_name)
       AND coalesce(s.approval_state, '') <> 'granted'
       AND NOT coalesce(g.granted, false)";
 

@@ -540,6 +540,30 @@ async fn lineage_governance_and_replay() {
     assert_eq!(status, 404);
 
     documented_questions(&cairn).await;
+
+    // A step that names its policy snapshot without carrying the document is judged by the
+    // document another run sent for that snapshot.
+    let body = json!({"resourceSpans": [{"resource": {"attributes": [
+        {"key": "agent_trail.policy.snapshot.id", "value": {"stringValue": "policy-v2"}},
+        {"key": "agent_trail.policy.snapshot.hash", "value": {"stringValue": "sha256:v2"}}]},
+      "scopeSpans": [{"spans": [{
+        "traceId": tid(0xc1), "spanId": "00000000000c1001", "name": "execute_tool delete_customer",
+        "startTimeUnixNano": "1795168800000000000", "endTimeUnixNano": "1795168801000000000",
+        "attributes": [
+            {"key": "gen_ai.operation.name", "value": {"stringValue": "execute_tool"}},
+            {"key": "gen_ai.tool.name", "value": {"stringValue": "delete_customer"}}]}]}]}]});
+    let resp = client()
+        .post(format!("http://{}/v1/traces", cairn.otlp_http))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let bypasses = ok(&cairn, "/api/v1/governance/bypasses").await;
+    assert!(
+        strings(&bypasses["bypasses"], "span_id").contains(&"00000000000c1001".to_owned()),
+        "{bypasses}"
+    );
 }
 
 /// Every `GET` line and SQL block of `docs/queries.md` answers on these runs.
