@@ -1,6 +1,6 @@
 //! Resolving payload references in rows to their contents.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use cairn_schema::tenant::Tenant;
 use serde_json::Value;
@@ -44,38 +44,23 @@ fn value(content: &str) -> Value {
     serde_json::from_str(content).unwrap_or_else(|_| Value::String(content.to_owned()))
 }
 
-/// The contents of every payload `rows` refer to.
+/// The contents of every payload `rows` refer to, read as the trace API reads them.
 pub async fn contents(
     engine: &QueryEngine,
     tenant: &Tenant,
     rows: &[Row],
 ) -> Result<HashMap<String, Value>> {
-    // Hashes are hex, checked here, so they can be listed in the statement.
-    let wanted: Vec<String> = hashes(rows)
-        .into_iter()
-        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit()))
-        .collect();
+    let wanted: HashSet<String> = hashes(rows).into_iter().collect();
     if wanted.is_empty() {
         return Ok(HashMap::new());
     }
-    let list = wanted
-        .iter()
-        .map(|h| format!("'{h}'"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let sql = format!(
-        "SELECT hash, first_value(content) AS content FROM payloads WHERE hash IN ({list}) GROUP BY hash"
-    );
-    let found = engine.rows(tenant, &sql, vec![]).await?;
-    Ok(found
-        .into_iter()
-        .filter_map(|r| {
-            Some((
-                super::field(&r, "hash")?.to_owned(),
-                value(super::field(&r, "content")?),
-            ))
-        })
-        .collect())
+    let (engine, tenant) = (engine.clone(), tenant.clone());
+    let found = crate::engine::on_query_runtime(async move {
+        let ctx = engine.session(&tenant).await?;
+        crate::trace::payload_contents(&ctx, wanted).await
+    })
+    .await?;
+    Ok(found.into_iter().map(|(h, c)| (h, value(&c))).collect())
 }
 
 /// Adds the resolved contents to each row beside its references.
