@@ -4,6 +4,7 @@ mod agent_run;
 mod harness;
 
 mod bad_input;
+mod bench_tools;
 mod compaction;
 mod crash;
 mod disk_full;

@@ -1,0 +1,117 @@
+//! The measuring instruments measure the real thing: `cairn-bench load` against a running
+//! server over both protocols, and a store written by `cairn-bench generate` served as is.
+
+use cairn_bench::generate::{self, GenerateArgs};
+use cairn_bench::load::{self, LoadArgs};
+use cairn_bench::send::Protocol;
+
+use crate::harness::{client, Cairn};
+
+fn load_args(cairn: &Cairn, protocol: Protocol, store: &str, first_run: u64) -> LoadArgs {
+    LoadArgs {
+        endpoint: format!(
+            "http://{}",
+            match protocol {
+                Protocol::Grpc => &cairn.grpc,
+                Protocol::Http => &cairn.otlp_http,
+            }
+        ),
+        protocol,
+        spans: 1_500,
+        runs_per_request: 10,
+        connections: 4,
+        seed: 5,
+        first_run,
+        gzip: protocol == Protocol::Http,
+        tenant: "bench".into(),
+        query: Some(format!("http://{}", cairn.http)),
+        count_command: None,
+        poll: std::time::Duration::from_millis(50),
+        timeout: std::time::Duration::from_secs(60),
+        pid: Some(cairn.pid()),
+        storage: vec![store.into()],
+        label: "e2e".into(),
+        report: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_reports_what_the_server_stored() {
+    let dir = crate::harness::temp_dir();
+    let store = dir.path().join("data").display().to_string();
+    let cairn = Cairn::start_on(&store, &[], &[]);
+    let mut total = 0;
+    for (protocol, first_run) in [(Protocol::Grpc, 0), (Protocol::Http, 1_000)] {
+        let report = load::run(load_args(&cairn, protocol, &store, first_run))
+            .await
+            .expect("load runs");
+        total += report.spans;
+        assert!(report.spans >= 1_500, "{report:?}");
+        assert_eq!(report.rejected_spans, 0);
+        assert_eq!(report.visible_spans, report.spans as u64);
+        assert!(report.visible_seconds.is_some());
+        assert!(report.lag_p50_seconds.is_some());
+        assert!(report.cpu_seconds.unwrap() > 0.0);
+        assert!(report.peak_rss_bytes.unwrap() > 1 << 20);
+        let stored = report.stored_bytes.unwrap();
+        assert!(stored > 0 && report.otlp_bytes > stored, "{report:?}");
+    }
+    // What the bench counted is what the server holds.
+    assert_eq!(cairn.count(Some("bench"), "spans").await, total as i64);
+    let runs = cairn
+        .sql(
+            Some("bench"),
+            "SELECT count(*) AS n FROM runs WHERE tool_calls > 0",
+        )
+        .await;
+    assert!(runs[0]["n"].as_i64().unwrap() > 100, "{runs:?}");
+    assert!(cairn.stop());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_store_is_served_as_written() {
+    let dir = crate::harness::temp_dir();
+    let store = dir.path().join("data");
+    let summary = generate::run(&GenerateArgs {
+        store: store.clone(),
+        spans: 3_000,
+        hours: 4,
+        large_run: 600,
+        seed: 9,
+        tenant: "bench".into(),
+        runs_per_request: 20,
+    })
+    .expect("generates");
+    let cairn = Cairn::start_on(&store.display().to_string(), &[], &[]);
+    assert_eq!(
+        cairn.count(Some("bench"), "spans").await,
+        summary.spans as i64
+    );
+    // Every payload reference resolves.
+    let unresolved = cairn
+        .sql(
+            Some("bench"),
+            "SELECT count(*) AS n FROM messages WHERE content IS NULL",
+        )
+        .await;
+    assert_eq!(unresolved[0]["n"], 0, "{unresolved:?}");
+    let large = summary.large_run_trace_id.as_deref().unwrap();
+    let trail: serde_json::Value = client()
+        .get(format!("http://{}/api/v1/runs/{large}", cairn.http))
+        .header("X-Scope-OrgID", "bench")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        trail["run"]["span_count"].as_i64().unwrap() >= 600,
+        "{trail}"
+    );
+    for id in &summary.sample_trace_ids[..3] {
+        let (status, trace) = cairn.trace(Some("bench"), id).await;
+        assert_eq!(status, 200, "{trace}");
+    }
+    assert!(cairn.stop());
+}
