@@ -11,12 +11,13 @@ use std::sync::Mutex;
 use arrow::array::RecordBatch;
 use cairn_collector::parquet::{encode_payloads, encode_spans};
 use cairn_schema::encode::encode;
-use cairn_schema::layout::{new_file, Dataset, HOUR_NANOS};
+use cairn_schema::layout::{format_hour, new_file, Dataset, HOUR_NANOS};
 use cairn_schema::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use cairn_schema::tenant::Tenant;
 use prost::Message;
 use serde::Serialize;
 
+use crate::naive;
 use crate::workload::{span_count, Workload, EPOCH_NANOS};
 use crate::{Error, Result};
 
@@ -39,6 +40,9 @@ pub struct GenerateArgs {
     pub seed: u64,
     #[arg(long, env = "CAIRN_BENCH_TENANT", default_value = "bench")]
     pub tenant: String,
+    /// Also write the naive single-table baseline (see `naive.rs`) under this directory.
+    #[arg(long, env = "CAIRN_BENCH_NAIVE")]
+    pub naive: Option<PathBuf>,
     /// Agent runs per encoded request.
     #[arg(long, env = "CAIRN_BENCH_RUNS_PER_REQUEST", default_value_t = 20)]
     pub runs_per_request: u64,
@@ -52,6 +56,8 @@ pub struct Summary {
     pub otlp_bytes: u64,
     pub span_file_bytes: u64,
     pub payload_file_bytes: u64,
+    /// Bytes of the naive single-table baseline, when written.
+    pub naive_file_bytes: u64,
     pub files: u64,
     pub first_hour_start_nanos: u64,
     pub end_nanos: u64,
@@ -68,6 +74,7 @@ struct Counters {
     otlp: AtomicU64,
     span_bytes: AtomicU64,
     payload_bytes: AtomicU64,
+    naive_bytes: AtomicU64,
     files: AtomicU64,
 }
 
@@ -83,13 +90,18 @@ fn write_file(store: &Path, path: &object_store::path::Path, bytes: &[u8]) -> Re
 /// Encodes `requests` and writes one payloads file and one spans file per hour partition they
 /// touch (payloads first, as a collector does).
 fn write_requests(
-    store: &Path,
+    args: &GenerateArgs,
     tenant: &Tenant,
     requests: impl Iterator<Item = ExportTraceServiceRequest>,
     counters: &Counters,
 ) -> Result<()> {
+    let store = args.store.as_path();
     let mut hours: BTreeMap<i64, (Vec<RecordBatch>, Vec<RecordBatch>)> = BTreeMap::new();
+    let mut naive_hours = BTreeMap::new();
     for request in requests {
+        if args.naive.is_some() {
+            naive::append(&mut naive_hours, &request);
+        }
         counters
             .otlp
             .fetch_add(request.encoded_len() as u64, Ordering::Relaxed);
@@ -115,6 +127,20 @@ fn write_requests(
             .span_bytes
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         counters.files.fetch_add(2, Ordering::Relaxed);
+    }
+    if let Some(dir) = &args.naive {
+        for (hour, rows) in naive_hours {
+            let bytes = naive::encode(rows)?;
+            let path = object_store::path::Path::from(format!(
+                "hour={}/{}.parquet",
+                format_hour(hour),
+                counters.files.fetch_add(1, Ordering::Relaxed)
+            ));
+            write_file(dir, &path, &bytes)?;
+            counters
+                .naive_bytes
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        }
     }
     Ok(())
 }
@@ -154,7 +180,7 @@ pub fn run(args: &GenerateArgs) -> Result<Summary> {
                             spacing,
                         )
                     });
-                if let Err(e) = write_requests(&args.store, &tenant, requests, &counters) {
+                if let Err(e) = write_requests(args, &tenant, requests, &counters) {
                     *failure.lock().expect("lock") = Some(e);
                     return;
                 }
@@ -172,7 +198,7 @@ pub fn run(args: &GenerateArgs) -> Result<Summary> {
         let run = runs;
         let start = EPOCH_NANOS - HOUR_NANOS as u64;
         let requests = workload.large_run(run, args.large_run, start);
-        write_requests(&args.store, &tenant, requests.into_iter(), &counters)?;
+        write_requests(args, &tenant, requests.into_iter(), &counters)?;
         large_run_trace_id = Some(hex(&workload.trace_id(run)));
     }
     let sample_trace_ids = (0..20)
@@ -184,6 +210,7 @@ pub fn run(args: &GenerateArgs) -> Result<Summary> {
         otlp_bytes: counters.otlp.into_inner(),
         span_file_bytes: counters.span_bytes.into_inner(),
         payload_file_bytes: counters.payload_bytes.into_inner(),
+        naive_file_bytes: counters.naive_bytes.into_inner(),
         files: counters.files.into_inner(),
         first_hour_start_nanos: first_hour,
         end_nanos: EPOCH_NANOS,
@@ -212,8 +239,11 @@ mod tests {
             seed: 3,
             tenant: "bench".into(),
             runs_per_request: 20,
+            naive: Some(dir.join("naive")),
         })
         .unwrap();
+        assert!(summary.naive_file_bytes > 0);
+        assert!(dir.join("naive").read_dir().unwrap().count() >= 3);
         assert!(summary.spans >= 2_300, "{summary:?}");
         let hours: Vec<_> = std::fs::read_dir(dir.join("spans/tenant=bench"))
             .unwrap()

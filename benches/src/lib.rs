@@ -13,6 +13,7 @@
 mod error;
 pub mod generate;
 pub mod load;
+pub mod naive;
 pub mod process;
 pub mod send;
 pub mod visible;

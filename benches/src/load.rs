@@ -310,8 +310,10 @@ pub async fn run(args: LoadArgs) -> Result<Report> {
         .map(|(t, _)| t.as_secs_f64());
     let mut lags = lags(&acks, &samples);
     lags.sort_by(f64::total_cmp);
-    let stored =
-        (!args.storage.is_empty()).then(|| args.storage.iter().map(|p| disk_bytes(p)).sum::<u64>());
+    let stored = (!args.storage.is_empty()).then(|| {
+        let after: u64 = args.storage.iter().map(|p| disk_bytes(p)).sum();
+        after.saturating_sub(stored_before)
+    });
     let per_span = |v: f64| v / spans as f64;
     let report = Report {
         label: args.label.clone(),

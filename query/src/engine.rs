@@ -1,5 +1,6 @@
 //! Sessions scoped to one tenant, and read-only SQL over them.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
@@ -55,12 +56,18 @@ pub struct QueryResult {
     pub batches: Vec<RecordBatch>,
 }
 
+/// Tenants whose sessions are kept; beyond this many the cache starts over.
+const MAX_SESSIONS: usize = 256;
+
 /// Plans and runs queries over the store.
 #[derive(Clone)]
 pub struct QueryEngine {
     store: Arc<dyn ObjectStore>,
     runtime: Arc<RuntimeEnv>,
     approval_rules: Arc<Vec<String>>,
+    /// One session per tenant, built once: tables list the store on every scan, so a session
+    /// never goes stale, and planning the views is not repeated for every query.
+    sessions: Arc<std::sync::Mutex<HashMap<Tenant, SessionContext>>>,
 }
 
 impl QueryEngine {
@@ -79,6 +86,7 @@ impl QueryEngine {
             store,
             runtime,
             approval_rules: Arc::default(),
+            sessions: Arc::default(),
         })
     }
 
@@ -86,12 +94,26 @@ impl QueryEngine {
     pub fn with_approval_rules(self, rules: Vec<String>) -> Self {
         Self {
             approval_rules: Arc::new(rules),
+            sessions: Arc::default(),
             ..self
         }
     }
 
     /// A session in which `spans` and the views show only `tenant`'s rows.
     pub async fn session(&self, tenant: &Tenant) -> Result<SessionContext> {
+        if let Some(ctx) = self.sessions.lock().expect("sessions").get(tenant) {
+            return Ok(ctx.clone());
+        }
+        let ctx = self.new_session(tenant).await?;
+        let mut sessions = self.sessions.lock().expect("sessions");
+        if sessions.len() >= MAX_SESSIONS {
+            sessions.clear();
+        }
+        sessions.insert(tenant.clone(), ctx.clone());
+        Ok(ctx)
+    }
+
+    async fn new_session(&self, tenant: &Tenant) -> Result<SessionContext> {
         let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));

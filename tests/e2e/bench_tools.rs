@@ -80,6 +80,7 @@ async fn generated_store_is_served_as_written() {
         seed: 9,
         tenant: "bench".into(),
         runs_per_request: 20,
+        naive: None,
     })
     .expect("generates");
     let cairn = Cairn::start_on(&store.display().to_string(), &[], &[]);
