@@ -23,6 +23,11 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::{Cli, Command, ServeArgs, SqlArgs};
 use crate::config::{store_and_log, FileConfig, Settings};
 
+/// Many threads allocate and free Arrow buffers and decoded requests concurrently; mimalloc's
+/// per-thread heaps are faster than glibc's arenas and return memory instead of fragmenting.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Clone, Copy, PartialEq, Eq)]

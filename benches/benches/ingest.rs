@@ -7,6 +7,7 @@ use std::hint::black_box;
 
 use cairn_bench::workload::{span_count, Workload, EPOCH_NANOS};
 use cairn_schema::encode::encode;
+use cairn_schema::file_format::Effort;
 use cairn_schema::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use prost::Message;
@@ -34,10 +35,16 @@ fn stages(c: &mut Criterion) {
         b.iter(|| encode(black_box(&request)).unwrap())
     });
     g.bench_function("parquet_spans", |b| {
-        b.iter(|| cairn_collector::parquet::encode_spans(black_box(&span_batches)).unwrap())
+        b.iter(|| {
+            cairn_collector::parquet::encode_spans(black_box(&span_batches), Effort::Ingest)
+                .unwrap()
+        })
     });
     g.bench_function("parquet_payloads", |b| {
-        b.iter(|| cairn_collector::parquet::encode_payloads(black_box(&payload_batches)).unwrap())
+        b.iter(|| {
+            cairn_collector::parquet::encode_payloads(black_box(&payload_batches), Effort::Ingest)
+                .unwrap()
+        })
     });
     g.throughput(Throughput::Bytes(json.len() as u64));
     g.bench_function("decode_json", |b| {
@@ -52,9 +59,16 @@ fn stages(c: &mut Criterion) {
             let r = ExportTraceServiceRequest::decode(black_box(protobuf.as_slice())).unwrap();
             let e = encode(&r).unwrap();
             for p in &e.partitions {
-                cairn_collector::parquet::encode_spans(std::slice::from_ref(&p.spans)).unwrap();
-                cairn_collector::parquet::encode_payloads(std::slice::from_ref(&p.payloads))
-                    .unwrap();
+                cairn_collector::parquet::encode_spans(
+                    std::slice::from_ref(&p.spans),
+                    Effort::Ingest,
+                )
+                .unwrap();
+                cairn_collector::parquet::encode_payloads(
+                    std::slice::from_ref(&p.payloads),
+                    Effort::Ingest,
+                )
+                .unwrap();
             }
         })
     });

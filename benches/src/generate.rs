@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use arrow::array::RecordBatch;
 use cairn_collector::parquet::{encode_payloads, encode_spans};
 use cairn_schema::encode::encode;
+use cairn_schema::file_format::Effort;
 use cairn_schema::layout::{format_hour, new_file, Dataset, HOUR_NANOS};
 use cairn_schema::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use cairn_schema::tenant::Tenant;
@@ -116,12 +117,14 @@ fn write_requests(
         }
     }
     for (hour, (spans, payloads)) in hours {
-        let (bytes, _) = encode_payloads(&payloads).map_err(|e| Error::Internal(e.to_string()))?;
+        let (bytes, _) = encode_payloads(&payloads, Effort::Compaction)
+            .map_err(|e| Error::Internal(e.to_string()))?;
         write_file(store, &new_file(Dataset::Payloads, tenant, hour), &bytes)?;
         counters
             .payload_bytes
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        let (bytes, _) = encode_spans(&spans).map_err(|e| Error::Internal(e.to_string()))?;
+        let (bytes, _) =
+            encode_spans(&spans, Effort::Compaction).map_err(|e| Error::Internal(e.to_string()))?;
         write_file(store, &new_file(Dataset::Spans, tenant, hour), &bytes)?;
         counters
             .span_bytes

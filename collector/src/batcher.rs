@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use cairn_schema::encode::Partition;
+use cairn_schema::file_format::Effort;
 use cairn_schema::layout::{self, Dataset};
 use cairn_schema::tenant::Tenant;
 use futures::{stream, StreamExt};
@@ -383,7 +384,8 @@ async fn write_partition(
                         .collect::<Vec<_>>()
                 })
                 .collect();
-            crate::parquet::encode_payloads(&fresh).map(|(bytes, _)| Some((bytes, hashes)))
+            crate::parquet::encode_payloads(&fresh, Effort::Ingest)
+                .map(|(bytes, _)| Some((bytes, hashes)))
         })
         .await
         .map_err(|e| format!("encoder task failed: {e}"))?
@@ -399,10 +401,11 @@ async fn write_partition(
         }
     }
     let spans = group.spans;
-    let (bytes, rows) = tokio::task::spawn_blocking(move || crate::parquet::encode_spans(&spans))
-        .await
-        .map_err(|e| format!("encoder task failed: {e}"))?
-        .map_err(|e| e.to_string())?;
+    let (bytes, rows) =
+        tokio::task::spawn_blocking(move || crate::parquet::encode_spans(&spans, Effort::Ingest))
+            .await
+            .map_err(|e| format!("encoder task failed: {e}"))?
+            .map_err(|e| e.to_string())?;
     put(
         store.as_ref(),
         naming.path(Dataset::Spans, &tenant, hour),

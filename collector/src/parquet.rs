@@ -8,7 +8,7 @@ use arrow::compute::{
 };
 use arrow::datatypes::SchemaRef;
 use cairn_schema::columns::spans_schema;
-use cairn_schema::file_format::{sort_keys, writer_properties};
+use cairn_schema::file_format::{sort_keys, writer_properties, Effort};
 use cairn_schema::layout::Dataset;
 use cairn_schema::payload::payloads_schema;
 use parquet::arrow::ArrowWriter;
@@ -44,7 +44,7 @@ fn first_of_each(batch: &RecordBatch, name: &str) -> BooleanArray {
         .collect()
 }
 
-fn write(batch: &RecordBatch, dataset: Dataset) -> Result<(Vec<u8>, usize)> {
+fn write(batch: &RecordBatch, dataset: Dataset, effort: Effort) -> Result<(Vec<u8>, usize)> {
     let distinct = match sort_keys(dataset).first() {
         Some(key) => first_of_each(batch, key).true_count() as u64,
         None => batch.num_rows() as u64,
@@ -54,7 +54,12 @@ fn write(batch: &RecordBatch, dataset: Dataset) -> Result<(Vec<u8>, usize)> {
     let mut writer = ArrowWriter::try_new(
         &mut out,
         batch.schema(),
-        Some(writer_properties(&batch.schema(), dataset, distinct)),
+        Some(writer_properties(
+            &batch.schema(),
+            dataset,
+            distinct,
+            effort,
+        )),
     )
     .map_err(parquet_err)?;
     writer.write(batch).map_err(parquet_err)?;
@@ -63,15 +68,15 @@ fn write(batch: &RecordBatch, dataset: Dataset) -> Result<(Vec<u8>, usize)> {
 }
 
 /// Sorts span batches by (trace id, start time) and encodes them as one Parquet file.
-pub fn encode_spans(batches: &[RecordBatch]) -> Result<(Vec<u8>, usize)> {
+pub fn encode_spans(batches: &[RecordBatch], effort: Effort) -> Result<(Vec<u8>, usize)> {
     let batch = sort(&spans_schema(), batches, sort_keys(Dataset::Spans))?;
-    write(&batch, Dataset::Spans)
+    write(&batch, Dataset::Spans, effort)
 }
 
 /// Keeps the first row of each hash of payload batches, in arrival order (messages of one
 /// conversation stay together, which compresses far better than hash order; lookups by hash
 /// use the bloom filter), and encodes them as one file.
-pub fn encode_payloads(batches: &[RecordBatch]) -> Result<(Vec<u8>, usize)> {
+pub fn encode_payloads(batches: &[RecordBatch], effort: Effort) -> Result<(Vec<u8>, usize)> {
     let all = concat_batches(&payloads_schema(), batches).map_err(internal)?;
     let hashes = all.column(0).as_string::<i32>();
     let mut seen = std::collections::HashSet::with_capacity(hashes.len());
@@ -79,7 +84,7 @@ pub fn encode_payloads(batches: &[RecordBatch]) -> Result<(Vec<u8>, usize)> {
         .map(|i| Some(seen.insert(hashes.value(i))))
         .collect();
     let distinct = filter_record_batch(&all, &keep).map_err(internal)?;
-    write(&distinct, Dataset::Payloads)
+    write(&distinct, Dataset::Payloads, effort)
 }
 
 /// Drops payload rows whose hash `known` says is already stored.
@@ -105,7 +110,7 @@ mod tests {
         };
         let a = payloads_batch(&[p("b"), p("a")]).unwrap();
         let b = payloads_batch(&[p("a"), p("c")]).unwrap();
-        let (bytes, rows) = encode_payloads(&[a.clone(), b]).unwrap();
+        let (bytes, rows) = encode_payloads(&[a.clone(), b], Effort::Ingest).unwrap();
         assert_eq!(rows, 3);
         assert!(bytes.starts_with(b"PAR1"));
         let filtered = without_known(&a, |h| h == "a").unwrap();

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use arrow::array::{AsArray, BooleanArray};
 use arrow::compute::filter_record_batch;
 use cairn_schema::columns::spans_schema;
-use cairn_schema::file_format::{lookup_column, sort_keys, writer_properties};
+use cairn_schema::file_format::{lookup_column, sort_keys, writer_properties, Effort};
 use cairn_schema::layout::Dataset;
 use cairn_schema::payload::payloads_schema;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -69,7 +69,7 @@ pub async fn merge(
     }
     // Answered from the files' statistics, without a scan.
     let distinct = df.clone().count().await? as u64;
-    let props = writer_properties(&schema, dataset, distinct);
+    let props = writer_properties(&schema, dataset, distinct, Effort::Compaction);
     let sink = BufWriter::new(Arc::clone(store), output.clone());
     let mut writer = AsyncArrowWriter::try_new(sink, Arc::clone(&schema), Some(props))?;
     let mut seen: HashSet<String> = HashSet::new();

@@ -1,5 +1,5 @@
 //! How Parquet files of each dataset are written, by the collector and by compaction alike:
-//! zstd, page statistics and page index, a bloom filter on the lookup column sized for the
+//! zstd (lighter at ingest than in compaction), page statistics and page index, a bloom filter on the lookup column sized for the
 //! distinct values expected, the sort order recorded, and the schema version in the metadata.
 
 use arrow::datatypes::Schema;
@@ -31,8 +31,31 @@ pub fn lookup_column(dataset: Dataset) -> &'static str {
     }
 }
 
+/// Who writes a file, which sets how hard it is compressed: collectors write fast at the door
+/// (zstd level 1, on the ingest path), compaction rewrites every closed hour densely (level 3,
+/// in the background).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effort {
+    Ingest,
+    Compaction,
+}
+
+impl Effort {
+    fn zstd_level(self) -> i32 {
+        match self {
+            Effort::Ingest => 1,
+            Effort::Compaction => 3,
+        }
+    }
+}
+
 /// Writer settings for a file of `dataset` with about `distinct` values of its lookup column.
-pub fn writer_properties(schema: &Schema, dataset: Dataset, distinct: u64) -> WriterProperties {
+pub fn writer_properties(
+    schema: &Schema,
+    dataset: Dataset,
+    distinct: u64,
+    effort: Effort,
+) -> WriterProperties {
     let bloom = ColumnPath::from(lookup_column(dataset));
     let keys = sort_keys(dataset);
     let sorting = (!keys.is_empty()).then(|| {
@@ -46,7 +69,7 @@ pub fn writer_properties(schema: &Schema, dataset: Dataset, distinct: u64) -> Wr
     });
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(3).expect("valid level"),
+            ZstdLevel::try_new(effort.zstd_level()).expect("valid level"),
         ))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
