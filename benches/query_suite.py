@@ -76,7 +76,8 @@ class Cairn:
                 headers={"X-Scope-OrgID": TENANT, "content-type": "application/json"})
         with urllib.request.urlopen(req, timeout=600) as resp:
             body = resp.read()
-        return len(body)
+        # SQL answers are JSON arrays of rows: their length is compared with DuckDB's.
+        return len(json.loads(body)) if kind == "sql" else None
 
     def stop(self):
         self.proc.terminate()
@@ -161,10 +162,13 @@ def suite(summary):
     ]
 
 
-def timed(fn):
+def timed(fn, rows=None):
     t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
+    n = fn()
+    elapsed = time.perf_counter() - t
+    if rows is not None:
+        rows.append(n)
+    return elapsed
 
 
 def pct(values, p):
@@ -185,7 +189,8 @@ def main():
     args = ap.parse_args()
     summary = json.load(open(args.summary))
     queries = [q for q in suite(summary) if q and (not args.only or args.only in q[0])]
-    results = {name: {"cairn_cold": [], "cairn_warm": [], "duck_cold": [], "duck_warm": []}
+    results = {name: {"cairn_cold": [], "cairn_warm": [], "duck_cold": [], "duck_warm": [],
+                      "cairn_rows": [], "duck_rows": []}
                for name, _, _ in queries}
     dropped = True
 
@@ -210,11 +215,13 @@ def main():
         for name, call, sql in queries:
             cairn.request(call(1000))
             for i in range(args.warm):
-                results[name]["cairn_warm"].append(timed(lambda: cairn.request(call(i))))
+                results[name]["cairn_warm"].append(
+                    timed(lambda: cairn.request(call(i)), results[name]["cairn_rows"]))
             if sql:
                 duck.request(sql(1000))
                 for i in range(args.warm):
-                    results[name]["duck_warm"].append(timed(lambda: duck.request(sql(i))))
+                    results[name]["duck_warm"].append(
+                        timed(lambda: duck.request(sql(i)), results[name]["duck_rows"]))
             print(f"warm {name}", flush=True)
     finally:
         cairn.stop()
@@ -237,6 +244,14 @@ def main():
     if args.out:
         json.dump({"summary": summary, "page_cache_dropped": dropped, "results": results},
                   open(args.out, "w"), indent=1)
+    # Both engines must have given the same number of rows for every parameter.
+    wrong = [name for name, _, sql in queries
+             if sql and results[name]["cairn_rows"] != results[name]["duck_rows"]]
+    for name in wrong:
+        print(f"DIFFERENT ANSWERS for {name}: Cairn rows {results[name]['cairn_rows']}, "
+              f"DuckDB rows {results[name]['duck_rows']}")
+    if wrong:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

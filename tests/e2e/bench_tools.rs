@@ -5,7 +5,7 @@ use cairn_bench::generate::{self, GenerateArgs};
 use cairn_bench::load::{self, LoadArgs};
 use cairn_bench::send::Protocol;
 
-use crate::harness::{client, Cairn};
+use crate::harness::{client, run_python, Cairn};
 
 fn load_args(cairn: &Cairn, protocol: Protocol, store: &str, first_run: u64) -> LoadArgs {
     LoadArgs {
@@ -115,4 +115,63 @@ async fn generated_store_is_served_as_written() {
         assert_eq!(status, 200, "{trace}");
     }
     assert!(cairn.stop());
+}
+
+/// The query suite runs every query on both engines and fails if their answers differ in size.
+#[test]
+fn query_suite_gets_the_same_answers_as_duckdb() {
+    let dir = crate::harness::temp_dir();
+    let store = dir.path().join("data");
+    let summary = generate::run(&GenerateArgs {
+        store: store.clone(),
+        spans: 2_000,
+        hours: 30,
+        large_run: 300,
+        seed: 11,
+        tenant: "bench".into(),
+        runs_per_request: 20,
+        naive: None,
+    })
+    .expect("generates");
+    let summary_file = dir.path().join("summary.json");
+    std::fs::write(&summary_file, serde_json::to_vec(&summary).unwrap()).unwrap();
+    let results = dir.path().join("results.json");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/query_suite.py");
+    let table = run_python(&[
+        script.to_str().unwrap(),
+        "--cairn",
+        env!("CARGO_BIN_EXE_cairn"),
+        "--store",
+        store.to_str().unwrap(),
+        "--summary",
+        summary_file.to_str().unwrap(),
+        "--warm",
+        "3",
+        "--cold",
+        "1",
+        "--memory",
+        "512MiB",
+        "--out",
+        results.to_str().unwrap(),
+    ]);
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&results).unwrap()).unwrap();
+    let results = results["results"].as_object().unwrap();
+    assert_eq!(results.len(), 10, "{table}");
+    let mut compared = 0;
+    for (name, r) in results {
+        assert_eq!(r["cairn_warm"].as_array().unwrap().len(), 3, "{name}");
+        assert_eq!(r["cairn_cold"].as_array().unwrap().len(), 1, "{name}");
+        if name.ends_with("(SQL)") {
+            assert_eq!(r["cairn_rows"], r["duck_rows"], "{name}");
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 6);
+    // Lookups by id find their trace; aggregates have rows.
+    let rows = |name: &str| results[name]["cairn_rows"].as_array().unwrap().clone();
+    assert!(rows("trace by id (SQL)")
+        .iter()
+        .all(|n| n.as_u64() > Some(0)));
+    assert!(rows("tool calls by tool and hour (SQL)")[0].as_u64() > Some(20));
 }
