@@ -74,7 +74,8 @@ pub struct ServeArgs {
     /// Memory for spans not yet written; beyond it exports are refused as retryable [default: 512MiB]
     #[arg(long, env = "CAIRN_MAX_BUFFER_SIZE")]
     pub max_buffer_size: Option<String>,
-    /// Memory all running queries may use together [default: 2GiB]
+    /// Memory all running queries may use together, a quarter of it kept for cached Parquet
+    /// metadata [default: 2GiB]
     #[arg(long, env = "CAIRN_QUERY_MEMORY")]
     pub query_memory: Option<String>,
     /// When an export is acknowledged: `wal` once durable in the local write-ahead log (spans

@@ -56,6 +56,9 @@ pub struct QueryResult {
     pub batches: Vec<RecordBatch>,
 }
 
+/// The part of the query memory (1/n) kept for parsed Parquet metadata, across queries.
+const METADATA_CACHE_SHARE: usize = 4;
+
 /// Tenants whose sessions are kept; beyond this many the cache starts over.
 const MAX_SESSIONS: usize = 256;
 
@@ -77,6 +80,10 @@ impl QueryEngine {
         let store: Arc<dyn ObjectStore> = Arc::new(VisibleStore::new(store));
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(memory_limit, 1.0)
+            // Parsed footers and page indexes of ~100 columns take far more memory than their
+            // bytes on disk; a week of hourly files overflows DataFusion's default 50 MB and every
+            // query would parse them again.
+            .with_metadata_cache_limit(memory_limit / METADATA_CACHE_SHARE)
             // New files land in existing partitions all the time: never cache listings.
             .with_object_list_cache_limit(0)
             .build_arc()?;
