@@ -68,21 +68,32 @@ async fn load_reports_what_the_server_stored() {
     assert!(cairn.stop());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn generated_store_is_served_as_written() {
-    let dir = crate::harness::temp_dir();
-    let store = dir.path().join("data");
-    let summary = generate::run(&GenerateArgs {
-        store: store.clone(),
-        spans: 3_000,
-        hours: 4,
-        large_run: 600,
-        seed: 9,
+/// A small generated store of the `bench` tenant with one large run.
+fn generate_store(
+    store: &std::path::Path,
+    spans: u64,
+    hours: u64,
+    large_run: usize,
+    seed: u64,
+) -> generate::Summary {
+    generate::run(&GenerateArgs {
+        store: store.to_owned(),
+        spans,
+        hours,
+        large_run,
+        seed,
         tenant: "bench".into(),
         runs_per_request: 20,
         naive: None,
     })
-    .expect("generates");
+    .expect("generates")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_store_is_served_as_written() {
+    let dir = crate::harness::temp_dir();
+    let store = dir.path().join("data");
+    let summary = generate_store(&store, 3_000, 4, 600, 9);
     let cairn = Cairn::start_on(&store.display().to_string(), &[], &[]);
     assert_eq!(
         cairn.count(Some("bench"), "spans").await,
@@ -122,17 +133,7 @@ async fn generated_store_is_served_as_written() {
 fn query_suite_gets_the_same_answers_as_duckdb() {
     let dir = crate::harness::temp_dir();
     let store = dir.path().join("data");
-    let summary = generate::run(&GenerateArgs {
-        store: store.clone(),
-        spans: 2_000,
-        hours: 30,
-        large_run: 300,
-        seed: 11,
-        tenant: "bench".into(),
-        runs_per_request: 20,
-        naive: None,
-    })
-    .expect("generates");
+    let summary = generate_store(&store, 2_000, 30, 300, 11);
     let summary_file = dir.path().join("summary.json");
     std::fs::write(&summary_file, serde_json::to_vec(&summary).unwrap()).unwrap();
     let results = dir.path().join("results.json");
