@@ -53,15 +53,32 @@ pub struct StoreArgs {
 pub struct ServeArgs {
     #[command(flatten)]
     pub store: StoreArgs,
-    /// OTLP/gRPC listen address [default: 0.0.0.0:4317]
+    /// OTLP/gRPC listen address; use 0.0.0.0:4317 to accept other hosts [default: 127.0.0.1:4317]
     #[arg(long, env = "CAIRN_OTLP_GRPC_ADDR")]
     pub otlp_grpc_addr: Option<String>,
-    /// OTLP/HTTP listen address [default: 0.0.0.0:4318]
+    /// OTLP/HTTP listen address (also serves /metrics) [default: 127.0.0.1:4318]
     #[arg(long, env = "CAIRN_OTLP_HTTP_ADDR")]
     pub otlp_http_addr: Option<String>,
-    /// Query API listen address [default: 0.0.0.0:3200]
+    /// Query API listen address [default: 127.0.0.1:3200]
     #[arg(long, env = "CAIRN_HTTP_ADDR")]
     pub http_addr: Option<String>,
+    /// Connections each listener holds open at once; further ones wait [default: 1024]
+    #[arg(long, env = "CAIRN_MAX_CONNECTIONS")]
+    pub max_connections: Option<String>,
+    /// Requests in progress at once per listener; further ones are refused as retryable
+    /// [default: 256]
+    #[arg(long, env = "CAIRN_MAX_CONCURRENT_REQUESTS")]
+    pub max_concurrent_requests: Option<String>,
+    /// Longest an OTLP export may take, from its headers to its answer [default: 30s]
+    #[arg(long, env = "CAIRN_REQUEST_TIMEOUT")]
+    pub request_timeout: Option<String>,
+    /// Distinct hours one export may hold spans of; spans of further hours are rejected
+    /// (partial success) [default: 24]
+    #[arg(long, env = "CAIRN_MAX_HOURS_PER_REQUEST")]
+    pub max_hours_per_request: Option<String>,
+    /// Distinct (tenant, hour) partitions buffered before a write starts early [default: 256]
+    #[arg(long, env = "CAIRN_MAX_FLUSH_PARTITIONS")]
+    pub max_flush_partitions: Option<String>,
     /// Largest accepted export after decompression, e.g. 16MiB [default: 16MiB]
     #[arg(long, env = "CAIRN_MAX_MESSAGE_SIZE")]
     pub max_message_size: Option<String>,

@@ -20,6 +20,11 @@ pub struct FileConfig {
     pub otlp_grpc_addr: Option<String>,
     pub otlp_http_addr: Option<String>,
     pub http_addr: Option<String>,
+    pub max_connections: Option<String>,
+    pub max_concurrent_requests: Option<String>,
+    pub request_timeout: Option<String>,
+    pub max_hours_per_request: Option<String>,
+    pub max_flush_partitions: Option<String>,
     pub max_message_size: Option<String>,
     pub flush_interval: Option<String>,
     pub flush_size: Option<String>,
@@ -89,6 +94,20 @@ fn parse_addr(
             key,
             message: format!("{v:?} is not host:port: {e}"),
         })
+    })
+}
+
+/// A positive whole number.
+fn count(key: &'static str, value: Option<String>, default: usize) -> Result<usize, ConfigError> {
+    value.map_or(Ok(default), |v| {
+        v.trim()
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| ConfigError::Value {
+                key,
+                message: format!("{v:?} is not a positive whole number"),
+            })
     })
 }
 
@@ -240,11 +259,34 @@ pub fn store_and_log(args: &StoreArgs, file: &FileConfig) -> (String, String) {
     )
 }
 
+/// Listener limits; `request_timeout` applies to the OTLP listeners.
+fn limits(args: &ServeArgs, file: &FileConfig) -> Result<cairn_net::Limits, ConfigError> {
+    let d = cairn_net::Limits::default();
+    Ok(cairn_net::Limits {
+        max_connections: count(
+            "max_connections",
+            pick(&args.max_connections, &file.max_connections),
+            d.max_connections,
+        )?,
+        max_concurrent_requests: count(
+            "max_concurrent_requests",
+            pick(&args.max_concurrent_requests, &file.max_concurrent_requests),
+            d.max_concurrent_requests,
+        )?,
+        request_timeout: duration(
+            "request_timeout",
+            pick(&args.request_timeout, &file.request_timeout),
+            d.request_timeout,
+        )?,
+    })
+}
+
 impl Settings {
     pub fn resolve(args: &ServeArgs, file: &FileConfig) -> Result<Self, ConfigError> {
         let (store, log) = store_and_log(&args.store, file);
         let c = CollectorConfig::default();
         let q = QueryConfig::default();
+        let limits = limits(args, file)?;
         Ok(Self {
             store,
             prices: args.prices.clone().or_else(|| file.prices.clone()),
@@ -259,6 +301,17 @@ impl Settings {
                     "otlp_http_addr",
                     pick(&args.otlp_http_addr, &file.otlp_http_addr),
                     c.http_addr,
+                )?,
+                limits,
+                max_hours_per_request: count(
+                    "max_hours_per_request",
+                    pick(&args.max_hours_per_request, &file.max_hours_per_request),
+                    c.max_hours_per_request,
+                )?,
+                max_flush_partitions: count(
+                    "max_flush_partitions",
+                    pick(&args.max_flush_partitions, &file.max_flush_partitions),
+                    c.max_flush_partitions,
                 )?,
                 max_message_bytes: size(
                     "max_message_size",
@@ -293,6 +346,10 @@ impl Settings {
                     pick(&args.http_addr, &file.http_addr),
                     q.http_addr,
                 )?,
+                limits: cairn_net::Limits {
+                    request_timeout: q.limits.request_timeout,
+                    ..limits
+                },
                 memory_limit: size(
                     "query_memory",
                     pick(&args.query_memory, &file.query_memory),

@@ -46,7 +46,7 @@ pub struct LoadArgs {
     /// Number of the first run, so that repeated loads into one store do not reuse trace ids.
     #[arg(long, env = "CAIRN_BENCH_FIRST_RUN", default_value_t = 0)]
     pub first_run: u64,
-    /// Gzip HTTP bodies (before the clock starts).
+    /// Gzip request bodies: HTTP bodies before the clock starts, gRPC messages as they are sent.
     #[arg(long, env = "CAIRN_BENCH_GZIP")]
     pub gzip: bool,
     /// Tenant (`X-Scope-OrgID`).

@@ -13,6 +13,7 @@ use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
+use tonic_types::StatusExt;
 
 use crate::{Error, Result};
 
@@ -113,9 +114,12 @@ impl Client {
                 let tenant = tenant
                     .parse()
                     .map_err(|e| Error::Usage(format!("tenant: {e}")))?;
-                let grpc = tonic::client::Grpc::new(channel)
+                let mut grpc = tonic::client::Grpc::new(channel)
                     .max_decoding_message_size(usize::MAX)
                     .max_encoding_message_size(usize::MAX);
+                if gzip {
+                    grpc = grpc.send_compressed(tonic::codec::CompressionEncoding::Gzip);
+                }
                 Ok(Client::Grpc { grpc, tenant })
             }
             Protocol::Http => Ok(Client::Http {
@@ -149,9 +153,11 @@ impl Client {
                             .partial_success
                             .map_or(0, |p| p.rejected_spans),
                     }),
+                    // OTLP: UNAVAILABLE is retried; RESOURCE_EXHAUSTED only with RetryInfo.
                     Err(status)
-                        if matches!(status.code(), Code::ResourceExhausted | Code::Unavailable)
-                            && !status.message().contains("larger than") =>
+                        if status.code() == Code::Unavailable
+                            || (status.code() == Code::ResourceExhausted
+                                && status.get_details_retry_info().is_some()) =>
                     {
                         Ok(Outcome::Retry(backoff(attempt)))
                     }

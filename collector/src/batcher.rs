@@ -20,9 +20,10 @@ use cairn_schema::layout::{self, Dataset};
 use cairn_schema::tenant::Tenant;
 use futures::{stream, StreamExt};
 use object_store::{path::Path, ObjectStore, ObjectStoreExt, PutPayload};
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
+use crate::admission::Charge;
 use crate::wal::WalControl;
 
 /// Flushes in flight at once.
@@ -76,7 +77,7 @@ pub struct Pending {
     pub partitions: Vec<Partition>,
     pub bytes: usize,
     /// Memory budget held until the spans are written.
-    pub permit: OwnedSemaphorePermit,
+    pub permit: Charge,
     /// Answered with the outcome of the write (without a write-ahead log).
     pub done: Option<Reply>,
 }
@@ -118,7 +119,7 @@ struct Group {
 #[derive(Default)]
 struct Buffer {
     groups: BTreeMap<(Tenant, i64), Group>,
-    waiters: Vec<(Option<Reply>, OwnedSemaphorePermit)>,
+    waiters: Vec<(Option<Reply>, Charge)>,
     bytes: usize,
 }
 
@@ -163,25 +164,33 @@ pub async fn replay_segment(
     flush_until_written(store, Known::default(), buffer, naming).await;
 }
 
+/// When a flush starts: every `interval`, or sooner once `bytes` are buffered or spans of
+/// `partitions` distinct (tenant, hour) partitions are (each becomes a file).
+#[derive(Debug, Clone, Copy)]
+pub struct FlushTriggers {
+    pub interval: Duration,
+    pub bytes: usize,
+    pub partitions: usize,
+}
+
 /// Runs the batcher until `rx` closes and everything buffered is written.
 pub async fn run(
     store: Arc<dyn ObjectStore>,
     mut rx: mpsc::Receiver<Item>,
-    flush_interval: Duration,
-    flush_bytes: usize,
+    triggers: FlushTriggers,
     wal: Option<WalControl>,
 ) {
     let mut buffer = Buffer::default();
     let known = Known::default();
     let mut flushes = JoinSet::new();
-    let mut tick = tokio::time::interval(flush_interval);
+    let mut tick = tokio::time::interval(triggers.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let due = tokio::select! {
             item = rx.recv() => match item {
                 Some(Item::Spans(p)) => {
                     buffer.add(p);
-                    buffer.bytes >= flush_bytes
+                    buffer.bytes >= triggers.bytes || buffer.groups.len() >= triggers.partitions
                 }
                 Some(Item::Sealed(segment)) => {
                     let Some(wal) = &wal else { continue };

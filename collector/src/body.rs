@@ -3,9 +3,11 @@
 
 use std::io::Read;
 
+use bytes::Bytes;
 use cairn_schema::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 
+use crate::admission::Charge;
 use crate::{Error, Result};
 
 /// The two OTLP/HTTP payload encodings.
@@ -45,22 +47,42 @@ impl Format {
     }
 }
 
-/// Undoes `Content-Encoding`, refusing anything that inflates past `limit` bytes.
-pub fn decode_content(encoding: Option<&str>, body: &[u8], limit: usize) -> Result<Vec<u8>> {
+/// Inflated bytes read at a time, each charged before the next is read.
+const INFLATE_CHUNK: usize = 64 << 10;
+
+/// Undoes `Content-Encoding`, refusing anything that inflates past `limit` bytes. The inflated
+/// bytes are charged to `charge` as they grow, so a small body that inflates to a large one is
+/// refused before it takes the memory.
+pub fn decode_content(
+    encoding: Option<&str>,
+    body: Bytes,
+    limit: usize,
+    charge: &mut Charge,
+) -> Result<Bytes> {
     match encoding.map(|e| e.trim().to_ascii_lowercase()).as_deref() {
-        None | Some("") | Some("identity") => Ok(body.to_vec()),
+        None | Some("") | Some("identity") => Ok(body),
         Some("gzip") | Some("x-gzip") => {
             let mut out = Vec::new();
-            flate2::read::MultiGzDecoder::new(body)
-                .take(limit as u64 + 1)
-                .read_to_end(&mut out)
-                .map_err(|e| Error::BadRequest(format!("gzip body is invalid: {e}")))?;
-            if out.len() > limit {
-                return Err(Error::TooLarge(format!(
-                    "gzip body inflates past the limit of {limit} bytes"
-                )));
+            let mut reader = flate2::read::MultiGzDecoder::new(&body[..]).take(limit as u64 + 1);
+            loop {
+                out.reserve(INFLATE_CHUNK);
+                charge.grow_to(body.len() + out.capacity(), "the inflated body")?;
+                let len = out.len();
+                out.resize(len + INFLATE_CHUNK, 0);
+                let n = reader
+                    .read(&mut out[len..])
+                    .map_err(|e| Error::BadRequest(format!("gzip body is invalid: {e}")))?;
+                out.truncate(len + n);
+                if n == 0 {
+                    break;
+                }
+                if out.len() > limit {
+                    return Err(Error::TooLarge(format!(
+                        "gzip body inflates past the limit of {limit} bytes"
+                    )));
+                }
             }
-            Ok(out)
+            Ok(Bytes::from(out))
         }
         Some(other) => Err(Error::UnsupportedMediaType(format!(
             "Content-Encoding {other:?} is not supported: use gzip or none"
@@ -111,24 +133,39 @@ mod tests {
 
     #[test]
     fn gzip_is_capped() {
+        let budget = crate::admission::Budget::new(64 << 20);
+        let inflate = |encoding, body: &[u8], limit| {
+            decode_content(
+                Some(encoding),
+                Bytes::copy_from_slice(body),
+                limit,
+                &mut budget.charge(),
+            )
+        };
         let bomb = gzip(&vec![0u8; 10 << 20]);
         assert!(bomb.len() < 64 << 10);
         assert!(matches!(
-            decode_content(Some("gzip"), &bomb, 1 << 20),
+            inflate("gzip", &bomb, 1 << 20),
             Err(Error::TooLarge(_))
         ));
-        assert_eq!(
-            decode_content(Some("gzip"), &gzip(b"abc"), 3).unwrap(),
-            b"abc"
-        );
+        assert_eq!(&inflate("gzip", &gzip(b"abc"), 3).unwrap()[..], b"abc");
         assert!(matches!(
-            decode_content(Some("gzip"), b"not gzip", 100),
+            inflate("gzip", b"not gzip", 100),
             Err(Error::BadRequest(_))
         ));
         assert!(matches!(
-            decode_content(Some("br"), b"x", 100),
+            inflate("br", b"x", 100),
             Err(Error::UnsupportedMediaType(_))
         ));
+        // Inflating is charged as it goes: a budget smaller than the inflated body refuses it.
+        let small = crate::admission::Budget::new(1 << 20);
+        let mut charge = small.charge();
+        assert!(matches!(
+            decode_content(Some("gzip"), Bytes::from(bomb), 16 << 20, &mut charge),
+            Err(Error::TooLarge(_))
+        ));
+        drop(charge);
+        assert_eq!(small.used_bytes(), 0);
     }
 
     #[test]

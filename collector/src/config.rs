@@ -7,10 +7,16 @@ use std::time::Duration;
 /// What the collector listens on and how it batches.
 #[derive(Debug, Clone)]
 pub struct CollectorConfig {
-    /// OTLP/gRPC listen address (default `0.0.0.0:4317`).
+    /// OTLP/gRPC listen address (default `127.0.0.1:4317`).
     pub grpc_addr: SocketAddr,
-    /// OTLP/HTTP listen address (default `0.0.0.0:4318`).
+    /// OTLP/HTTP listen address (default `127.0.0.1:4318`).
     pub http_addr: SocketAddr,
+    /// Connections, requests in progress and request time, per listener.
+    pub limits: cairn_net::Limits,
+    /// Distinct hour partitions one export may write to; spans of further hours are rejected.
+    pub max_hours_per_request: usize,
+    /// Distinct (tenant, hour) partitions buffered before a flush starts early.
+    pub max_flush_partitions: usize,
     /// Largest accepted export, after decompression, in bytes.
     pub max_message_bytes: usize,
     /// How often buffered spans are written out; bounds both the acknowledgement latency and
@@ -31,8 +37,11 @@ pub struct CollectorConfig {
 impl Default for CollectorConfig {
     fn default() -> Self {
         Self {
-            grpc_addr: ([0, 0, 0, 0], 4317).into(),
-            http_addr: ([0, 0, 0, 0], 4318).into(),
+            grpc_addr: ([127, 0, 0, 1], 4317).into(),
+            http_addr: ([127, 0, 0, 1], 4318).into(),
+            limits: cairn_net::Limits::default(),
+            max_hours_per_request: 24,
+            max_flush_partitions: 256,
             max_message_bytes: 16 << 20,
             flush_interval: Duration::from_secs(1),
             flush_bytes: 64 << 20,

@@ -1,16 +1,19 @@
 //! OTLP/HTTP: `POST /v1/traces` with protobuf or JSON bodies, optionally gzip-compressed.
 //! Responses use the request's encoding; errors carry a `google.rpc.Status` body.
 
-use axum::body::{to_bytes, Body};
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
+use bytes::{Bytes, BytesMut};
 use cairn_schema::tenant::{Tenant, TENANT_HEADER};
+use futures::StreamExt;
 use prost::Message;
 
-use crate::body::{decode_content, decode_request, Format};
+use crate::admission::Charge;
+use crate::body::Format;
 use crate::grpc::response;
 use crate::ingest::Ingester;
 use crate::Error;
@@ -27,11 +30,10 @@ struct RpcStatus {
 #[derive(Clone)]
 struct AppState {
     ingester: Ingester,
-    max_message_bytes: usize,
 }
 
 /// The OTLP/HTTP router.
-pub fn router(ingester: Ingester, max_message_bytes: usize) -> Router {
+pub fn router(ingester: Ingester) -> Router {
     Router::new()
         .route("/v1/traces", post(export))
         .route(
@@ -46,10 +48,7 @@ pub fn router(ingester: Ingester, max_message_bytes: usize) -> Router {
                 )
             }),
         )
-        .with_state(AppState {
-            ingester,
-            max_message_bytes,
-        })
+        .with_state(AppState { ingester })
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Error> {
@@ -88,20 +87,64 @@ async fn handle(
 ) -> Result<cairn_schema::otlp::collector::trace::v1::ExportTraceServiceResponse, Error> {
     let format = format?;
     let tenant = Tenant::from_header_bytes(headers.get(TENANT_HEADER).map(|v| v.as_bytes()))?;
-    let raw = to_bytes(body, state.max_message_bytes).await.map_err(|e| {
-        Error::TooLarge(format!(
-            "body is larger than {} bytes or unreadable: {e}",
-            state.max_message_bytes
-        ))
-    })?;
-    let bytes = decode_content(
-        header_str(headers, header::CONTENT_ENCODING.as_str())?,
-        &raw,
-        state.max_message_bytes,
-    )?;
-    let request = decode_request(format, &bytes)?;
-    let outcome = state.ingester.export(tenant, request).await?;
+    let encoding = header_str(headers, header::CONTENT_ENCODING.as_str())?.map(str::to_owned);
+    let length = header_str(headers, header::CONTENT_LENGTH.as_str())?
+        .map(|v| {
+            v.trim()
+                .parse::<usize>()
+                .map_err(|_| Error::BadRequest(format!("Content-Length {v:?} is not a number")))
+        })
+        .transpose()?;
+    let mut charge = state.ingester.budget().charge();
+    let bytes = read_body(
+        body,
+        length,
+        state.ingester.limits().max_message_bytes,
+        &mut charge,
+    )
+    .await?;
+    let body = crate::ingest::Body {
+        format,
+        encoding,
+        bytes,
+    };
+    let outcome = state.ingester.export(tenant, body, charge).await?;
     Ok(response(outcome))
+}
+
+/// Reads a request body of at most `limit` bytes, charging it to `charge` before each part is
+/// buffered (all of it up front when the length is declared).
+async fn read_body(
+    body: Body,
+    length: Option<usize>,
+    limit: usize,
+    charge: &mut Charge,
+) -> Result<Bytes, Error> {
+    let too_large = || Error::TooLarge(format!("body is larger than {limit} bytes"));
+    if length.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut buf = BytesMut::with_capacity(0);
+    if let Some(n) = length {
+        charge.grow_to(n, "the request body")?;
+        buf.reserve(n);
+    }
+    let mut frames = body.into_data_stream();
+    while let Some(chunk) = frames.next().await {
+        let chunk =
+            chunk.map_err(|e| Error::BadRequest(format!("request body is unreadable: {e}")))?;
+        let len = buf.len() + chunk.len();
+        if len > limit {
+            return Err(too_large());
+        }
+        if len > buf.capacity() {
+            let grown = len.max(buf.capacity().saturating_mul(2)).min(limit);
+            charge.grow_to(grown, "the request body")?;
+            buf.reserve(grown - buf.len());
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
 }
 
 fn encoded(

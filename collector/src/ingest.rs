@@ -1,21 +1,21 @@
-//! The ingest path shared by both receivers: normalise off the IO runtime, reserve memory, then
-//! either append to the write-ahead log (acknowledged once durable there) or queue for the
+//! The ingest path shared by both receivers: admit a request body against the memory budget
+//! ([`crate::admission`]), inflate, decode and normalise it off the IO runtime, then either
+//! append it to the write-ahead log (acknowledged once durable there) or queue it for the
 //! batcher and wait until the spans are in the object store.
 
-use std::sync::Arc;
-
-use cairn_schema::encode::encode;
+use bytes::Bytes;
+use cairn_schema::encode::{encode_within, Encoded};
 use cairn_schema::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use cairn_schema::tenant::Tenant;
 use prost::Message;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 
+use crate::admission::{Budget, Charge};
 use crate::batcher::{Item, Pending};
+use crate::body::{decode_content, Format};
+use crate::estimate::{self, Estimate};
 use crate::wal::WalSender;
 use crate::{Error, Result};
-
-/// Memory budget granularity.
-const UNIT: usize = 1024;
 
 /// What happened to an export that was not refused outright.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -37,85 +37,105 @@ pub enum Sink {
     Wal(WalSender),
 }
 
+/// How requests are bounded.
+#[derive(Debug, Clone, Copy)]
+pub struct IngestLimits {
+    /// Memory for requests being read and decoded and spans not yet written.
+    pub max_buffer_bytes: usize,
+    /// Largest request body, compressed or inflated.
+    pub max_message_bytes: usize,
+    /// Distinct hour partitions one request may write to.
+    pub max_hours_per_request: usize,
+}
+
+/// One request body as it arrived.
+pub struct Body {
+    pub format: Format,
+    /// `Content-Encoding`, if any (gRPC bodies arrive inflated).
+    pub encoding: Option<String>,
+    pub bytes: Bytes,
+}
+
+/// A normalised request, with the memory it holds.
+struct Normalised {
+    encoded: Encoded,
+    /// The request as protobuf, for the write-ahead log.
+    log_record: Option<Vec<u8>>,
+}
+
 /// Accepts export requests from the receivers. Cheap to clone.
 #[derive(Clone)]
 pub struct Ingester {
     sink: Sink,
-    budget: Arc<Semaphore>,
-    budget_units: usize,
+    budget: Budget,
+    limits: IngestLimits,
 }
 
 impl Ingester {
-    /// An ingester feeding `sink`, holding at most `max_buffer_bytes` of unwritten spans.
-    pub fn new(sink: Sink, max_buffer_bytes: usize) -> Self {
-        let budget_units = (max_buffer_bytes / UNIT).max(1);
+    /// An ingester feeding `sink` within `limits`.
+    pub fn new(sink: Sink, limits: IngestLimits) -> Self {
         Self {
             sink,
-            budget: Arc::new(Semaphore::new(budget_units)),
-            budget_units,
+            budget: Budget::new(limits.max_buffer_bytes),
+            limits,
         }
     }
 
-    /// Stores the valid spans of `request` for `tenant`; returns once they are durable.
-    pub async fn export(
-        &self,
-        tenant: Tenant,
-        request: ExportTraceServiceRequest,
-    ) -> Result<Outcome> {
-        let result = self.store(tenant, request).await;
-        if let Ok(o) = &result {
-            let m = crate::metrics::metrics();
-            m.spans_received.inc_by((o.accepted + o.rejected) as u64);
-            m.spans_accepted.inc_by(o.accepted as u64);
-            m.spans_rejected.inc_by(o.rejected as u64);
-        }
-        result
+    /// The memory budget; receivers charge request bodies to it while reading them.
+    pub fn budget(&self) -> &Budget {
+        &self.budget
     }
 
-    async fn store(&self, tenant: Tenant, request: ExportTraceServiceRequest) -> Result<Outcome> {
+    pub fn limits(&self) -> IngestLimits {
+        self.limits
+    }
+
+    /// Stores the valid spans of `body` for `tenant`; returns once they are durable. `charge`
+    /// already holds what reading the body took.
+    pub async fn export(&self, tenant: Tenant, body: Body, mut charge: Charge) -> Result<Outcome> {
         let with_log = matches!(self.sink, Sink::Wal(_));
-        let (encoded, bytes) = tokio::task::spawn_blocking(move || {
-            let encoded = encode(&request);
-            let bytes = with_log.then(|| request.encode_to_vec());
-            (encoded, bytes)
+        let limits = self.limits;
+        let (normalised, charge) = tokio::task::spawn_blocking(move || {
+            let n = normalise(body, with_log, limits, &mut charge);
+            (n, charge)
         })
         .await
         .map_err(|e| Error::Internal(format!("normaliser task failed: {e}")))?;
-        let encoded = encoded?;
+        let normalised = normalised?;
+        let encoded = &normalised.encoded;
         let outcome = Outcome {
             accepted: encoded.accepted,
             rejected: encoded.rejected,
             message: encoded.rejection_message(),
         };
-        if encoded.accepted == 0 {
+        let m = crate::metrics::metrics();
+        m.spans_received
+            .inc_by((outcome.accepted + outcome.rejected) as u64);
+        m.spans_accepted.inc_by(outcome.accepted as u64);
+        m.spans_rejected.inc_by(outcome.rejected as u64);
+        if outcome.accepted == 0 {
             return Ok(outcome);
         }
-        let memory: usize = encoded
-            .partitions
-            .iter()
-            .map(|p| p.spans.get_array_memory_size() + p.payloads.get_array_memory_size())
-            .sum();
-        let units = memory.div_ceil(UNIT);
-        if units > self.budget_units {
-            return Err(Error::TooLarge(format!(
-                "the request needs {memory} bytes of buffer, more than the whole budget"
-            )));
-        }
-        let permit = Arc::clone(&self.budget)
-            .try_acquire_many_owned(units as u32)
-            .map_err(|_| Error::Overloaded("span buffer is full, retry later".into()))?;
+        self.store(tenant, normalised, charge).await?;
+        Ok(outcome)
+    }
+
+    async fn store(&self, tenant: Tenant, normalised: Normalised, charge: Charge) -> Result<()> {
+        let Normalised {
+            encoded,
+            log_record,
+        } = normalised;
         let mut pending = Pending {
             tenant: tenant.clone(),
+            bytes: charge.bytes(),
             partitions: encoded.partitions,
-            bytes: memory,
-            permit,
+            permit: charge,
             done: None,
         };
         match &self.sink {
             Sink::Wal(wal) => {
-                wal.append(tenant, bytes.expect("encoded for the log"), pending)
-                    .await?;
-                Ok(outcome)
+                wal.append(tenant, log_record.expect("encoded for the log"), pending)
+                    .await
             }
             Sink::Batcher(tx) => {
                 let (done, wait) = oneshot::channel();
@@ -127,11 +147,74 @@ impl Ingester {
                     mpsc::error::TrySendError::Closed(_) => Error::ShuttingDown,
                 })?;
                 match wait.await {
-                    Ok(Ok(())) => Ok(outcome),
+                    Ok(Ok(())) => Ok(()),
                     Ok(Err(message)) => Err(Error::Storage(message)),
                     Err(_) => Err(Error::ShuttingDown),
                 }
             }
         }
     }
+}
+
+/// Inflates, decodes and normalises one body, charging each stage before it allocates; on
+/// return `charge` holds exactly what the normalised spans and the log record keep.
+fn normalise(
+    body: Body,
+    with_log: bool,
+    limits: IngestLimits,
+    charge: &mut Charge,
+) -> Result<Normalised> {
+    charge.grow_to(body.bytes.len(), "the request body")?;
+    let bytes = decode_content(
+        body.encoding.as_deref(),
+        body.bytes,
+        limits.max_message_bytes,
+        charge,
+    )?;
+    let (request, decoded_bytes) = decode(body.format, &bytes, limits.max_buffer_bytes, charge)?;
+    // The Arrow batches take about as much as the decoded request.
+    charge.grow_by(decoded_bytes, "normalising the request")?;
+    let encoded = encode_within(&request, limits.max_hours_per_request)?;
+    let log_record = with_log.then(|| match body.format {
+        Format::Protobuf => Vec::from(bytes),
+        Format::Json => request.encode_to_vec(),
+    });
+    drop(request);
+    let kept: usize = encoded
+        .partitions
+        .iter()
+        .map(|p| p.spans.get_array_memory_size() + p.payloads.get_array_memory_size())
+        .sum::<usize>()
+        + log_record.as_ref().map_or(0, Vec::len);
+    charge.set(kept, "the normalised spans")?;
+    Ok(Normalised {
+        encoded,
+        log_record,
+    })
+}
+
+/// Decodes an export request once its estimated decoded size is charged; a request whose
+/// estimate passes the whole budget is refused before anything is decoded. Returns the request
+/// and its estimated size.
+pub fn decode(
+    format: Format,
+    bytes: &[u8],
+    budget_bytes: usize,
+    charge: &mut Charge,
+) -> Result<(ExportTraceServiceRequest, usize)> {
+    let estimate = match format {
+        Format::Protobuf => estimate::protobuf(bytes, budget_bytes),
+        Format::Json => estimate::json(bytes, budget_bytes),
+    };
+    let size = match estimate {
+        Estimate::Bytes(n) => n,
+        Estimate::Exceeds(n) => {
+            return Err(Error::TooLarge(format!(
+                "the request decodes to more than {n} bytes, more than the collector's whole buffer ({budget_bytes} bytes); send fewer spans per request"
+            )))
+        }
+        Estimate::Invalid(m) => return Err(Error::BadRequest(m)),
+    };
+    charge.grow_by(size, "decoding the request")?;
+    Ok((crate::body::decode_request(format, bytes)?, size))
 }

@@ -11,10 +11,12 @@
 //! store at the next flush, exactly once even across crashes; without it, an export is
 //! acknowledged only once its Parquet files are committed.
 
+pub mod admission;
 pub mod batcher;
 pub mod body;
 pub mod config;
 mod error;
+pub mod estimate;
 pub mod grpc;
 pub mod http;
 pub mod ingest;

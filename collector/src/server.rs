@@ -3,16 +3,14 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use cairn_schema::otlp::collector::trace::v1::trace_service_server::TraceServiceServer;
+use cairn_net::{limit_requests, LimitedListener, RequestSlots};
 use object_store::ObjectStore;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tonic::codec::CompressionEncoding;
-use tonic::transport::server::TcpIncoming;
 
-use crate::grpc::GrpcTraceService;
-use crate::ingest::{Ingester, Sink};
+use crate::grpc::TraceServer;
+use crate::ingest::{IngestLimits, Ingester, Sink};
 use crate::wal::WalDir;
 use crate::{batcher, CollectorConfig, Error, Result};
 
@@ -118,28 +116,45 @@ impl CollectorServer {
         let batcher = tokio::spawn(batcher::run(
             store,
             rx,
-            config.flush_interval,
-            config.flush_bytes,
+            batcher::FlushTriggers {
+                interval: config.flush_interval,
+                bytes: config.flush_bytes,
+                partitions: config.max_flush_partitions,
+            },
             control,
         ));
-        let ingester = Ingester::new(sink, config.max_buffer_bytes);
+        let ingester = Ingester::new(
+            sink,
+            IngestLimits {
+                max_buffer_bytes: config.max_buffer_bytes,
+                max_message_bytes: config.max_message_bytes,
+                max_hours_per_request: config.max_hours_per_request,
+            },
+        );
         tracing::info!(grpc = %grpc.local_addr().expect("bound"), http = %http.local_addr().expect("bound"), "OTLP receivers listening");
 
-        let service = TraceServiceServer::new(GrpcTraceService::new(ingester.clone()))
-            .accept_compressed(CompressionEncoding::Gzip)
-            .send_compressed(CompressionEncoding::Gzip)
-            .max_decoding_message_size(config.max_message_bytes);
+        let limits = config.limits;
+        let service = TraceServer::new(
+            ingester.clone(),
+            config.max_message_bytes,
+            RequestSlots::new(limits.max_concurrent_requests),
+        );
         let grpc_shutdown = shutdown.clone();
         let grpc_server = tonic::transport::Server::builder()
+            .timeout(limits.request_timeout)
             .add_service(service)
-            .serve_with_incoming_shutdown(TcpIncoming::from(grpc), async move {
-                grpc_shutdown.cancelled().await
-            });
+            .serve_with_incoming_shutdown(
+                LimitedListener::new(grpc, limits.max_connections).into_incoming(),
+                async move { grpc_shutdown.cancelled().await },
+            );
 
-        let http_router = crate::http::router(ingester, config.max_message_bytes);
+        let http_router = limit_requests(crate::http::router(ingester), limits);
         let http_shutdown = shutdown.clone();
-        let http_server = axum::serve(http, http_router)
-            .with_graceful_shutdown(async move { http_shutdown.cancelled().await });
+        let http_server = axum::serve(
+            LimitedListener::new(http, limits.max_connections),
+            http_router,
+        )
+        .with_graceful_shutdown(async move { http_shutdown.cancelled().await });
 
         let (grpc_result, http_result) = tokio::join!(grpc_server, http_server);
         tracing::info!("OTLP receivers stopped; writing buffered spans");

@@ -12,8 +12,11 @@ use crate::{http, Error, QueryEngine, Result};
 /// Query API settings.
 #[derive(Debug, Clone)]
 pub struct QueryConfig {
-    /// HTTP listen address (default `0.0.0.0:3200`).
+    /// HTTP listen address (default `127.0.0.1:3200`).
     pub http_addr: SocketAddr,
+    /// Connections, requests in progress and request time. The request time bounds every
+    /// answer, queries included, so it is longer than any query may run.
+    pub limits: cairn_net::Limits,
     /// Memory all running queries may use together, in bytes.
     pub memory_limit: usize,
     /// Tool name patterns that always need an approval, whatever the policy in force says.
@@ -23,7 +26,11 @@ pub struct QueryConfig {
 impl Default for QueryConfig {
     fn default() -> Self {
         Self {
-            http_addr: ([0, 0, 0, 0], 3200).into(),
+            http_addr: ([127, 0, 0, 1], 3200).into(),
+            limits: cairn_net::Limits {
+                request_timeout: std::time::Duration::from_secs(90),
+                ..Default::default()
+            },
             memory_limit: 2 << 30,
             approval_rules: Vec::new(),
         }
@@ -34,6 +41,7 @@ impl Default for QueryConfig {
 pub struct QueryServer {
     engine: QueryEngine,
     listener: TcpListener,
+    limits: cairn_net::Limits,
 }
 
 impl QueryServer {
@@ -43,7 +51,11 @@ impl QueryServer {
         let listener = TcpListener::bind(config.http_addr)
             .await
             .map_err(|e| Error::Internal(format!("cannot listen on {}: {e}", config.http_addr)))?;
-        Ok(Self { engine, listener })
+        Ok(Self {
+            engine,
+            listener,
+            limits: config.limits,
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -53,9 +65,13 @@ impl QueryServer {
     /// Serves until `shutdown` is cancelled and in-flight requests finish.
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
         tracing::info!(addr = %self.addr(), "query API listening");
-        axum::serve(self.listener, http::router(self.engine))
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await
-            .map_err(|e| Error::Internal(format!("query API: {e}")))
+        let router = cairn_net::limit_requests(http::router(self.engine), self.limits);
+        axum::serve(
+            cairn_net::LimitedListener::new(self.listener, self.limits.max_connections),
+            router,
+        )
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+        .map_err(|e| Error::Internal(format!("query API: {e}")))
     }
 }

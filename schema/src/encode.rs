@@ -67,6 +67,13 @@ impl Encoded {
 
 /// Validates and normalises every span of `request`.
 pub fn encode(request: &ExportTraceServiceRequest) -> Result<Encoded> {
+    encode_within(request, usize::MAX)
+}
+
+/// Like [`encode`], keeping the spans of at most `max_hours` distinct hour partitions (the
+/// first ones met, in request order); spans of further hours are rejected one by one, so that
+/// one request cannot make the collector build and write a partition for every hour there is.
+pub fn encode_within(request: &ExportTraceServiceRequest, max_hours: usize) -> Result<Encoded> {
     let mut builders: HashMap<i64, SpanBatchBuilder> = HashMap::new();
     let mut out = Encoded::default();
     let empty_resource = Resource::default();
@@ -82,10 +89,19 @@ pub fn encode(request: &ExportTraceServiceRequest) -> Result<Encoded> {
                     scope,
                     scope_schema_url: &ss.schema_url,
                 };
-                match check(span) {
-                    Ok((start, end)) => {
+                let checked = check(span).and_then(|(start, end)| {
+                    let hour = hour_of(start);
+                    if builders.len() >= max_hours && !builders.contains_key(&hour) {
+                        return Err(Error::InvalidInput(format!(
+                            "the request spans more than {max_hours} distinct hours; send spans of other hours in another request"
+                        )));
+                    }
+                    Ok((start, end, hour))
+                });
+                match checked {
+                    Ok((start, end, hour)) => {
                         builders
-                            .entry(hour_of(start))
+                            .entry(hour)
                             .or_default()
                             .append(span, start, end, &context);
                         out.accepted += 1;

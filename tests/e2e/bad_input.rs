@@ -16,14 +16,14 @@ use crate::harness::{client, Cairn};
 
 /// `google.rpc.Status` as OTLP/HTTP error bodies carry it.
 #[derive(Clone, PartialEq, prost::Message)]
-struct RpcStatus {
+pub(crate) struct RpcStatus {
     #[prost(int32, tag = "1")]
-    code: i32,
+    pub code: i32,
     #[prost(string, tag = "2")]
-    message: String,
+    pub message: String,
 }
 
-fn span(trace: [u8; 16], id: u8, name: &str) -> Span {
+pub(crate) fn span(trace: [u8; 16], id: u8, name: &str) -> Span {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -38,7 +38,7 @@ fn span(trace: [u8; 16], id: u8, name: &str) -> Span {
     }
 }
 
-fn request(spans: Vec<Span>) -> ExportTraceServiceRequest {
+pub(crate) fn request(spans: Vec<Span>) -> ExportTraceServiceRequest {
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
             resource: Some(Resource {
@@ -60,13 +60,13 @@ fn request(spans: Vec<Span>) -> ExportTraceServiceRequest {
     }
 }
 
-fn gzip(data: &[u8]) -> Vec<u8> {
+pub(crate) fn gzip(data: &[u8]) -> Vec<u8> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     enc.write_all(data).unwrap();
     enc.finish().unwrap()
 }
 
-async fn post(
+pub(crate) async fn post(
     cairn: &Cairn,
     content_type: Option<&str>,
     encoding: Option<&str>,
@@ -91,7 +91,7 @@ async fn post(
 }
 
 /// Names of every stored span of the default tenant, sorted.
-async fn stored_names(cairn: &Cairn) -> Vec<String> {
+pub(crate) async fn stored_names(cairn: &Cairn) -> Vec<String> {
     cairn
         .sql(None, "SELECT name FROM spans ORDER BY name")
         .await
@@ -100,8 +100,8 @@ async fn stored_names(cairn: &Cairn) -> Vec<String> {
         .collect()
 }
 
-const PB: Option<&str> = Some("application/x-protobuf");
-const JSON: Option<&str> = Some("application/json");
+pub(crate) const PB: Option<&str> = Some("application/x-protobuf");
+pub(crate) const JSON: Option<&str> = Some("application/json");
 
 #[tokio::test(flavor = "multi_thread")]
 async fn http_bad_input() {

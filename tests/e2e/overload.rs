@@ -26,18 +26,6 @@ fn body(client: u32, seq: u32) -> String {
     json!({"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]}).to_string()
 }
 
-fn peak_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
-        })
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn overload_is_refused_not_buffered() {
     let cairn = Cairn::start(&[
@@ -84,7 +72,7 @@ async fn overload_is_refused_not_buffered() {
     let (accepted, refused) = (*accepted.lock().unwrap(), *refused.lock().unwrap());
     println!(
         "overload: {accepted} exports accepted, {refused} refused, peak RSS {} MiB",
-        peak_rss_kib(cairn.pid()) / 1024
+        cairn_bench::process::peak_rss(cairn.pid()).unwrap_or(0) >> 20
     );
     assert!(
         refused > 0,

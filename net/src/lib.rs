@@ -1,0 +1,303 @@
+//! `cairn-net`: the limits every listener of Cairn enforces, whatever it serves.
+//!
+//! Data flow: a [`LimitedListener`] accepts at most `max_connections` connections at once
+//! (further ones wait in the kernel's backlog until one closes), and hands each to axum or
+//! tonic wrapped so that closing it frees its slot. Each request then takes one of
+//! `max_concurrent_requests` [`RequestSlots`]; when none is free it is refused at once as
+//! retryable (HTTP 503 with `Retry-After`, gRPC `RESOURCE_EXHAUSTED` with `RetryInfo` by the
+//! service) rather than queued, and a request still running after `request_timeout` is
+//! cancelled and answered 503.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// The limits of one listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections open at once.
+    pub max_connections: usize,
+    /// Requests in progress at once.
+    pub max_concurrent_requests: usize,
+    /// Longest a request may take, from its headers to its answer.
+    pub request_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            max_concurrent_requests: 256,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Seconds a client refused for lack of a slot is asked to wait.
+pub const RETRY_AFTER_SECS: u64 = 1;
+
+/// A TCP listener holding at most a fixed number of connections open.
+pub struct LimitedListener {
+    listener: TcpListener,
+    slots: Arc<Semaphore>,
+}
+
+impl LimitedListener {
+    pub fn new(listener: TcpListener, max_connections: usize) -> Self {
+        Self {
+            listener,
+            slots: Arc::new(Semaphore::new(max_connections.max(1))),
+        }
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Waits for a free slot, then for a connection.
+    async fn next(&mut self) -> io::Result<(Limited, SocketAddr)> {
+        let slot = Arc::clone(&self.slots)
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let (stream, addr) = self.listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        Ok((
+            Limited {
+                stream,
+                _slot: slot,
+            },
+            addr,
+        ))
+    }
+
+    /// The connections as a stream, for tonic's `serve_with_incoming`.
+    pub fn into_incoming(self) -> impl futures::Stream<Item = io::Result<Limited>> + Send {
+        futures::stream::unfold(self, |mut listener| async move {
+            loop {
+                match listener.next().await {
+                    Ok((conn, _)) => return Some((Ok(conn), listener)),
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accepting a connection failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        })
+    }
+}
+
+impl axum::serve::Listener for LimitedListener {
+    type Io = Limited;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Limited, SocketAddr) {
+        loop {
+            match self.next().await {
+                Ok(conn) => return conn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+}
+
+/// An accepted connection; closing it frees its slot.
+pub struct Limited {
+    stream: TcpStream,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl AsyncRead for Limited {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Limited {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+impl tonic::transport::server::Connected for Limited {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.stream.connect_info()
+    }
+}
+
+/// Requests in progress at once on one listener.
+#[derive(Clone, Debug)]
+pub struct RequestSlots {
+    slots: Arc<Semaphore>,
+    max: usize,
+}
+
+impl RequestSlots {
+    pub fn new(max: usize) -> Self {
+        Self {
+            slots: Arc::new(Semaphore::new(max.max(1))),
+            max: max.max(1),
+        }
+    }
+
+    /// A slot, held until dropped; `None` when all are taken.
+    pub fn try_enter(&self) -> Option<OwnedSemaphorePermit> {
+        Arc::clone(&self.slots).try_acquire_owned().ok()
+    }
+
+    /// Why a request was refused.
+    pub fn refusal(&self) -> String {
+        format!(
+            "more than {} requests in progress on this port, retry later",
+            self.max
+        )
+    }
+}
+
+fn unavailable(message: String) -> Response {
+    let mut response = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(serde_json::json!({ "error": message })),
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    response
+}
+
+/// Wraps `router` so that every request takes a slot or is refused with 503, and is answered
+/// 503 if it takes longer than `limits.request_timeout` (its handler is dropped, which cancels
+/// whatever it awaited).
+pub fn limit_requests(router: Router, limits: Limits) -> Router {
+    let slots = RequestSlots::new(limits.max_concurrent_requests);
+    let timeout = limits.request_timeout;
+    router.layer(axum::middleware::from_fn(
+        move |request: Request, next: Next| {
+            let slots = slots.clone();
+            async move {
+                let Some(_slot) = slots.try_enter() else {
+                    return unavailable(slots.refusal());
+                };
+                match tokio::time::timeout(timeout, next.run(request)).await {
+                    Ok(response) => response,
+                    Err(_) => unavailable(format!(
+                        "the request took longer than {timeout:?} and was cancelled"
+                    )),
+                }
+            }
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn get_status(addr: SocketAddr, path: &str) -> String {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out.lines().next().unwrap_or_default().to_owned()
+    }
+
+    #[tokio::test]
+    async fn slots_timeouts_and_connections_are_bounded() {
+        let limits = Limits {
+            max_connections: 2,
+            max_concurrent_requests: 1,
+            request_timeout: Duration::from_millis(300),
+        };
+        let router = Router::new().route("/fast", get(|| async { "ok" })).route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                "late"
+            }),
+        );
+        let listener = LimitedListener::new(TcpListener::bind("127.0.0.1:0").await.unwrap(), 2);
+        let addr = listener.local_addr().unwrap();
+        let server = axum::serve(listener, limit_requests(router, limits));
+        tokio::spawn(std::future::IntoFuture::into_future(server));
+
+        assert!(get_status(addr, "/fast").await.contains("200"));
+        let slow = tokio::spawn(get_status(addr, "/slow"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The one request slot is taken: refused at once, retryably.
+        assert!(get_status(addr, "/fast").await.contains("503"));
+        // The slow request is cut at the timeout.
+        assert!(slow.await.unwrap().contains("503"));
+        assert!(get_status(addr, "/fast").await.contains("200"));
+
+        // Two idle connections hold both connection slots: a third waits until one closes.
+        let a = TcpStream::connect(addr).await.unwrap();
+        let _b = TcpStream::connect(addr).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let third = tokio::spawn(get_status(addr, "/fast"));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!third.is_finished());
+        drop(a);
+        let status = tokio::time::timeout(Duration::from_secs(5), third)
+            .await
+            .expect("served once a slot frees")
+            .unwrap();
+        assert!(status.contains("200"));
+    }
+}
