@@ -1,7 +1,8 @@
 //! OTLP → Arrow: validates every span and builds one record batch per hour partition.
 //!
-//! Invalid spans (bad ids, out-of-range times) are rejected one by one and counted, as OTLP
-//! partial success asks; the valid spans of the same request are kept.
+//! Invalid spans (bad ids, impossible times, attribute values nested too deep to read back) are
+//! rejected one by one and counted, as OTLP partial success asks; the valid spans of the same
+//! request are kept. [`check`] lists the rules.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -18,7 +19,8 @@ use opentelemetry_proto::tonic::trace::v1::{span, status, Span};
 
 use crate::agent::{conventions, output_columns, promote, Cell, Kind, SpanView};
 use crate::attributes::{
-    append_types, append_types_tagged, append_values, find_str, new_map_builder, AttrMapBuilder,
+    append_types, append_types_tagged, append_values, check_nesting, clip, find_str,
+    new_map_builder, AttrMapBuilder,
 };
 use crate::columns::{event_fields, link_fields, new_struct_list_builder, spans_schema};
 use crate::ids::{to_hex, validate};
@@ -66,6 +68,10 @@ impl Encoded {
 }
 
 /// Validates and normalises every span of `request`.
+///
+/// Each span is checked on its own ([`check`]); a span that fails is rejected and counted, with
+/// its reason quoted in [`Encoded::rejection_message`], and the others are kept. Invalid
+/// resource or scope attributes reject every span under them.
 pub fn encode(request: &ExportTraceServiceRequest) -> Result<Encoded> {
     encode_within(request, usize::MAX)
 }
@@ -80,8 +86,10 @@ pub fn encode_within(request: &ExportTraceServiceRequest, max_hours: usize) -> R
     let empty_scope = InstrumentationScope::default();
     for rs in &request.resource_spans {
         let resource = rs.resource.as_ref().unwrap_or(&empty_resource);
+        let resource_ok = check_nesting("resource attribute", &resource.attributes);
         for ss in &rs.scope_spans {
             let scope = ss.scope.as_ref().unwrap_or(&empty_scope);
+            let scope_ok = check_nesting("scope attribute", &scope.attributes);
             for span in &ss.spans {
                 let context = SpanContext {
                     resource,
@@ -89,12 +97,16 @@ pub fn encode_within(request: &ExportTraceServiceRequest, max_hours: usize) -> R
                     scope,
                     scope_schema_url: &ss.schema_url,
                 };
-                let checked = check(span).and_then(|(start, end)| {
+                let checked = match resource_ok.as_ref().and(scope_ok.as_ref()) {
+                    Ok(()) => check(span).map_err(Rejected::Span),
+                    Err(e) => Err(Rejected::Context(e)),
+                }
+                .and_then(|(start, end)| {
                     let hour = hour_of(start);
                     if builders.len() >= max_hours && !builders.contains_key(&hour) {
-                        return Err(Error::InvalidInput(format!(
+                        return Err(Rejected::Span(Error::InvalidInput(format!(
                             "the request spans more than {max_hours} distinct hours; send spans of other hours in another request"
-                        )));
+                        ))));
                     }
                     Ok((start, end, hour))
                 });
@@ -108,9 +120,11 @@ pub fn encode_within(request: &ExportTraceServiceRequest, max_hours: usize) -> R
                     }
                     Err(e) => {
                         out.rejected += 1;
-                        let reason = format!("span {:?}: {e}", span.name);
-                        if out.reasons.len() < MAX_REASONS && !out.reasons.contains(&reason) {
-                            out.reasons.push(reason);
+                        if out.reasons.len() < MAX_REASONS {
+                            let reason = format!("span {:?}: {e}", clip(&span.name));
+                            if !out.reasons.contains(&reason) {
+                                out.reasons.push(reason);
+                            }
                         }
                     }
                 }
@@ -132,12 +146,42 @@ pub fn encode_within(request: &ExportTraceServiceRequest, max_hours: usize) -> R
     Ok(out)
 }
 
+/// Why a span was rejected: its own fault, or its resource's or scope's.
+enum Rejected<'a> {
+    Span(Error),
+    Context(&'a Error),
+}
+
+impl std::fmt::Display for Rejected<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rejected::Span(e) => e.fmt(f),
+            Rejected::Context(e) => e.fmt(f),
+        }
+    }
+}
+
 fn nanos(what: &str, value: u64) -> Result<i64> {
     i64::try_from(value).map_err(|_| Error::InvalidInput(format!("{what} {value} is out of range")))
 }
 
-/// Validates ids and times; returns (start, end) in nanoseconds.
-fn check(span: &Span) -> Result<(i64, i64)> {
+/// Validates one span; returns (start, end) in nanoseconds. A span is rejected when:
+///
+/// - an id is malformed: trace and span ids of the wrong length or all zeroes, likewise a
+///   parent span id when present and the ids of every link;
+/// - a time cannot be stored: start, end or an event time after 2262-04-11 (beyond signed
+///   64-bit nanoseconds): `start_time_unix_nano … is out of range`;
+/// - it ends before it starts (OTLP expects `end_time_unix_nano >= start_time_unix_nano`):
+///   `end_time_unix_nano END is before start_time_unix_nano START`. An unset end (0) with a set
+///   start is such a span; SDKs export spans only once ended, so they never send it. Otherwise
+///   zero (unset) times are kept as sent: a start of 0 is stored as the epoch, which is odd but
+///   not impossible, and never gives a negative duration;
+/// - an attribute of the span, of one of its events or of one of its links nests arrays and
+///   key-value lists deeper than [`MAX_VALUE_NESTING`](crate::attributes::MAX_VALUE_NESTING).
+///
+/// Event times are not compared with the span's: SDKs record events (exceptions, retries)
+/// outside a span's bounds, and they are kept as sent.
+pub fn check(span: &Span) -> Result<(i64, i64)> {
     validate("trace id", &span.trace_id, 16)?;
     validate("span id", &span.span_id, 8)?;
     if !span.parent_span_id.is_empty() {
@@ -149,8 +193,20 @@ fn check(span: &Span) -> Result<(i64, i64)> {
     }
     let start = nanos("start_time_unix_nano", span.start_time_unix_nano)?;
     let end = nanos("end_time_unix_nano", span.end_time_unix_nano)?;
+    if end < start {
+        return Err(Error::InvalidInput(format!(
+            "end_time_unix_nano {end} is before start_time_unix_nano {start}"
+        )));
+    }
     for event in &span.events {
         nanos("event time_unix_nano", event.time_unix_nano)?;
+    }
+    check_nesting("attribute", &span.attributes)?;
+    for event in &span.events {
+        check_nesting("event attribute", &event.attributes)?;
+    }
+    for link in &span.links {
+        check_nesting("link attribute", &link.attributes)?;
     }
     Ok((start, end))
 }

@@ -167,9 +167,12 @@ fn extract_list(
             .map(|(c, _)| *c);
         let result = match column {
             Some(c) => {
+                // Only the first value of a repeated key goes to the column; the others keep
+                // their references in the attribute.
                 let spec = &conv.payload_columns[c];
-                ex.extract(kv, &spec.kind, spec.split, true)
-                    .map(|r| (Some(c), r))
+                let in_column = out.refs[c].is_none();
+                ex.extract(kv, &spec.kind, spec.split, in_column)
+                    .map(|r| (in_column.then_some(c), r))
             }
             None => {
                 let long = matches!(kv.value.as_ref().and_then(|v| v.value.as_ref()),
@@ -202,57 +205,129 @@ fn json_of(v: &Value) -> Option<serde_json::Value> {
     })
 }
 
-/// Sets `path` (segments; numbers index arrays) in `target`.
-fn set_path(target: &mut serde_json::Value, path: &[&str], value: serde_json::Value) {
-    let Some((head, rest)) = path.split_first() else {
-        *target = value;
-        return;
-    };
-    let slot = match head.parse::<usize>() {
-        Ok(i) if i < 1024 => {
-            if !target.is_array() {
-                *target = serde_json::Value::Array(Vec::new());
+/// Most segments a flattened attribute key may have after its list prefix, index included, to
+/// be re-assembled into a message (`llm.input_messages.0.message.contents.1.message_content.
+/// image.image.url` has 8). A deeper key is left out of the re-assembled messages.
+///
+/// What a client sees: nothing is rejected; the attribute is stored as sent, and only the
+/// message reference column (`input_message_refs`, `output_message_refs`) lacks it.
+pub const MAX_FLATTENED_PATH_SEGMENTS: usize = 32;
+
+/// Re-assembling one flattened list creates at most this many JSON nodes (array slots, object
+/// fields) per path segment of its attributes. Real instrumentations number elements densely
+/// from 0, which needs at most one node per segment; sparse numbering that would take more
+/// (index 9 of ten attributes `<prefix>.9.x<i>.8`, each needing a nine-slot array) leaves the
+/// list un-assembled. Besides, an index is only honoured below the number of attributes under
+/// the prefix (`1023` among 16 attributes is not): a key with a larger one is left out.
+///
+/// What a client sees: nothing is rejected; the attributes are stored as sent, and the message
+/// reference column is not filled from them.
+pub const MAX_FLATTENED_NODES_PER_SEGMENT: usize = 2;
+
+/// The index a path segment names, if it is a decimal number (`usize::MAX` if too large).
+fn as_index(segment: &str) -> Option<usize> {
+    (!segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| segment.parse().unwrap_or(usize::MAX))
+}
+
+/// Why a path was not set.
+enum Unset {
+    /// An index is not below the limit: this path is left out.
+    Index,
+    /// The node budget is spent: the whole list is left un-assembled.
+    Budget,
+}
+
+/// Sets `path` (segments; numbers index arrays) in `root`, iteratively, creating at most
+/// `budget` nodes (array slots, object fields) and taking those it creates from it. Indexes must
+/// be below `limit`.
+fn set_path(
+    root: &mut serde_json::Value,
+    path: &[&str],
+    value: serde_json::Value,
+    limit: usize,
+    budget: &mut usize,
+) -> Result<(), Unset> {
+    if path.iter().any(|s| as_index(s).is_some_and(|i| i >= limit)) {
+        return Err(Unset::Index);
+    }
+    let mut node = root;
+    for segment in path {
+        node = match as_index(segment) {
+            Some(i) => {
+                if !node.is_array() {
+                    *node = serde_json::Value::Array(Vec::new());
+                }
+                let arr = node.as_array_mut().expect("array");
+                if arr.len() <= i {
+                    let grow = i + 1 - arr.len();
+                    *budget = budget.checked_sub(grow).ok_or(Unset::Budget)?;
+                    arr.resize(i + 1, serde_json::Value::Null);
+                }
+                &mut arr[i]
             }
-            let arr = target.as_array_mut().expect("array");
-            while arr.len() <= i {
-                arr.push(serde_json::Value::Null);
+            None => {
+                if !node.is_object() {
+                    *node = serde_json::Value::Object(Default::default());
+                }
+                let obj = node.as_object_mut().expect("object");
+                if !obj.contains_key(*segment) {
+                    *budget = budget.checked_sub(1).ok_or(Unset::Budget)?;
+                }
+                obj.entry(segment.to_string())
+                    .or_insert(serde_json::Value::Null)
             }
-            &mut arr[i]
-        }
-        _ => {
-            if !target.is_object() {
-                *target = serde_json::Value::Object(Default::default());
-            }
-            target
-                .as_object_mut()
-                .expect("object")
-                .entry(head.to_string())
-                .or_insert(serde_json::Value::Null)
-        }
-    };
-    set_path(slot, rest, value);
+        };
+    }
+    *node = value;
+    Ok(())
 }
 
 /// Re-assembles a list flattened as `<prefix>.<index>.<field path>` attributes, in index order.
 /// OpenInference nests each element under `message`, which is unwrapped.
+///
+/// Bounded by its input: keys deeper than [`MAX_FLATTENED_PATH_SEGMENTS`] and indexes not below
+/// the number of attributes under the prefix are left out, and a list that would need more
+/// than [`MAX_FLATTENED_NODES_PER_SEGMENT`] nodes per segment yields nothing.
 pub fn unflatten(attrs: &[KeyValue], prefix: &str) -> Vec<String> {
-    let mut root = serde_json::Value::Array(Vec::new());
     let lead = format!("{prefix}.");
+    let mut under = 0;
+    let mut paths: Vec<(Vec<&str>, &Value)> = Vec::new();
     for kv in attrs {
         let Some(rest) = kv.key.strip_prefix(&lead) else {
             continue;
         };
-        let Some(value) = kv
-            .value
-            .as_ref()
-            .and_then(|v| v.value.as_ref())
-            .and_then(json_of)
+        under += 1;
+        let Some(
+            value @ (Value::StringValue(_)
+            | Value::BoolValue(_)
+            | Value::IntValue(_)
+            | Value::DoubleValue(_)),
+        ) = kv.value.as_ref().and_then(|v| v.value.as_ref())
         else {
             continue;
         };
-        let path: Vec<&str> = rest.split('.').collect();
-        if path.first().is_some_and(|p| p.parse::<usize>().is_ok()) && path.len() > 1 {
-            set_path(&mut root, &path, value);
+        let path: Vec<&str> = rest
+            .split('.')
+            .take(MAX_FLATTENED_PATH_SEGMENTS + 1)
+            .collect();
+        if path.len() <= MAX_FLATTENED_PATH_SEGMENTS
+            && path.len() > 1
+            && as_index(path[0]).is_some()
+        {
+            paths.push((path, value));
+        }
+    }
+    let mut budget =
+        MAX_FLATTENED_NODES_PER_SEGMENT * paths.iter().map(|(p, _)| p.len()).sum::<usize>();
+    let mut root = serde_json::Value::Array(Vec::new());
+    for (path, value) in paths {
+        let Some(value) = json_of(value) else {
+            continue;
+        };
+        match set_path(&mut root, &path, value, under, &mut budget) {
+            Ok(()) | Err(Unset::Index) => {}
+            Err(Unset::Budget) => return Vec::new(),
         }
     }
     root.as_array()
@@ -468,7 +543,9 @@ mod tests {
                 Value::StringValue("c1".into()),
             ),
             kv(
-                "llm.input_messages.10.message.role",
+                // A gap (3 and 4 missing) is skipped; the index must be below the 6
+                // attributes under the prefix.
+                "llm.input_messages.5.message.role",
                 Value::StringValue("tool".into()),
             ),
             kv("llm.other", Value::IntValue(1)),
@@ -480,5 +557,132 @@ mod tests {
         assert_eq!(m[2], r#"{"tool_calls":[{"tool_call":{"id":"c1"}}]}"#);
         assert_eq!(m[3], r#"{"role":"tool"}"#);
         assert!(unflatten(&attrs, "gen_ai.prompt").is_empty());
+    }
+
+    fn text(key: &str, v: &str) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue {
+                value: Some(Value::StringValue(v.into())),
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// Peak resident memory of this process in KiB (nextest runs each test in its own).
+    fn peak_kib() -> u64 {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn deep_flattened_keys_are_left_out_without_recursion() {
+        // One key of 20,000 segments used to overflow the stack.
+        let before = (peak_kib(), std::time::Instant::now());
+        let key = format!("llm.input_messages.0.{}", "a.".repeat(20_000));
+        let attrs = vec![text(&key, "x"), text("llm.input_messages.0.role", "user")];
+        let m = unflatten(&attrs, "llm.input_messages");
+        assert_eq!(m, [r#"{"role":"user"}"#]);
+        println!(
+            "20,000-segment key: {:?}, peak RSS +{} KiB",
+            before.1.elapsed(),
+            peak_kib() - before.0
+        );
+        // The limit itself: 32 segments after the prefix are re-assembled, 33 are not.
+        let path = |n: usize| {
+            let mut p = vec!["0"];
+            p.extend(std::iter::repeat_n("a", n - 2));
+            p.push("b");
+            format!("llm.input_messages.{}", p.join("."))
+        };
+        let at = path(MAX_FLATTENED_PATH_SEGMENTS);
+        let m = unflatten(&[text(&at, "x")], "llm.input_messages");
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].matches('{').count(), MAX_FLATTENED_PATH_SEGMENTS - 1);
+        let past = path(MAX_FLATTENED_PATH_SEGMENTS + 1);
+        assert!(unflatten(&[text(&past, "x")], "llm.input_messages").is_empty());
+    }
+
+    #[test]
+    fn sparse_indexes_allocate_nothing() {
+        // 16 keys of 2,000 `1023.` segments (156 KB) used to grow RSS by 1.43 GB.
+        let before = (peak_kib(), std::time::Instant::now());
+        let keys = |segments: usize| -> Vec<KeyValue> {
+            let tail = "1023.".repeat(segments);
+            (0..16)
+                .map(|i| text(&format!("llm.input_messages.{i}.{tail}x"), "v"))
+                .collect()
+        };
+        assert!(unflatten(&keys(2_000), "llm.input_messages").is_empty());
+        // The same within the segment limit: every index is past the attribute count.
+        assert!(unflatten(&keys(30), "llm.input_messages").is_empty());
+        let grown = peak_kib() - before.0;
+        println!(
+            "16 keys of 2,000 `1023.` segments: {:?}, peak RSS +{grown} KiB",
+            before.1.elapsed()
+        );
+        assert!(grown < 64 * 1024, "peak RSS grew {grown} KiB");
+    }
+
+    #[test]
+    fn indexes_are_bounded_by_the_attribute_count() {
+        // Two attributes: indexes 0 and 1 are honoured, 2 is not.
+        let attrs = vec![
+            text("gen_ai.prompt.1.content", "b"),
+            text("gen_ai.prompt.2.content", "c"),
+        ];
+        assert_eq!(unflatten(&attrs, "gen_ai.prompt"), [r#"{"content":"b"}"#]);
+        // Dense numbering arriving in any order is re-assembled.
+        let attrs: Vec<KeyValue> = (0..50)
+            .rev()
+            .flat_map(|i| {
+                [
+                    text(&format!("gen_ai.prompt.{i}.role"), "user"),
+                    text(
+                        &format!("gen_ai.prompt.{i}.tool_calls.0.id"),
+                        &format!("c{i}"),
+                    ),
+                ]
+            })
+            .collect();
+        let m = unflatten(&attrs, "gen_ai.prompt");
+        assert_eq!(m.len(), 50);
+        assert_eq!(m[7], r#"{"role":"user","tool_calls":[{"id":"c7"}]}"#);
+        assert_eq!(
+            m[10], r#"{"role":"user","tool_calls":[{"id":"c10"}]}"#,
+            "numeric order"
+        );
+        assert_eq!(m[49], r#"{"role":"user","tool_calls":[{"id":"c49"}]}"#);
+        // Nested indexes too.
+        let attrs = vec![
+            text("gen_ai.prompt.0.tool_calls.5.id", "far"),
+            text("gen_ai.prompt.0.tool_calls.1.id", "near"),
+            text("gen_ai.prompt.0.role", "user"),
+        ];
+        assert_eq!(
+            unflatten(&attrs, "gen_ai.prompt"),
+            [r#"{"role":"user","tool_calls":[null,{"id":"near"}]}"#]
+        );
+    }
+
+    #[test]
+    fn node_budget_stops_sparse_lists() {
+        // 10 attributes whose indexes, though below the attribute count, each need 9 slots
+        // for 3 segments: past 2 nodes a segment, nothing is derived.
+        let attrs: Vec<KeyValue> = (0..10)
+            .map(|i| text(&format!("gen_ai.prompt.9.x{i}.8"), "x"))
+            .collect();
+        assert!(unflatten(&attrs, "gen_ai.prompt").is_empty());
+        // Dense, the same shape fits.
+        let attrs: Vec<KeyValue> = (0..10)
+            .map(|i| text(&format!("gen_ai.prompt.{i}.x.0"), "x"))
+            .collect();
+        assert_eq!(unflatten(&attrs, "gen_ai.prompt").len(), 10);
     }
 }

@@ -168,7 +168,9 @@ fn invalid_spans_are_rejected_one_by_one() {
 fn spans_split_by_hour() {
     let hour = 3_600_000_000_000u64;
     let mut req = request();
-    req.resource_spans[0].scope_spans[0].spans[2].start_time_unix_nano = 5 * hour + 1;
+    let moved = &mut req.resource_spans[0].scope_spans[0].spans[2];
+    moved.start_time_unix_nano = 5 * hour + 1;
+    moved.end_time_unix_nano = 5 * hour + 2;
     let encoded = encode(&req).unwrap();
     let hours: Vec<i64> = encoded.partitions.iter().map(|p| p.hour).collect();
     assert_eq!(hours, vec![0, 5]);

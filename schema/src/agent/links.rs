@@ -2,10 +2,13 @@
 //! requested (so each tool execution joins to the turn that asked for it), and the resources a
 //! step read or wrote, as normalised URIs.
 
+use std::collections::HashSet;
+
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use serde_json::Value as Json;
 
 use super::SpanView;
+use crate::payload::MAX_FLATTENED_PATH_SEGMENTS;
 
 fn strings(v: &Value) -> Vec<String> {
     match v {
@@ -85,6 +88,8 @@ pub fn requested_tool_call_ids(view: &SpanView<'_>) -> Option<(Vec<String>, Stri
                 kv.key.starts_with(prefix)
                     && kv.key.ends_with(suffix)
                     && kv.key.contains("tool_calls.")
+                    // As deep as a flattened message may be (the prefix has two segments).
+                    && kv.key.split('.').nth(MAX_FLATTENED_PATH_SEGMENTS + 2).is_none()
             })
             .filter_map(|kv| {
                 let Some(Value::StringValue(id)) = kv.value.as_ref()?.value.as_ref() else {
@@ -113,24 +118,27 @@ pub fn normalise_uri(uri: &str) -> String {
 
 type Found = Option<(Vec<String>, String)>;
 
-fn add(list: &mut Found, uris: impl IntoIterator<Item = String>, source: &str) {
-    let uris: Vec<String> = uris
-        .into_iter()
-        .map(|u| normalise_uri(&u))
-        .filter(|u| !u.is_empty())
-        .collect();
-    if uris.is_empty() {
-        return;
-    }
-    match list {
-        Some((existing, _)) => {
-            for u in uris {
-                if !existing.contains(&u) {
-                    existing.push(u);
-                }
+/// Distinct URIs in the order first named, with the attribute that named the first one.
+#[derive(Default)]
+struct Uris {
+    list: Vec<String>,
+    seen: HashSet<String>,
+    source: Option<String>,
+}
+
+impl Uris {
+    fn add(&mut self, uris: impl IntoIterator<Item = String>, source: &str) {
+        for uri in uris {
+            let uri = normalise_uri(&uri);
+            if !uri.is_empty() && self.seen.insert(uri.clone()) {
+                self.list.push(uri);
+                self.source.get_or_insert_with(|| source.to_owned());
             }
         }
-        None => *list = Some((uris, source.to_owned())),
+    }
+
+    fn found(self) -> Found {
+        Some((self.list, self.source?))
     }
 }
 
@@ -140,13 +148,13 @@ const WRITE_DB_OPERATIONS: &[&str] = &[
 
 /// (resources read, resources written), each with the attribute that first named one.
 pub fn data_accessed(view: &SpanView<'_>, operation: Option<&str>) -> (Found, Found) {
-    let mut read: Found = None;
-    let mut written: Found = None;
+    let mut read = Uris::default();
+    let mut written = Uris::default();
     if let Some(v) = view.attr("agent_trail.data.read") {
-        add(&mut read, strings(v), "agent_trail.data.read");
+        read.add(strings(v), "agent_trail.data.read");
     }
     if let Some(v) = view.attr("agent_trail.data.written") {
-        add(&mut written, strings(v), "agent_trail.data.written");
+        written.add(strings(v), "agent_trail.data.written");
     }
     if let Some(v) = view.attr("agent_trail.data.accessed") {
         // Entries may say how: `write:s3://…`, `delete:…`, `read:…`; plain URIs are reads.
@@ -162,18 +170,14 @@ pub fn data_accessed(view: &SpanView<'_>, operation: Option<&str>) -> (Found, Fo
             } else {
                 &mut written
             };
-            add(list, [uri], "agent_trail.data.accessed");
+            list.add([uri], "agent_trail.data.accessed");
         }
     }
     if let Some(Value::StringValue(id)) = view.attr("gen_ai.data_source.id") {
-        add(
-            &mut read,
-            [format!("datasource:{id}")],
-            "gen_ai.data_source.id",
-        );
+        read.add([format!("datasource:{id}")], "gen_ai.data_source.id");
     }
     if let Some(Value::StringValue(uri)) = view.attr("mcp.resource.uri") {
-        add(&mut read, [uri.clone()], "mcp.resource.uri");
+        read.add([uri.clone()], "mcp.resource.uri");
     }
     let docs: Vec<String> = view
         .span
@@ -186,7 +190,7 @@ pub fn data_accessed(view: &SpanView<'_>, operation: Option<&str>) -> (Found, Fo
             _ => None,
         })
         .collect();
-    add(&mut read, docs, "retrieval.documents.*.document.id");
+    read.add(docs, "retrieval.documents.*.document.id");
     let text = |k: &str| match view.attr(k) {
         Some(Value::StringValue(s)) if !s.is_empty() => Some(s.clone()),
         _ => None,
@@ -202,7 +206,7 @@ pub fn data_accessed(view: &SpanView<'_>, operation: Option<&str>) -> (Found, Fo
         } else {
             &mut written
         };
-        add(list, [uri], "gen_ai.memory.store.id");
+        list.add([uri], "gen_ai.memory.store.id");
     }
     if let Some(system) = text("db.system.name").or_else(|| text("db.system")) {
         let mut uri = format!("db://{system}");
@@ -220,9 +224,9 @@ pub fn data_accessed(view: &SpanView<'_>, operation: Option<&str>) -> (Found, Fo
         } else {
             &mut read
         };
-        add(list, [uri], "db.system");
+        list.add([uri], "db.system");
     }
-    (read, written)
+    (read.found(), written.found())
 }
 
 #[cfg(test)]

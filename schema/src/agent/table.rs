@@ -248,9 +248,11 @@ impl Conventions {
 
     /// Does `key` match one of the payload patterns (`*` is one key segment)?
     pub fn is_payload_key(&self, key: &str) -> bool {
-        let segments: Vec<&str> = key.split('.').collect();
         self.payload_patterns.iter().any(|p| {
-            p.len() == segments.len() && p.iter().zip(&segments).all(|(a, b)| a == "*" || a == b)
+            let mut segments = key.split('.');
+            p.iter()
+                .all(|a| segments.next().is_some_and(|b| a == "*" || a == b))
+                && segments.next().is_none()
         })
     }
 
