@@ -175,14 +175,19 @@ pub fn payload_refs(
     ) else {
         return;
     };
-    for i in 0..tk.len() {
-        let tag = tv.value(i);
-        if !crate::payload::is_payload_tag(tag) {
+    // Types are kept in attribute order for the values that have one: pair them as [`read`]
+    // does, in one pass (a search per type would be quadratic in the attributes of a row).
+    let mut next_type = 0;
+    for j in 0..vk.len() {
+        if next_type >= tk.len() {
+            break;
+        }
+        if vk.value(j) != tk.value(next_type) {
             continue;
         }
-        if let Some(j) = (0..vk.len())
-            .find(|&j| vk.value(j) == tk.value(i) && vv.is_valid(j) && !vv.value(j).is_empty())
-        {
+        let tag = tv.value(next_type);
+        next_type += 1;
+        if crate::payload::is_payload_tag(tag) && vv.is_valid(j) && !vv.value(j).is_empty() {
             out.extend(crate::payload::hashes_of(vv.value(j), tag));
         }
     }
@@ -265,5 +270,53 @@ mod tests {
             .collect();
         assert_eq!(back, expected);
         assert!(read(&values, &types, 1, &none).unwrap().is_empty());
+    }
+
+    #[test]
+    fn payload_references_are_found_in_one_pass_as_read_pairs_them() {
+        use crate::payload::{TAG_LIST, TAG_ONE};
+        let n = 50_000;
+        let attrs: Vec<KeyValue> = (0..n)
+            .map(|i| kv(&format!("p.{i}"), Some(Value::StringValue(format!("h{i}")))))
+            .chain([
+                kv("list", Some(Value::StringValue(r#"["l1","l2"]"#.into()))),
+                kv("n", Some(Value::IntValue(1))),
+                kv("in_column", Some(Value::StringValue(String::new()))),
+            ])
+            .collect();
+        let mut values = new_map_builder();
+        let mut types = new_map_builder();
+        append_values(&mut values, &attrs);
+        append_types_tagged(&mut types, &attrs, |i| match i {
+            i if i < n => Some(TAG_ONE),
+            i if i == n => Some(TAG_LIST),
+            i if i == n + 2 => Some(TAG_LIST),
+            _ => None,
+        });
+        let (values, types) = (values.finish(), types.finish());
+        let mut found = std::collections::HashSet::new();
+        payload_refs(&values, &types, 0, &mut found);
+        assert_eq!(found.len(), n + 2);
+        assert!(found.contains("h0") && found.contains(&format!("h{}", n - 1)));
+        assert!(found.contains("l1") && found.contains("l2"));
+        // Every reference found is one that reading restores.
+        let contents: crate::payload::Contents = found
+            .iter()
+            .map(|h| (h.clone(), format!("<{h}>")))
+            .collect();
+        let resolver = crate::payload::Resolver {
+            contents: &contents,
+            lists: &|_| Some(Vec::new()),
+        };
+        let back = read(&values, &types, 0, &resolver).unwrap();
+        assert_eq!(back.len(), n + 3);
+        assert_eq!(
+            back[7].value.as_ref().unwrap().value,
+            Some(Value::StringValue("<h7>".into()))
+        );
+        assert_eq!(
+            back[n].value.as_ref().unwrap().value,
+            Some(Value::StringValue("[<l1>,<l2>]".into()))
+        );
     }
 }
