@@ -629,4 +629,52 @@ mod tests {
         assert_eq!(clip("short"), "short");
         assert_eq!(clip(&"é".repeat(150)).chars().count(), 100);
     }
+
+    #[test]
+    fn payload_references_are_found_in_one_pass_as_read_pairs_them() {
+        use crate::payload::{TAG_LIST, TAG_ONE};
+        let n = 50_000;
+        let attrs: Vec<KeyValue> = (0..n)
+            .map(|i| kv(&format!("p.{i}"), Some(Value::StringValue(format!("h{i}")))))
+            .chain([
+                kv("list", Some(Value::StringValue(r#"["l1","l2"]"#.into()))),
+                kv("n", Some(Value::IntValue(1))),
+                kv("in_column", Some(Value::StringValue(String::new()))),
+            ])
+            .collect();
+        let mut values = new_map_builder();
+        let mut types = new_map_builder();
+        append_values(&mut values, &attrs);
+        append_types_tagged(&mut types, &attrs, |i| match i {
+            i if i < n => Some(TAG_ONE),
+            i if i == n => Some(TAG_LIST),
+            i if i == n + 2 => Some(TAG_LIST),
+            _ => None,
+        });
+        let (values, types) = (values.finish(), types.finish());
+        let mut found = std::collections::HashSet::new();
+        payload_refs(&values, &types, 0, &mut found);
+        assert_eq!(found.len(), n + 2);
+        assert!(found.contains("h0") && found.contains(&format!("h{}", n - 1)));
+        assert!(found.contains("l1") && found.contains("l2"));
+        // Every reference found is one that reading restores.
+        let contents: crate::payload::Contents = found
+            .iter()
+            .map(|h| (h.clone(), format!("<{h}>")))
+            .collect();
+        let resolver = crate::payload::Resolver {
+            contents: &contents,
+            lists: &|_| Some(Vec::new()),
+        };
+        let back = read(&values, &types, 0, &resolver).unwrap();
+        assert_eq!(back.len(), n + 3);
+        assert_eq!(
+            back[7].value.as_ref().unwrap().value,
+            Some(Value::StringValue("<h7>".into()))
+        );
+        assert_eq!(
+            back[n].value.as_ref().unwrap().value,
+            Some(Value::StringValue("[<l1>,<l2>]".into()))
+        );
+    }
 }

@@ -2,9 +2,22 @@
 //! and the edges of the `lineage_edges` view — parent/child, model turn to requested tool call,
 //! approval to gated call, span links by kind (retries, async hand-offs, resumes, …), approval
 //! requests decided in later runs, and runs continuing a conversation — followed into other
-//! runs breadth first. `depth` bounds the hops between runs (default 2, at most 10),
-//! `max_nodes` the steps returned (default 2000, at most 20000); each run is visited once, so
-//! cycles end.
+//! runs breadth first.
+//!
+//! Both parameters bound the work, not only the answer:
+//!
+//! - `depth` (default 2, at most 10) bounds the hops between runs;
+//! - `max_nodes` (default 2000, at most 20000) bounds the steps returned and the runs looked up:
+//!   each run looked up is charged one unit of the budget (a run that exists has at least one
+//!   step), runs beyond the budget are not looked up, and no query is issued once it is spent;
+//!   it also bounds the edges read, to [`EDGES_PER_NODE`] per unit (in edge order).
+//!
+//! Each hop costs three queries whatever the number of runs it reaches (the runs of the hop are
+//! looked up together, [`super::MAX_IN_LIST`] per query): their steps (in trace id, start time
+//! and span id order, at most the budget left), their `runs` rows and their edges. Each run is
+//! visited once, so cycles end. `truncated` says that a budget cut the graph short;
+//! `runs_beyond_bounds` counts the linked runs that were not looked up (by depth or budget);
+//! `edges_beyond_bounds` the edges found with an end outside the returned steps.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -13,9 +26,18 @@ use axum::http::HeaderMap;
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::{field, number, trace_param, Row};
+use super::{field, in_list, number, rows_in, Row, MAX_IN_LIST};
 use crate::http::tenant;
 use crate::{Error, QueryEngine, Result};
+
+/// Hops between runs: default and maximum.
+pub const DEFAULT_DEPTH: usize = 2;
+pub const MAX_DEPTH: usize = 10;
+/// Steps returned (and runs looked up): default and maximum.
+pub const DEFAULT_MAX_NODES: usize = 2000;
+pub const MAX_NODES: usize = 20_000;
+/// Edges read per step of the budget: at most `EDGES_PER_NODE * max_nodes` edges are read.
+pub const EDGES_PER_NODE: usize = 10;
 
 fn key(row: &Row, trace: &str, span: &str) -> Option<(String, String)> {
     Some((field(row, trace)?.to_owned(), field(row, span)?.to_owned()))
@@ -28,68 +50,129 @@ pub async fn lineage(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>> {
     let tenant = tenant(&headers)?;
-    let depth = number(&q, "depth")?.unwrap_or(2).min(10);
-    let max_nodes = number(&q, "max_nodes")?.unwrap_or(2000).clamp(1, 20_000);
+    let depth = number(&q, "depth")?.unwrap_or(DEFAULT_DEPTH).min(MAX_DEPTH);
+    let max_nodes = number(&q, "max_nodes")?
+        .unwrap_or(DEFAULT_MAX_NODES)
+        .clamp(1, MAX_NODES);
     let start = cairn_schema::ids::parse_trace_id(&trace_id)?;
     let mut visited: HashSet<String> = HashSet::from([start.clone()]);
     let mut frontier = vec![start.clone()];
+    let mut looked_up = 0;
     let mut nodes: Vec<Row> = Vec::new();
     let mut node_keys: HashSet<(String, String)> = HashSet::new();
     let mut edges: BTreeSet<(String, String, String, String, String)> = BTreeSet::new();
     let mut runs: Vec<Row> = Vec::new();
+    // Linked runs found but not looked up.
+    let mut beyond: HashSet<String> = HashSet::new();
     let mut truncated = false;
+    let edge_budget = EDGES_PER_NODE * max_nodes;
+    let mut edges_read = 0;
     for hop in 0..=depth {
-        let mut next = Vec::new();
-        for trace in &frontier {
-            let param = || trace_param(trace);
-            runs.extend(
-                engine
-                    .rows(&tenant, "SELECT trace_id, root_name, agent_name, conversation_id, start_time, status FROM runs WHERE trace_id = $1", vec![param()?])
-                    .await?,
+        // The runs of this hop that the budget allows, in trace id order.
+        frontier.sort_unstable();
+        let allowed = (max_nodes - looked_up).min(max_nodes - nodes.len());
+        if frontier.len() > allowed {
+            truncated = true;
+            beyond.extend(frontier.drain(allowed..));
+        }
+        if frontier.is_empty() {
+            break;
+        }
+        // Their steps, chunk by chunk in trace id order (each sorted), while the budget lasts;
+        // runs of chunks after the budget is spent are not looked up.
+        let budget = max_nodes - nodes.len();
+        let mut spans = Vec::new();
+        let mut chunks = 0;
+        for chunk in frontier.chunks(MAX_IN_LIST) {
+            chunks += 1;
+            let (list, params) = in_list(chunk);
+            let sql = format!(
+                "SELECT trace_id, span_id, parent_span_id, name, operation, agent_name, tool_name,
+                        tool_call_id, status_code, approval_state, start_time, end_time
+                 FROM spans WHERE trace_id IN ({list})
+                 ORDER BY trace_id, start_time, span_id LIMIT {}",
+                budget - spans.len() + 1
             );
-            let spans = engine
-                .rows(
-                    &tenant,
-                    "SELECT trace_id, span_id, parent_span_id, name, operation, agent_name, tool_name,
-                            tool_call_id, status_code, approval_state, start_time, end_time
-                     FROM spans WHERE trace_id = $1 ORDER BY start_time, span_id",
-                    vec![param()?],
-                )
-                .await?;
-            for s in spans {
-                if nodes.len() >= max_nodes {
-                    truncated = true;
-                    break;
-                }
-                if let Some(k) = key(&s, "trace_id", "span_id") {
-                    node_keys.insert(k);
-                    nodes.push(s);
-                }
-            }
-            let found = engine
-                .rows(
-                    &tenant,
-                    "SELECT * FROM lineage_edges WHERE from_trace_id = $1 OR to_trace_id = $1",
-                    vec![param()?],
-                )
-                .await?;
-            for e in found {
-                let (Some((ft, fs)), Some((tt, ts)), Some(kind)) = (
-                    key(&e, "from_trace_id", "from_span_id"),
-                    key(&e, "to_trace_id", "to_span_id"),
-                    field(&e, "kind"),
-                ) else {
-                    continue;
-                };
-                for other in [&ft, &tt] {
-                    if hop < depth && visited.insert(other.clone()) {
-                        next.push(other.clone());
-                    }
-                }
-                edges.insert((ft, fs, tt, ts, kind.to_owned()));
+            spans.extend(engine.rows(&tenant, &sql, params).await?);
+            if spans.len() > budget {
+                truncated = true;
+                spans.truncate(budget);
+                break;
             }
         }
-        if next.is_empty() || truncated {
+        if hop == 0 && spans.is_empty() {
+            return Err(Error::NotFound(format!("run {trace_id} not found")));
+        }
+        let looked = (chunks * MAX_IN_LIST).min(frontier.len());
+        beyond.extend(frontier.drain(looked..));
+        looked_up += frontier.len();
+        let mut with_steps: Vec<String> = Vec::new();
+        for s in spans {
+            if let Some(k) = key(&s, "trace_id", "span_id") {
+                if with_steps.last() != Some(&k.0) {
+                    with_steps.push(k.0.clone());
+                }
+                node_keys.insert(k);
+                nodes.push(s);
+            }
+        }
+        runs.extend(
+            rows_in(&engine, &tenant, &with_steps, |list| {
+                format!(
+                    "SELECT trace_id, root_name, agent_name, conversation_id, start_time, status
+                     FROM runs WHERE trace_id IN ({list}) ORDER BY trace_id"
+                )
+            })
+            .await?,
+        );
+        // Their edges, at most the edge budget left (in edge order, so a cut is deterministic).
+        let mut found = Vec::new();
+        for chunk in frontier.chunks(MAX_IN_LIST) {
+            let left = edge_budget - edges_read;
+            let (list, params) = in_list(chunk);
+            let sql = format!(
+                "SELECT from_trace_id, from_span_id, to_trace_id, to_span_id, kind
+                 FROM lineage_edges
+                 WHERE from_trace_id IN ({list}) OR to_trace_id IN ({list})
+                 ORDER BY from_trace_id, from_span_id, to_trace_id, to_span_id, kind
+                 LIMIT {}",
+                left + 1
+            );
+            let mut rows = engine.rows(&tenant, &sql, params).await?;
+            if rows.len() > left {
+                truncated = true;
+                rows.truncate(left);
+            }
+            edges_read += rows.len();
+            found.extend(rows);
+            if truncated {
+                break;
+            }
+        }
+        let mut next = Vec::new();
+        for e in found {
+            let (Some((ft, fs)), Some((tt, ts)), Some(kind)) = (
+                key(&e, "from_trace_id", "from_span_id"),
+                key(&e, "to_trace_id", "to_span_id"),
+                field(&e, "kind"),
+            ) else {
+                continue;
+            };
+            for other in [&ft, &tt] {
+                if visited.contains(other.as_str()) {
+                    continue;
+                }
+                if hop < depth && !truncated {
+                    visited.insert(other.clone());
+                    next.push(other.clone());
+                } else {
+                    beyond.insert(other.clone());
+                }
+            }
+            edges.insert((ft, fs, tt, ts, kind.to_owned()));
+        }
+        if truncated {
+            beyond.extend(next);
             break;
         }
         frontier = next;
@@ -116,6 +199,7 @@ pub async fn lineage(
         "nodes": nodes,
         "edges": edges,
         "edges_beyond_bounds": omitted,
+        "runs_beyond_bounds": beyond.len(),
         "truncated": truncated,
     })))
 }

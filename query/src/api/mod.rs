@@ -87,6 +87,35 @@ fn number<T: std::str::FromStr>(
         .transpose()
 }
 
+/// Keys per `IN (…)` list: lookups of many keys are batched in queries of at most this many.
+pub const MAX_IN_LIST: usize = 1000;
+
+/// The rows of `sql(list)` for every chunk of `keys` (at most [`MAX_IN_LIST`] each), where
+/// `list` is the chunk's placeholders (`$1, $2, …`) with the keys bound as text: one query for
+/// many keys instead of one per key. A statement may use `list` more than once.
+async fn rows_in(
+    engine: &QueryEngine,
+    tenant: &cairn_schema::tenant::Tenant,
+    keys: &[String],
+    sql: impl Fn(&str) -> String,
+) -> Result<Vec<Row>> {
+    let mut out = Vec::new();
+    for chunk in keys.chunks(MAX_IN_LIST) {
+        let (list, params) = in_list(chunk);
+        out.extend(engine.rows(tenant, &sql(&list), params).await?);
+    }
+    Ok(out)
+}
+
+/// Placeholders `$1, $2, …` for `keys`, and the keys as text parameters.
+fn in_list(keys: &[String]) -> (String, Vec<ScalarValue>) {
+    let list = (1..=keys.len())
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    (list, keys.iter().map(|k| text(k)).collect())
+}
+
 /// A string field of a row.
 fn field<'a>(row: &'a Row, key: &str) -> Option<&'a str> {
     row.get(key).and_then(Value::as_str)

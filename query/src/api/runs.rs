@@ -1,8 +1,10 @@
 //! The run trail (`GET /api/v1/runs/{trace_id}`): every step of a run as a tree, with timing,
 //! status, model, tool, tokens, cost, sandbox and pod, policy and approval, and payloads when
-//! `?payloads=true`. Run search (`GET /api/v1/runs?…`): runs filtered by time, agent, tool,
-//! model, sandbox, status, cost, approval state, data touched and attributes, newest first,
-//! paginated by cursor.
+//! `?payloads=true`. Every step of the run appears exactly once; how steps with a missing
+//! parent, parent cycles and trees deeper than [`MAX_TREE_DEPTH`] are shown is described at
+//! [`tree`], and `tree` in the answer says how many steps were placed so. Run search
+//! (`GET /api/v1/runs?…`): runs filtered by time, agent, tool, model, sandbox, status, cost,
+//! approval state, data touched and attributes, newest first, paginated by cursor.
 
 use std::collections::HashMap;
 
@@ -50,37 +52,159 @@ pub async fn steps(
     Ok(rows)
 }
 
-/// Nests `steps` under their parents; steps whose parent is not in the run are roots.
-pub fn tree(steps: Vec<Row>) -> Vec<Value> {
-    let ids: HashMap<String, usize> = steps
-        .iter()
-        .enumerate()
-        .filter_map(|(i, s)| Some((field(s, "span_id")?.to_owned(), i)))
-        .collect();
-    let mut children: Vec<Vec<usize>> = vec![Vec::new(); steps.len()];
-    let mut roots = Vec::new();
-    for (i, s) in steps.iter().enumerate() {
-        match field(s, "parent_span_id").and_then(|p| ids.get(p)) {
-            Some(&p) if p != i => children[p].push(i),
-            _ => roots.push(i),
+/// How deep steps nest in a trail answer: roots are level 1, and no step is nested deeper than
+/// this. Every step is still returned: a step whose real level is deeper is listed in the
+/// `children` of its ancestor at level `MAX_TREE_DEPTH - 1` (that list is the ancestor's whole
+/// subtree, depth first, each level in start order, so it follows the part of the subtree it
+/// belongs to), keeps its real `parent_span_id` and carries `"beyond_max_depth": true`. Each
+/// level adds two levels of JSON nesting (the step and its `children`), so 50 levels keep the
+/// answer, with room for payload contents, within the nesting limit of common JSON parsers (128
+/// for serde_json) and bound the recursion of serialising it; the full tree can be rebuilt to
+/// any depth from `parent_span_id`.
+pub const MAX_TREE_DEPTH: usize = 50;
+
+/// A run's steps nested under their parents, and how the nesting was shaped.
+#[derive(Debug)]
+pub struct Tree {
+    /// The root steps in start order, each with its `children`.
+    pub roots: Vec<Value>,
+    /// Steps listed under an ancestor because they are deeper than the maximum depth.
+    pub beyond_max_depth: usize,
+    /// Parent cycles broken (each made one of its steps a root).
+    pub parent_cycles: usize,
+}
+
+/// Nests `steps` (in start order) under their parents, without recursion, so that any depth of
+/// input is safe. Every step appears exactly once:
+///
+/// - a step whose parent is not in the run (or has no parent) is a root;
+/// - children are listed in the order of `steps` (start time, then span id), whether they
+///   started before or after their parent;
+/// - parent links that form a cycle (A's parent is B, B's parent is A; a step that is its own
+///   parent) are broken at the cycle's earliest step, which becomes a root marked
+///   `"parent_cycle": true` (keeping its real `parent_span_id`); the other steps of the cycle and
+///   their descendants stay under their real parents;
+/// - when several steps share a span id, children name the earliest of them as their parent;
+/// - steps deeper than `max_depth` levels are listed under their ancestor at level
+///   `max_depth - 1`, marked `"beyond_max_depth": true` (see [`MAX_TREE_DEPTH`]).
+pub fn tree(steps: Vec<Row>, max_depth: usize) -> Tree {
+    let max_depth = max_depth.max(2);
+    let n = steps.len();
+    let mut parent: Vec<Option<usize>> = {
+        let mut ids: HashMap<&str, usize> = HashMap::with_capacity(n);
+        for (i, s) in steps.iter().enumerate() {
+            if let Some(id) = field(s, "span_id") {
+                ids.entry(id).or_insert(i);
+            }
+        }
+        steps
+            .iter()
+            .map(|s| field(s, "parent_span_id").and_then(|p| ids.get(p).copied()))
+            .collect()
+    };
+    // Break cycles: follow each step's parent links until a root, a step already placed, or a
+    // step of the current walk (a cycle). Each step is walked once.
+    const NEW: u8 = 0;
+    const WALKING: u8 = 1;
+    const PLACED: u8 = 2;
+    let mut state = vec![NEW; n];
+    let mut cut = vec![false; n];
+    let mut parent_cycles = 0;
+    let mut walk = Vec::new();
+    for start in 0..n {
+        let mut at = start;
+        let mut cycle_at = None;
+        loop {
+            match state[at] {
+                PLACED => break,
+                WALKING => {
+                    cycle_at = Some(at);
+                    break;
+                }
+                _ => {}
+            }
+            state[at] = WALKING;
+            walk.push(at);
+            match parent[at] {
+                Some(p) => at = p,
+                None => break,
+            }
+        }
+        if let Some(c) = cycle_at {
+            let from = walk.iter().rposition(|&w| w == c).expect("on the walk");
+            let earliest = *walk[from..].iter().min().expect("a cycle has a step");
+            parent[earliest] = None;
+            cut[earliest] = true;
+            parent_cycles += 1;
+        }
+        for w in walk.drain(..) {
+            state[w] = PLACED;
         }
     }
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut roots = Vec::new();
+    for (i, p) in parent.iter().enumerate() {
+        match p {
+            Some(p) => children[*p].push(i),
+            None => roots.push(i),
+        }
+    }
+    // Depth first, children in start order: each step's level, and where it is listed.
+    let mut order = Vec::with_capacity(n);
+    let mut level = vec![0usize; n];
+    // For a step at level >= max_depth: its ancestor at level max_depth - 1.
+    let mut holder = vec![usize::MAX; n];
+    let mut listed: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut stack: Vec<usize> = roots.iter().rev().copied().collect();
+    for &r in &roots {
+        level[r] = 1;
+    }
+    let mut beyond_max_depth = 0;
+    while let Some(i) = stack.pop() {
+        order.push(i);
+        if let Some(p) = parent[i] {
+            if level[i] < max_depth {
+                listed[p].push(i);
+            } else {
+                holder[i] = if level[i] == max_depth { p } else { holder[p] };
+                listed[holder[i]].push(i);
+                beyond_max_depth += usize::from(level[i] > max_depth);
+            }
+        }
+        for &c in children[i].iter().rev() {
+            level[c] = level[i] + 1;
+            stack.push(c);
+        }
+    }
+    debug_assert_eq!(order.len(), n, "a forest once cycles are broken");
+    // Listed steps come after their holder in depth-first order: build from the end.
     let mut slots: Vec<Option<Row>> = steps.into_iter().map(Some).collect();
-    // Children start after their parents, so building from the last step up sees each
-    // child complete before its parent takes it.
-    let mut built: Vec<Option<Value>> = vec![None; slots.len()];
-    for i in (0..slots.len()).rev() {
+    let mut built: Vec<Option<Value>> = vec![None; n];
+    for &i in order.iter().rev() {
         let mut row = slots[i].take().expect("each step once");
-        let kids: Vec<Value> = children[i]
+        if cut[i] {
+            row.insert("parent_cycle".into(), Value::Bool(true));
+        }
+        if level[i] > max_depth {
+            row.insert("beyond_max_depth".into(), Value::Bool(true));
+        }
+        let kids: Vec<Value> = listed[i]
             .iter()
-            .filter_map(|c| built[*c].take())
+            .map(|c| built[*c].take().expect("built before its holder"))
             .collect();
         if !kids.is_empty() {
             row.insert("children".into(), Value::Array(kids));
         }
         built[i] = Some(Value::Object(row));
     }
-    roots.iter().filter_map(|r| built[*r].take()).collect()
+    Tree {
+        roots: roots
+            .iter()
+            .map(|r| built[*r].take().expect("every root built"))
+            .collect(),
+        beyond_max_depth,
+        parent_cycles,
+    }
 }
 
 pub async fn trail(
@@ -99,26 +223,41 @@ pub async fn trail(
             vec![trace_param(&trace_id)?],
         )
         .await?;
+    let tree = tree(steps, MAX_TREE_DEPTH);
     Ok(Json(json!({
         "run": run.into_iter().next(),
-        "steps": tree(steps),
+        "steps": tree.roots,
+        "tree": {
+            "max_depth": MAX_TREE_DEPTH,
+            "beyond_max_depth": tree.beyond_max_depth,
+            "parent_cycles": tree.parent_cycles,
+        },
     })))
 }
 
 const PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
+/// Query-string parameters a search takes at most: each filter is a condition of the query, so
+/// their number is bounded like any other size a request controls.
+pub const MAX_SEARCH_PARAMS: usize = 32;
 
 /// Run search. Filters: `from`, `to` (RFC 3339, on span start), `agent`, `tool`, `model`
 /// (request or response), `sandbox`, `pod`, `status` (`ok`, `error`, `unset`), `min_cost`,
 /// `approval` (a state any step had), `data` (a URI any step read or wrote), `conversation`,
 /// `attr.<key>=<value>` (a span attribute); `limit` (default 100) and `cursor` (from the
-/// previous page).
+/// previous page); at most [`MAX_SEARCH_PARAMS`] parameters in all.
 pub async fn search(
     State(engine): State<QueryEngine>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>> {
     let tenant = tenant(&headers)?;
+    if q.len() > MAX_SEARCH_PARAMS {
+        return Err(Error::BadRequest(format!(
+            "{} parameters; a search takes at most {MAX_SEARCH_PARAMS}",
+            q.len()
+        )));
+    }
     let mut span = Conditions::default();
     for (key, value) in &q {
         match key.as_str() {
@@ -209,4 +348,231 @@ pub async fn search(
         r.remove("start_nanos");
     }
     Ok(Json(json!({ "runs": rows, "next_cursor": next })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(id: &str, parent: Option<&str>) -> Row {
+        let mut row = Row::new();
+        row.insert("span_id".into(), id.into());
+        row.insert(
+            "parent_span_id".into(),
+            parent.map_or(Value::Null, Value::from),
+        );
+        row
+    }
+
+    /// Every step of `roots` as (span id, id of the step it is listed under, level), depth first,
+    /// without recursion.
+    fn listed(roots: &[Value]) -> Vec<(String, Option<String>, usize)> {
+        let mut out = Vec::new();
+        let mut stack: Vec<(&Value, Option<String>, usize)> =
+            roots.iter().rev().map(|r| (r, None, 1)).collect();
+        while let Some((s, under, level)) = stack.pop() {
+            let id = s["span_id"].as_str().unwrap().to_owned();
+            if let Some(children) = s.get("children") {
+                for c in children.as_array().unwrap().iter().rev() {
+                    stack.push((c, Some(id.clone()), level + 1));
+                }
+            }
+            out.push((id, under, level));
+        }
+        out
+    }
+
+    fn ids(listed: &[(String, Option<String>, usize)]) -> Vec<&str> {
+        listed.iter().map(|(id, _, _)| id.as_str()).collect()
+    }
+
+    #[test]
+    fn a_chain_of_100k_nests_to_the_maximum_depth_and_keeps_every_step() {
+        let n = 100_000;
+        let id = |i: usize| format!("{i:016x}");
+        let steps: Vec<Row> = (0..n)
+            .map(|i| step(&id(i), (i > 0).then(|| id(i - 1)).as_deref()))
+            .collect();
+        let t = tree(steps, MAX_TREE_DEPTH);
+        assert_eq!(t.roots.len(), 1);
+        assert_eq!(t.beyond_max_depth, n - MAX_TREE_DEPTH);
+        assert_eq!(t.parent_cycles, 0);
+        let all = listed(&t.roots);
+        let expected: Vec<String> = (0..n).map(id).collect();
+        assert_eq!(ids(&all), expected, "each step once, in chain order");
+        assert_eq!(all.iter().map(|s| s.2).max(), Some(MAX_TREE_DEPTH));
+        // Levels up to the maximum under their real parents; deeper ones under the ancestor
+        // at level max - 1, marked, with their real parent id.
+        let holder = id(MAX_TREE_DEPTH - 2);
+        let mut stack: Vec<&Value> = t.roots.iter().collect();
+        let mut seen = 0;
+        while let Some(s) = stack.pop() {
+            let i = usize::from_str_radix(s["span_id"].as_str().unwrap(), 16).unwrap();
+            assert_eq!(
+                s["parent_span_id"].as_str(),
+                (i > 0).then(|| id(i - 1)).as_deref()
+            );
+            assert_eq!(
+                s.get("beyond_max_depth").is_some(),
+                i >= MAX_TREE_DEPTH,
+                "{i}"
+            );
+            if let Some(c) = s.get("children") {
+                let c = c.as_array().unwrap();
+                if i == MAX_TREE_DEPTH - 2 {
+                    assert_eq!(c.len(), n - MAX_TREE_DEPTH + 1);
+                } else {
+                    assert_eq!(c.len(), 1, "{i}");
+                }
+                stack.extend(c);
+            }
+            seen += 1;
+        }
+        assert_eq!(seen, n);
+        assert_eq!(all[n - 1].1.as_deref(), Some(holder.as_str()));
+        // The answer serialises and parses back with serde_json's default nesting limit.
+        let text = serde_json::to_string(&json!({ "steps": t.roots })).unwrap();
+        let back: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(listed(back["steps"].as_array().unwrap()).len(), n);
+    }
+
+    #[test]
+    fn deep_subtrees_are_listed_depth_first_under_the_deepest_allowed_ancestor() {
+        // r ─ a ┬ b ─ c ─ d
+        //       └ e ─ f
+        // At most 3 levels: b and e are a's children at level 3; c, d and f are listed under
+        // a too, each after the subtree it belongs to.
+        let steps = vec![
+            step("r", None),
+            step("a", Some("r")),
+            step("b", Some("a")),
+            step("c", Some("b")),
+            step("d", Some("c")),
+            step("e", Some("a")),
+            step("f", Some("e")),
+        ];
+        let t = tree(steps, 3);
+        assert_eq!(t.beyond_max_depth, 3);
+        let all = listed(&t.roots);
+        let under: Vec<(&str, Option<&str>, usize)> = all
+            .iter()
+            .map(|(id, u, l)| (id.as_str(), u.as_deref(), *l))
+            .collect();
+        assert_eq!(
+            under,
+            [
+                ("r", None, 1),
+                ("a", Some("r"), 2),
+                ("b", Some("a"), 3),
+                ("c", Some("a"), 3),
+                ("d", Some("a"), 3),
+                ("e", Some("a"), 3),
+                ("f", Some("a"), 3),
+            ]
+        );
+        let a = &t.roots[0]["children"][0];
+        let flags: Vec<bool> = a["children"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.get("beyond_max_depth") == Some(&Value::Bool(true)))
+            .collect();
+        assert_eq!(flags, [false, true, true, false, true]);
+        assert_eq!(a["children"][1]["parent_span_id"], "b");
+        assert_eq!(a["children"][2]["parent_span_id"], "c");
+    }
+
+    #[test]
+    fn a_child_that_starts_before_its_parent_stays_under_it() {
+        // In start order: the child first.
+        let t = tree(vec![step("c", Some("p")), step("p", None)], MAX_TREE_DEPTH);
+        let all = listed(&t.roots);
+        assert_eq!(
+            all,
+            [("p".into(), None, 1), ("c".into(), Some("p".into()), 2)]
+        );
+        // Siblings in start order whatever their parent's position.
+        let t = tree(
+            vec![
+                step("c1", Some("p")),
+                step("g", Some("c2")),
+                step("c2", Some("p")),
+                step("p", None),
+                step("c3", Some("p")),
+            ],
+            MAX_TREE_DEPTH,
+        );
+        assert_eq!(ids(&listed(&t.roots)), ["p", "c1", "c2", "g", "c3"]);
+    }
+
+    #[test]
+    fn parent_cycles_are_broken_at_their_earliest_step() {
+        // A's parent B, B's parent A: A (earlier) becomes a root, B stays under it.
+        let t = tree(vec![step("a", Some("b")), step("b", Some("a"))], 50);
+        assert_eq!(t.parent_cycles, 1);
+        let all = listed(&t.roots);
+        assert_eq!(
+            all,
+            [("a".into(), None, 1), ("b".into(), Some("a".into()), 2)]
+        );
+        assert_eq!(t.roots[0]["parent_cycle"], true);
+        assert_eq!(t.roots[0]["parent_span_id"], "b");
+        assert!(t.roots[0]["children"][0].get("parent_cycle").is_none());
+
+        // Its own parent; a 3-cycle entered from a tail; a normal tree beside them.
+        let t = tree(
+            vec![
+                step("root", None),
+                step("self", Some("self")),
+                step("x", Some("z")),
+                step("tail", Some("y")),
+                step("y", Some("x")),
+                step("z", Some("y")),
+                step("kid", Some("root")),
+            ],
+            50,
+        );
+        assert_eq!(t.parent_cycles, 2);
+        let all = listed(&t.roots);
+        assert_eq!(
+            ids(&all),
+            ["root", "kid", "self", "x", "y", "tail", "z"],
+            "roots in start order, each step once"
+        );
+        let roots: Vec<&str> = t
+            .roots
+            .iter()
+            .map(|r| r["span_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(roots, ["root", "self", "x"]);
+        assert_eq!(t.roots[1]["parent_cycle"], true);
+        assert_eq!(t.roots[2]["parent_cycle"], true);
+        assert!(t.roots[0].get("parent_cycle").is_none());
+    }
+
+    #[test]
+    fn missing_parents_and_duplicate_ids_keep_every_step() {
+        let t = tree(
+            vec![
+                step("a", Some("gone")),
+                step("d", None),
+                step("d", Some("a")),
+                step("k", Some("d")),
+            ],
+            50,
+        );
+        let all = listed(&t.roots);
+        assert_eq!(all.len(), 4);
+        // Children of a duplicated id go under its earliest step.
+        let under: Vec<(&str, Option<&str>)> = all
+            .iter()
+            .map(|(id, u, _)| (id.as_str(), u.as_deref()))
+            .collect();
+        assert_eq!(
+            under,
+            [("a", None), ("d", Some("a")), ("d", None), ("k", Some("d"))]
+        );
+        assert_eq!(t.roots[1]["children"][0]["span_id"], "k");
+        assert!(tree(Vec::new(), 50).roots.is_empty());
+    }
 }

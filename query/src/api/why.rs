@@ -4,6 +4,8 @@
 //! that gated it, the policy snapshot in force, and the chain of agents and steps above it up to
 //! the root.
 
+use std::collections::{BTreeSet, HashMap, HashSet};
+
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::Json;
@@ -54,16 +56,27 @@ pub async fn why(
                 .collect()
         })
         .unwrap_or_default();
-    // Ancestors, nearest first.
+    // Ancestors, nearest first, through an index by span id (the earliest step of a duplicated
+    // id); a parent link back into the chain (a cycle in bad data) ends it.
+    let by_id: HashMap<&str, usize> =
+        all.iter()
+            .enumerate()
+            .fold(HashMap::with_capacity(all.len()), |mut m, (i, s)| {
+                if let Some(id) = field(s, "span_id") {
+                    m.entry(id).or_insert(i);
+                }
+                m
+            });
+    let mut seen: HashSet<usize> = HashSet::from([index]);
     let mut chain = Vec::new();
+    let mut ancestor_cycle = false;
     let mut parent = field(step, "parent_span_id");
-    while let Some(p) = parent {
-        let Some(a) = all.iter().find(|s| field(s, "span_id") == Some(p)) else {
+    while let Some(&a) = parent.and_then(|p| by_id.get(p)) {
+        if !seen.insert(a) {
+            ancestor_cycle = true;
             break;
-        };
-        if chain.len() > all.len() {
-            break; // a cycle in bad data
         }
+        let a = &all[a];
         chain.push(json!({
             "span_id": a.get("span_id"),
             "name": a.get("name"),
@@ -80,23 +93,18 @@ pub async fn why(
     let mut detail = detail.into_iter();
     let step = detail.next().expect("the step");
     let turn = detail.next();
-    // Decisions taken on the same approval request in other runs (a resumed run).
+    // Decisions taken on the same approval requests in other runs (a resumed run), in one
+    // query for all of them.
     let request_ids: Vec<String> = approvals
         .iter()
         .filter_map(|a| field(a, "approval_request_id").map(str::to_owned))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
         .collect();
-    let mut gates = Vec::new();
-    for id in request_ids {
-        gates.extend(
-            engine
-                .rows(
-                    &tenant,
-                    "SELECT * FROM approval_gates WHERE gate = $1",
-                    vec![super::text(&id)],
-                )
-                .await?,
-        );
-    }
+    let gates = super::rows_in(&engine, &tenant, &request_ids, |list| {
+        format!("SELECT * FROM approval_gates WHERE gate IN ({list}) ORDER BY requested_at, gate")
+    })
+    .await?;
     Ok(Json(json!({
         "step": step,
         "requested_by": turn,
@@ -108,5 +116,6 @@ pub async fn why(
             "document": step.get("policy_document"),
         },
         "ancestors": chain,
+        "ancestor_cycle": ancestor_cycle,
     })))
 }
