@@ -25,6 +25,9 @@ pub struct FileConfig {
     pub flush_size: Option<String>,
     pub max_buffer_size: Option<String>,
     pub query_memory: Option<String>,
+    pub query_timeout: Option<String>,
+    pub spill_dir: Option<String>,
+    pub spill_size: Option<String>,
     pub prices: Option<std::path::PathBuf>,
     pub ack: Option<String>,
     pub wal_dir: Option<String>,
@@ -298,6 +301,18 @@ impl Settings {
                     pick(&args.query_memory, &file.query_memory),
                     q.memory_limit,
                 )?,
+                query_timeout: duration(
+                    "query_timeout",
+                    pick(&args.query_timeout, &file.query_timeout),
+                    q.query_timeout,
+                )?,
+                spill_dir: pick(&args.spill_dir, &file.spill_dir)
+                    .map_or(q.spill_dir, std::path::PathBuf::from),
+                spill_limit: size(
+                    "spill_size",
+                    pick(&args.spill_size, &file.spill_size),
+                    q.spill_limit as usize,
+                )? as u64,
                 approval_rules: pick(&args.approval_required, &file.approval_required)
                     .iter()
                     .flat_map(|v| v.split(','))
@@ -339,6 +354,34 @@ mod tests {
         assert!(toml::from_str::<FileConfig>("flush_intervall = \"1s\"").is_err());
         let bad = ServeArgs {
             flush_interval: Some("soon".into()),
+            ..Default::default()
+        };
+        assert!(Settings::resolve(&bad, &FileConfig::default()).is_err());
+    }
+
+    #[test]
+    fn query_limits() {
+        let d = Settings::resolve(&ServeArgs::default(), &FileConfig::default()).unwrap();
+        assert_eq!(d.query.query_timeout, Duration::from_secs(60));
+        assert_eq!(d.query.spill_limit, 10 << 30);
+        assert!(d.query.spill_dir.ends_with("cairn-spill"));
+        let file: FileConfig = toml::from_str(
+            "query_timeout = \"2s\"\nspill_dir = \"/var/tmp/spill\"\nspill_size = \"1GiB\"",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            query_timeout: Some("500ms".into()),
+            ..Default::default()
+        };
+        let s = Settings::resolve(&args, &file).unwrap();
+        assert_eq!(s.query.query_timeout, Duration::from_millis(500));
+        assert_eq!(
+            s.query.spill_dir,
+            std::path::PathBuf::from("/var/tmp/spill")
+        );
+        assert_eq!(s.query.spill_limit, 1 << 30);
+        let bad = ServeArgs {
+            query_timeout: Some("0s".into()),
             ..Default::default()
         };
         assert!(Settings::resolve(&bad, &FileConfig::default()).is_err());

@@ -15,9 +15,14 @@ pub enum Error {
     /// Nothing matches.
     #[error("{0}")]
     NotFound(String),
-    /// The query needs more memory than it may use.
+    /// The query needs more memory or spill space than it may use. The budget is shared by all
+    /// running queries, so the same query may pass later: 503, retryable.
     #[error("query exceeds its resources: {0}")]
     ResourcesExhausted(String),
+    /// The query ran longer than the query timeout and was cancelled: 504. Not 503, because
+    /// sending it again is expected to time out again, unlike a momentary lack of memory.
+    #[error("{0}")]
+    Timeout(String),
     /// Reading the object store failed.
     #[error("storage error: {0}")]
     Storage(String),
@@ -36,6 +41,7 @@ impl Error {
             Error::Forbidden(_) => S::FORBIDDEN,
             Error::NotFound(_) => S::NOT_FOUND,
             Error::ResourcesExhausted(_) => S::SERVICE_UNAVAILABLE,
+            Error::Timeout(_) => S::GATEWAY_TIMEOUT,
             Error::Storage(_) => S::BAD_GATEWAY,
             Error::Internal(_) => S::INTERNAL_SERVER_ERROR,
         }

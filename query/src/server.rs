@@ -1,7 +1,9 @@
 //! Binds the query API and serves it until shutdown.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use object_store::ObjectStore;
 use tokio::net::TcpListener;
@@ -18,6 +20,13 @@ pub struct QueryConfig {
     pub memory_limit: usize,
     /// Tool name patterns that always need an approval, whatever the policy in force says.
     pub approval_rules: Vec<String>,
+    /// Wall time a query may run before it is cancelled (default 60 s).
+    pub query_timeout: Duration,
+    /// Directory queries spill to when they run out of memory (default `cairn-spill` in the OS
+    /// temporary directory); created if missing.
+    pub spill_dir: PathBuf,
+    /// Disk all running queries may spill together, in bytes (default 10 GiB).
+    pub spill_limit: u64,
 }
 
 impl Default for QueryConfig {
@@ -26,6 +35,9 @@ impl Default for QueryConfig {
             http_addr: ([0, 0, 0, 0], 3200).into(),
             memory_limit: 2 << 30,
             approval_rules: Vec::new(),
+            query_timeout: Duration::from_secs(60),
+            spill_dir: std::env::temp_dir().join("cairn-spill"),
+            spill_limit: 10 << 30,
         }
     }
 }
@@ -38,8 +50,7 @@ pub struct QueryServer {
 
 impl QueryServer {
     pub async fn bind(config: QueryConfig, store: Arc<dyn ObjectStore>) -> Result<Self> {
-        let engine = QueryEngine::new(store, config.memory_limit)?
-            .with_approval_rules(config.approval_rules.clone());
+        let engine = QueryEngine::new(store, &config)?;
         let listener = TcpListener::bind(config.http_addr)
             .await
             .map_err(|e| Error::Internal(format!("cannot listen on {}: {e}", config.http_addr)))?;

@@ -9,6 +9,7 @@ mod compaction;
 mod crash;
 mod disk_full;
 mod fixtures;
+mod hostile_query;
 mod lineage;
 mod otlp_rust;
 mod overload;
