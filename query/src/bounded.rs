@@ -6,6 +6,11 @@
 //! [`MAX_GENERATED_VALUE_BYTES`], reserves the whole call's result in the query memory pool (so
 //! a batch of many large values is refused when the pool cannot hold it), and only then calls
 //! the built-in.
+//!
+//! The wrapped functions are declared volatile, so that the planner does not fold a call with
+//! constant arguments into a literal: a literal is repeated for every row of a batch when it
+//! becomes a column, uncounted (`SELECT repeat('x', 60000000) FROM t` would be 8,192 copies).
+//! Called at run time, a call with constant arguments is counted once per row of its batch.
 
 use std::any::Any;
 use std::hash::{Hash, Hasher};
@@ -24,7 +29,7 @@ use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
 use datafusion::logical_expr::sort_properties::{ExprProperties, SortProperties};
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, Expr, ExpressionPlacement, ReturnFieldArgs, ScalarFunctionArgs,
-    ScalarUDF, ScalarUDFImpl, Signature, StructFieldMapping,
+    ScalarUDF, ScalarUDFImpl, Signature, StructFieldMapping, Volatility,
 };
 
 /// Largest value (string, or list) a size-setting function may produce: 64 MiB.
@@ -51,8 +56,11 @@ pub fn wrap_builtins(state: &SessionState, pool: &Arc<dyn MemoryPool>) -> Vec<Sc
         .iter()
         .filter_map(|(name, estimate)| {
             let inner = state.scalar_functions().get(*name)?;
+            let mut signature = inner.signature().clone();
+            signature.volatility = Volatility::Volatile;
             Some(ScalarUDF::new_from_impl(Bounded {
                 inner: Arc::clone(inner.inner()),
+                signature,
                 pool: Arc::clone(pool),
                 estimate: *estimate,
             }))
@@ -64,6 +72,8 @@ pub fn wrap_builtins(state: &SessionState, pool: &Arc<dyn MemoryPool>) -> Vec<Sc
 #[derive(Debug)]
 struct Bounded {
     inner: Arc<dyn ScalarUDFImpl>,
+    /// The built-in's, but volatile.
+    signature: Signature,
     pool: Arc<dyn MemoryPool>,
     estimate: Estimate,
 }
@@ -85,15 +95,8 @@ impl Hash for Bounded {
 impl Bounded {
     fn check(&self, args: &ScalarFunctionArgs) -> Result<u64> {
         let sizes = (self.estimate)(&args.args)?;
-        let rows = if args
-            .args
-            .iter()
-            .any(|a| matches!(a, ColumnarValue::Array(_)))
-        {
-            args.number_rows
-        } else {
-            1
-        };
+        // A result from constant arguments is repeated for each row when it becomes a column.
+        let rows = args.number_rows.max(1);
         let (mut total, mut largest) = (0u64, 0u64);
         for row in 0..rows {
             let bytes = sizes.get(row);
@@ -125,7 +128,7 @@ impl ScalarUDFImpl for Bounded {
     }
 
     fn signature(&self) -> &Signature {
-        self.inner.signature()
+        &self.signature
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {

@@ -380,3 +380,205 @@ impl QueryEngine {
         Ok(Encoded { bytes, reservation })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    fn engine(configure: impl FnOnce(&mut QueryConfig)) -> (QueryEngine, tempfile::TempDir) {
+        let spill = tempfile::tempdir().unwrap();
+        let mut config = QueryConfig {
+            spill_dir: spill.path().join("spill"),
+            ..QueryConfig::default()
+        };
+        configure(&mut config);
+        let store = Arc::new(object_store::memory::InMemory::new());
+        (QueryEngine::new(store, &config).unwrap(), spill)
+    }
+
+    fn tenant() -> Tenant {
+        Tenant::new("default").unwrap()
+    }
+
+    fn reserved(engine: &QueryEngine) -> usize {
+        engine.runtime.memory_pool.reserved()
+    }
+
+    #[tokio::test]
+    async fn sessions_are_kept_least_recently_used_first() {
+        const MAX_SESSIONS: usize = 4;
+        let (mut engine, _dir) = engine(|_| {});
+        engine.sessions = Arc::new(std::sync::Mutex::new(LruCache::new(
+            NonZeroUsize::new(MAX_SESSIONS).unwrap(),
+        )));
+        let first = Tenant::new("t0").unwrap();
+        let id = engine.session(&first).await.unwrap().session_id();
+        for i in 1..=MAX_SESSIONS {
+            // Using the first tenant keeps it; the others come and go.
+            assert_eq!(engine.session(&first).await.unwrap().session_id(), id);
+            engine
+                .session(&Tenant::new(&format!("t{i}")).unwrap())
+                .await
+                .unwrap();
+        }
+        let sessions = engine.sessions.lock().unwrap();
+        assert_eq!(sessions.len(), MAX_SESSIONS);
+        assert!(sessions.contains(&first));
+        assert!(!sessions.contains(&Tenant::new("t1").unwrap()));
+        assert!(sessions.contains(&Tenant::new(&format!("t{MAX_SESSIONS}")).unwrap()));
+    }
+
+    #[tokio::test]
+    async fn results_are_charged_to_the_query_memory() {
+        let (engine, _dir) = engine(|c| c.memory_limit = 16 << 20);
+        let big = "SELECT value FROM generate_series(1, 100000000)";
+        for format in [Format::Json, Format::Csv, Format::Arrow, Format::Table] {
+            match engine.sql_encoded(&tenant(), big, format).await {
+                Err(Error::ResourcesExhausted(m)) => assert!(m.contains("query memory"), "{m}"),
+                Err(e) => panic!("{format:?}: {e}"),
+                Ok(_) => panic!("{format:?}: answered"),
+            }
+        }
+        assert!(matches!(
+            engine.sql(&tenant(), big).await,
+            Err(Error::ResourcesExhausted(_))
+        ));
+        assert!(matches!(
+            engine.rows(&tenant(), big, vec![]).await,
+            Err(Error::ResourcesExhausted(_))
+        ));
+        assert_eq!(reserved(&engine), 0, "released after the failure");
+        // A result that fits stays charged until it is dropped.
+        let small = engine
+            .sql_encoded(
+                &tenant(),
+                "SELECT value FROM generate_series(1, 1000)",
+                Format::Json,
+            )
+            .await
+            .unwrap();
+        assert!(reserved(&engine) >= small.bytes.len());
+        drop(small);
+        assert_eq!(reserved(&engine), 0);
+        let rows = engine
+            .rows(
+                &tenant(),
+                "SELECT $1 + 1 AS n",
+                vec![ScalarValue::Int64(Some(1))],
+            )
+            .await
+            .unwrap();
+        assert_eq!(rows[0]["n"], 2);
+    }
+
+    #[tokio::test]
+    async fn generated_values_are_bounded_before_they_are_allocated() {
+        let (engine, _dir) = engine(|c| c.memory_limit = 256 << 20);
+        let rows = engine
+            .rows(
+                &tenant(),
+                "SELECT repeat('ab', 3) AS r, lpad('x', 3, '0') AS l, rpad('x', 3) AS p, \
+                 array_repeat(1, 3) AS a, range(3) AS g, generate_series(1, 3) AS s, \
+                 array_resize([1], 3, 0) AS z, \
+                 cardinality(range(DATE '2000-01-01', DATE '2000-01-10', INTERVAL '1 day')) AS d",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let row = serde_json::Value::Object(rows[0].clone());
+        assert_eq!(
+            row,
+            serde_json::json!({"r": "ababab", "l": "00x", "p": "x  ", "a": [1, 1, 1],
+                "g": [0, 1, 2], "s": [1, 2, 3], "z": [1, 0, 0], "d": 9})
+        );
+        for sql in [
+            "SELECT repeat('x', 2000000000)",
+            "SELECT lpad('x', 100000000)",
+            "SELECT rpad('x', 30000000, '€')",
+            "SELECT array_repeat('x', 100000000)",
+            "SELECT array_resize([1], 100000000)",
+            "SELECT range(10000000000)",
+            "SELECT generate_series(1, 10000000000, 1)",
+            "SELECT range(TIMESTAMP '1970-01-01', TIMESTAMP '2100-01-01', INTERVAL '1 second')",
+            "SELECT repeat(name, 100000000) FROM (VALUES ('a'), ('b')) AS t(name)",
+        ] {
+            match engine.sql(&tenant(), sql).await {
+                Err(Error::BadRequest(m)) => {
+                    assert!(m.contains("a generated value may have"), "{sql}: {m}")
+                }
+                Err(e) => panic!("{sql}: {e}"),
+                Ok(_) => panic!("{sql}: answered"),
+            }
+        }
+        // Each value may be, but all together they do not fit the query memory; also when a
+        // constant value would be repeated for every row.
+        for sql in [
+            "SELECT length(repeat('x', 50000000 + value % 2)) FROM generate_series(1, 100)",
+            "SELECT repeat('x', 1000000) FROM generate_series(1, 100000)",
+        ] {
+            match engine.sql(&tenant(), sql).await {
+                Err(Error::ResourcesExhausted(m)) => assert!(m.contains("query memory"), "{m}"),
+                Err(e) => panic!("{sql}: {e}"),
+                Ok(_) => panic!("{sql}: answered"),
+            }
+        }
+        assert_eq!(reserved(&engine), 0);
+    }
+
+    #[tokio::test]
+    async fn queries_stop_at_the_timeout() {
+        let (engine, _dir) = engine(|c| c.query_timeout = Duration::from_millis(300));
+        for sql in [
+            "SELECT count(*) FROM generate_series(1, 1000000) a, generate_series(1, 1000000) b",
+            "WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM t) SELECT count(*) FROM t",
+            "SELECT count(*) FROM generate_series(1, 10000000000000)",
+        ] {
+            let started = Instant::now();
+            match engine.sql(&tenant(), sql).await {
+                Err(e @ Error::Timeout(_)) => {
+                    assert_eq!(e.http_status(), http::StatusCode::GATEWAY_TIMEOUT);
+                    assert!(e.to_string().contains("query timeout of 300ms"), "{e}");
+                }
+                Err(e) => panic!("{sql}: {e}"),
+                Ok(_) => panic!("{sql}: answered"),
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "{sql}");
+        }
+        assert_eq!(reserved(&engine), 0);
+    }
+
+    /// Dropping the caller's future aborts the query: the memory it held is given back.
+    #[tokio::test]
+    async fn dropping_the_caller_cancels_the_query() {
+        let (engine, _dir) = engine(|c| c.memory_limit = 1 << 30);
+        let sql = "SELECT count(DISTINCT value) FROM generate_series(1, 10000000000000)";
+        let tenant = tenant();
+        let query = engine.sql(&tenant, sql);
+        assert!(tokio::time::timeout(Duration::from_millis(1_500), query)
+            .await
+            .is_err());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while reserved(&engine) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(reserved(&engine), 0, "the aborted query still holds memory");
+    }
+
+    #[tokio::test]
+    async fn spills_are_bounded() {
+        let (engine, dir) = engine(|c| {
+            c.memory_limit = 64 << 20;
+            c.spill_limit = 64 << 10;
+        });
+        assert!(dir.path().join("spill").is_dir());
+        let sql = "SELECT max(r) FROM (SELECT row_number() OVER (ORDER BY value DESC) AS r \
+                   FROM generate_series(1, 10000000)) AS t";
+        match engine.sql(&tenant(), sql).await {
+            Err(Error::ResourcesExhausted(m)) => assert!(m.contains("--spill-size"), "{m}"),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("sorted 10M rows in 64 MiB without spilling"),
+        }
+    }
+}

@@ -206,6 +206,14 @@ async fn hostile_queries_are_refused_or_cancelled() {
         "query memory",
     )
     .await;
+    expect_refused(
+        &mut cairn,
+        "repeat 1 MB, a constant, × 100,000 rows",
+        "SELECT repeat('x', 1000000) FROM generate_series(1, 100000)",
+        503,
+        "query memory",
+    )
+    .await;
 
     // Work that never ends: cancelled at the query timeout.
     for (label, sql) in [
