@@ -95,6 +95,16 @@ pub struct ServeArgs {
     /// metadata [default: 2GiB]
     #[arg(long, env = "CAIRN_QUERY_MEMORY")]
     pub query_memory: Option<String>,
+    /// Wall time a query may run; then it is cancelled and answered 504 [default: 60s]
+    #[arg(long, env = "CAIRN_QUERY_TIMEOUT")]
+    pub query_timeout: Option<String>,
+    /// Directory queries spill to when out of memory [default: cairn-spill in the OS temporary
+    /// directory]
+    #[arg(long, env = "CAIRN_SPILL_DIR")]
+    pub spill_dir: Option<String>,
+    /// Disk all running queries may spill to together; beyond it a query fails [default: 10GiB]
+    #[arg(long, env = "CAIRN_SPILL_SIZE")]
+    pub spill_size: Option<String>,
     /// When an export is acknowledged: `wal` once durable in the local write-ahead log (spans
     /// reach the object store at the next flush), `stored` once its Parquet files are committed
     /// to the object store (no log; each export waits for a flush) [default: wal]

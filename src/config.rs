@@ -30,6 +30,9 @@ pub struct FileConfig {
     pub flush_size: Option<String>,
     pub max_buffer_size: Option<String>,
     pub query_memory: Option<String>,
+    pub query_timeout: Option<String>,
+    pub spill_dir: Option<String>,
+    pub spill_size: Option<String>,
     pub prices: Option<std::path::PathBuf>,
     pub ack: Option<String>,
     pub wal_dir: Option<String>,
@@ -259,6 +262,9 @@ pub fn store_and_log(args: &StoreArgs, file: &FileConfig) -> (String, String) {
     )
 }
 
+/// How much longer than the query timeout a request to the query API may take.
+const QUERY_REQUEST_MARGIN: Duration = Duration::from_secs(30);
+
 /// Listener limits; `request_timeout` applies to the OTLP listeners.
 fn limits(args: &ServeArgs, file: &FileConfig) -> Result<cairn_net::Limits, ConfigError> {
     let d = cairn_net::Limits::default();
@@ -287,6 +293,11 @@ impl Settings {
         let c = CollectorConfig::default();
         let q = QueryConfig::default();
         let limits = limits(args, file)?;
+        let query_timeout = duration(
+            "query_timeout",
+            pick(&args.query_timeout, &file.query_timeout),
+            q.query_timeout,
+        )?;
         Ok(Self {
             store,
             prices: args.prices.clone().or_else(|| file.prices.clone()),
@@ -347,7 +358,8 @@ impl Settings {
                     q.http_addr,
                 )?,
                 limits: cairn_net::Limits {
-                    request_timeout: q.limits.request_timeout,
+                    // Longer than any query may run, so that a query's own timeout answers.
+                    request_timeout: query_timeout + QUERY_REQUEST_MARGIN,
                     ..limits
                 },
                 memory_limit: size(
@@ -355,6 +367,14 @@ impl Settings {
                     pick(&args.query_memory, &file.query_memory),
                     q.memory_limit,
                 )?,
+                query_timeout,
+                spill_dir: pick(&args.spill_dir, &file.spill_dir)
+                    .map_or(q.spill_dir, std::path::PathBuf::from),
+                spill_limit: size(
+                    "spill_size",
+                    pick(&args.spill_size, &file.spill_size),
+                    q.spill_limit as usize,
+                )? as u64,
                 approval_rules: pick(&args.approval_required, &file.approval_required)
                     .iter()
                     .flat_map(|v| v.split(','))
@@ -396,6 +416,34 @@ mod tests {
         assert!(toml::from_str::<FileConfig>("flush_intervall = \"1s\"").is_err());
         let bad = ServeArgs {
             flush_interval: Some("soon".into()),
+            ..Default::default()
+        };
+        assert!(Settings::resolve(&bad, &FileConfig::default()).is_err());
+    }
+
+    #[test]
+    fn query_limits() {
+        let d = Settings::resolve(&ServeArgs::default(), &FileConfig::default()).unwrap();
+        assert_eq!(d.query.query_timeout, Duration::from_secs(60));
+        assert_eq!(d.query.spill_limit, 10 << 30);
+        assert!(d.query.spill_dir.ends_with("cairn-spill"));
+        let file: FileConfig = toml::from_str(
+            "query_timeout = \"2s\"\nspill_dir = \"/var/tmp/spill\"\nspill_size = \"1GiB\"",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            query_timeout: Some("500ms".into()),
+            ..Default::default()
+        };
+        let s = Settings::resolve(&args, &file).unwrap();
+        assert_eq!(s.query.query_timeout, Duration::from_millis(500));
+        assert_eq!(
+            s.query.spill_dir,
+            std::path::PathBuf::from("/var/tmp/spill")
+        );
+        assert_eq!(s.query.spill_limit, 1 << 30);
+        let bad = ServeArgs {
+            query_timeout: Some("0s".into()),
             ..Default::default()
         };
         assert!(Settings::resolve(&bad, &FileConfig::default()).is_err());

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use cairn_collector::CollectorServer;
 use cairn_compactor::Compactor;
-use cairn_query::format::{encode, Format};
+use cairn_query::format::Format;
 use cairn_query::{QueryEngine, QueryServer};
 use cairn_schema::tenant::Tenant;
 use clap::Parser;
@@ -190,11 +190,15 @@ async fn sql(args: SqlArgs, file: FileConfig) -> Result<(), BoxError> {
     init_logging(&log);
     let format = Format::from_name(&args.format)?;
     let tenant = Tenant::new(&args.tenant)?;
-    let engine = QueryEngine::new(open_store(&store, args.store.inject_store_faults)?, 2 << 30)?;
-    let result = engine.sql(&tenant, &args.sql).await?;
-    let bytes = encode(&result, format)?;
+    // The query limits of the config file apply (flags and variables are those of `serve`).
+    let settings = Settings::resolve(&ServeArgs::default(), &file)?;
+    let engine = QueryEngine::new(
+        open_store(&store, args.store.inject_store_faults)?,
+        &settings.query,
+    )?;
+    let result = engine.sql_encoded(&tenant, &args.sql, format).await?;
     let mut out = std::io::stdout().lock();
-    out.write_all(&bytes)?;
+    out.write_all(&result.bytes)?;
     if format == Format::Json {
         out.write_all(b"\n")?;
     }

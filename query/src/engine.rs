@@ -1,23 +1,44 @@
 //! Sessions scoped to one tenant, and read-only SQL over them.
 
-use std::collections::HashMap;
+use std::future::Future;
+use std::num::NonZeroUsize;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use cairn_schema::tenant::Tenant;
 use cairn_schema::visible::VisibleStore;
 use datafusion::catalog::view::ViewTable;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::ScalarValue;
 use datafusion::execution::context::SQLOptions;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::execution::SessionStateBuilder;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::coop::CooperativeExec;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
+use futures::StreamExt;
+use lru::LruCache;
 use object_store::ObjectStore;
 use url::Url;
 
 use crate::catalog::{TenantTable, STORE_URL};
+use crate::format::{Encoder, Format};
 use crate::views::views;
-use crate::{guard, Error, Result};
+use crate::{guard, Error, QueryConfig, Result};
+
+/// Stack of each query thread. Planning and evaluating expressions recurse once per level of
+/// nesting, and not every recursion in DataFusion grows its stack on demand; the guard's
+/// [`guard::MAX_DEPTH`] is chosen so that the deepest admitted statement runs with this stack
+/// (with a wide margin, also in debug builds). Untouched stack costs address space only.
+pub const QUERY_THREAD_STACK: usize = 16 << 20;
 
 /// The runtime queries execute on, apart from the one serving network IO, so that a heavy
 /// query cannot stall ingest or other requests. Its threads live as long as the process.
@@ -27,6 +48,7 @@ fn query_runtime() -> &'static tokio::runtime::Handle {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
             .thread_name("cairn-query")
+            .thread_stack_size(QUERY_THREAD_STACK)
             .enable_all()
             .build()
             .expect("query runtime");
@@ -40,14 +62,65 @@ fn query_runtime() -> &'static tokio::runtime::Handle {
     &HANDLE
 }
 
-/// Runs `work` on the query runtime.
+/// Runs `work` on the query runtime. Dropping the returned future (a client that went away)
+/// aborts `work`, and with it the DataFusion streams and tasks it owns.
 pub async fn on_query_runtime<T: Send + 'static>(
-    work: impl std::future::Future<Output = Result<T>> + Send + 'static,
+    work: impl Future<Output = Result<T>> + Send + 'static,
 ) -> Result<T> {
-    query_runtime()
-        .spawn(work)
+    AbortOnDrop(query_runtime().spawn(work))
         .await
         .map_err(|e| Error::Internal(format!("query task failed: {e}")))?
+}
+
+/// A spawned task that is aborted when its handle is dropped before it finished.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<T> Future for AbortOnDrop<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+/// Makes every operator of a plan give its thread back to the runtime once its task used up
+/// its scheduling budget, so that a query can be cancelled (by the timeout or a client that went
+/// away) whatever it is doing. DataFusion itself only makes the plan's leaves and exchanges
+/// cooperative, which leaves loops such as a cross join's, producing batch after batch from
+/// input it already holds, never yielding: its task could not be aborted. The check costs a
+/// counter per batch and operator.
+#[derive(Debug)]
+struct YieldEverywhere;
+
+impl PhysicalOptimizerRule for YieldEverywhere {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+        plan.transform_up(|plan| {
+            if plan.is::<CooperativeExec>() {
+                return Ok(Transformed::no(plan));
+            }
+            let wrapped: Arc<dyn ExecutionPlan> = Arc::new(CooperativeExec::new(plan));
+            Ok(Transformed::yes(wrapped))
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "YieldEverywhere"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
 }
 
 /// Result of a query: the schema (also for zero rows) and the rows.
@@ -56,11 +129,17 @@ pub struct QueryResult {
     pub batches: Vec<RecordBatch>,
 }
 
+/// A query's encoded result, still charged to the query memory until it is dropped.
+pub struct Encoded {
+    pub bytes: Vec<u8>,
+    pub reservation: MemoryReservation,
+}
+
 /// The part of the query memory (1/n) kept for parsed Parquet metadata, across queries.
 const METADATA_CACHE_SHARE: usize = 4;
 
-/// Tenants whose sessions are kept; beyond this many the cache starts over.
-const MAX_SESSIONS: usize = 256;
+/// Tenants whose sessions are kept; beyond this many the least recently used is dropped.
+pub const MAX_SESSIONS: usize = 256;
 
 /// Plans and runs queries over the store.
 #[derive(Clone)]
@@ -68,18 +147,49 @@ pub struct QueryEngine {
     store: Arc<dyn ObjectStore>,
     runtime: Arc<RuntimeEnv>,
     approval_rules: Arc<Vec<String>>,
+    query_timeout: Duration,
     /// One session per tenant, built once: tables list the store on every scan, so a session
     /// never goes stale, and planning the views is not repeated for every query.
-    sessions: Arc<std::sync::Mutex<HashMap<Tenant, SessionContext>>>,
+    sessions: Arc<std::sync::Mutex<LruCache<Tenant, SessionContext>>>,
+}
+
+fn session_cache() -> Arc<std::sync::Mutex<LruCache<Tenant, SessionContext>>> {
+    let capacity = NonZeroUsize::new(MAX_SESSIONS).expect("non-zero");
+    Arc::new(std::sync::Mutex::new(LruCache::new(capacity)))
+}
+
+/// Charges `reservation` with `bytes`, refusing with a clear message when the query memory is
+/// spent.
+fn charge(reservation: &MemoryReservation, bytes: usize) -> Result<()> {
+    reservation.try_resize(bytes).map_err(|e| {
+        Error::ResourcesExhausted(format!(
+            "the result does not fit in the query memory (--query-memory): {}",
+            e.strip_backtrace()
+        ))
+    })
 }
 
 impl QueryEngine {
-    /// An engine over `store`; all queries together use at most `memory_limit` bytes.
-    pub fn new(store: Arc<dyn ObjectStore>, memory_limit: usize) -> Result<Self> {
+    /// An engine over `store` with `config`'s memory, spill space, timeout and approval rules.
+    pub fn new(store: Arc<dyn ObjectStore>, config: &QueryConfig) -> Result<Self> {
         // Listings show each span once, also while compaction replaces files.
         let store: Arc<dyn ObjectStore> = Arc::new(VisibleStore::new(store));
+        std::fs::create_dir_all(&config.spill_dir).map_err(|e| {
+            Error::Internal(format!(
+                "cannot create the spill directory {}: {e}",
+                config.spill_dir.display()
+            ))
+        })?;
+        let memory_limit = config.memory_limit;
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(memory_limit, 1.0)
+            // Operators that run out of memory spill here, all together at most `spill_limit`
+            // bytes; beyond it the query fails as out of resources.
+            .with_disk_manager_builder(
+                DiskManagerBuilder::default()
+                    .with_mode(DiskManagerMode::Directories(vec![config.spill_dir.clone()]))
+                    .with_max_temp_directory_size(config.spill_limit),
+            )
             // Parsed footers and page indexes of ~100 columns take far more memory than their
             // bytes on disk; a week of hourly files overflows DataFusion's default 50 MB and every
             // query would parse them again.
@@ -92,8 +202,9 @@ impl QueryEngine {
         Ok(Self {
             store,
             runtime,
-            approval_rules: Arc::default(),
-            sessions: Arc::default(),
+            approval_rules: Arc::new(config.approval_rules.clone()),
+            query_timeout: config.query_timeout,
+            sessions: session_cache(),
         })
     }
 
@@ -101,7 +212,7 @@ impl QueryEngine {
     pub fn with_approval_rules(self, rules: Vec<String>) -> Self {
         Self {
             approval_rules: Arc::new(rules),
-            sessions: Arc::default(),
+            sessions: session_cache(),
             ..self
         }
     }
@@ -112,11 +223,10 @@ impl QueryEngine {
             return Ok(ctx.clone());
         }
         let ctx = self.new_session(tenant).await?;
-        let mut sessions = self.sessions.lock().expect("sessions");
-        if sessions.len() >= MAX_SESSIONS {
-            sessions.clear();
-        }
-        sessions.insert(tenant.clone(), ctx.clone());
+        self.sessions
+            .lock()
+            .expect("sessions")
+            .put(tenant.clone(), ctx.clone());
         Ok(ctx)
     }
 
@@ -127,7 +237,16 @@ impl QueryEngine {
         let options = config.options_mut();
         options.execution.parquet.pushdown_filters = true;
         options.execution.parquet.reorder_filters = true;
-        let ctx = SessionContext::new_with_config_rt(config, Arc::clone(&self.runtime));
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(Arc::clone(&self.runtime))
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(YieldEverywhere))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        for udf in crate::bounded::wrap_builtins(&ctx.state(), &self.runtime.memory_pool) {
+            ctx.register_udf(udf);
+        }
         ctx.register_udf(crate::policy::requires_approval_udf(Arc::clone(
             &self.approval_rules,
         )));
@@ -149,11 +268,60 @@ impl QueryEngine {
         Ok(ctx)
     }
 
-    /// Runs one read-only statement as `tenant`, on the query runtime.
+    /// Runs `work` on the query runtime, cancelled once it ran longer than the query timeout
+    /// (and, like [`on_query_runtime`], when the returned future is dropped).
+    pub async fn run<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = Result<T>> + Send + 'static,
+    ) -> Result<T> {
+        let timeout = self.query_timeout;
+        on_query_runtime(async move {
+            tokio::time::timeout(timeout, work)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::Timeout(format!(
+                        "the query ran longer than the query timeout of {timeout:?} \
+                     (--query-timeout) and was cancelled"
+                    )))
+                })
+        })
+        .await
+    }
+
+    /// Runs one read-only statement as `tenant` and returns its rows, charged to the query
+    /// memory while they are collected.
     pub async fn sql(&self, tenant: &Tenant, sql: &str) -> Result<QueryResult> {
-        guard::check(sql)?;
         let (engine, tenant, sql) = (self.clone(), tenant.clone(), sql.to_owned());
-        on_query_runtime(async move { engine.execute(&tenant, &sql).await }).await
+        self.run(async move {
+            let df = engine.plan(&tenant, &sql).await?;
+            let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+            let reservation =
+                MemoryConsumer::new("query result").register(&engine.runtime.memory_pool);
+            let mut stream = df.execute_stream().await?;
+            let mut batches = Vec::new();
+            while let Some(batch) = stream.next().await {
+                let batch = batch?;
+                charge(
+                    &reservation,
+                    reservation.size() + batch.get_array_memory_size(),
+                )?;
+                batches.push(batch);
+            }
+            Ok(QueryResult { schema, batches })
+        })
+        .await
+    }
+
+    /// Runs one read-only statement as `tenant` and returns its result encoded in `format`. The
+    /// rows are encoded as they come and the output is charged to the query memory as it grows,
+    /// so a result larger than the query memory fails instead of growing the process.
+    pub async fn sql_encoded(&self, tenant: &Tenant, sql: &str, format: Format) -> Result<Encoded> {
+        let (engine, tenant, sql) = (self.clone(), tenant.clone(), sql.to_owned());
+        self.run(async move {
+            let df = engine.plan(&tenant, &sql).await?;
+            engine.encode(df, format).await
+        })
+        .await
     }
 
     /// Runs one of Cairn's own statements with `$1`, `$2`, … bound to `params`, as JSON rows.
@@ -165,35 +333,252 @@ impl QueryEngine {
         params: Vec<ScalarValue>,
     ) -> Result<Vec<serde_json::Map<String, serde_json::Value>>> {
         let (engine, tenant, sql) = (self.clone(), tenant.clone(), sql.to_owned());
-        on_query_runtime(async move {
+        self.run(async move {
             let ctx = engine.session(&tenant).await?;
             let df = ctx.sql(&sql).await?.with_param_values(params)?;
-            let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-            let batches = df.collect().await?;
-            let bytes = crate::format::encode(
-                &QueryResult { schema, batches },
-                crate::format::Format::Json,
-            )?;
-            serde_json::from_slice(&bytes).map_err(|e| Error::Internal(e.to_string()))
+            let encoded = engine.encode(df, Format::Json).await?;
+            // Parsed JSON values take about twice their text.
+            charge(&encoded.reservation, 3 * encoded.bytes.len())?;
+            serde_json::from_slice(&encoded.bytes).map_err(|e| Error::Internal(e.to_string()))
         })
         .await
     }
 
-    async fn execute(&self, tenant: &Tenant, sql: &str) -> Result<QueryResult> {
+    /// Plans one user statement, after the guard admitted it.
+    async fn plan(&self, tenant: &Tenant, sql: &str) -> Result<DataFrame> {
+        guard::check(sql)?;
         let ctx = self.session(tenant).await?;
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .with_allow_statements(false);
-        let df = ctx
-            .sql_with_options(sql, options)
+        ctx.sql_with_options(sql, options)
             .await
             .map_err(|e| match Error::from(e) {
                 Error::BadRequest(m) if m.contains("not supported") => Error::Forbidden(m),
                 other => other,
-            })?;
+            })
+    }
+
+    /// Executes `df`, encoding its batches as they come, charged to the query memory.
+    async fn encode(&self, df: DataFrame, format: Format) -> Result<Encoded> {
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        let batches = df.collect().await?;
-        Ok(QueryResult { schema, batches })
+        let reservation = MemoryConsumer::new("query result").register(&self.runtime.memory_pool);
+        let mut encoder = Encoder::new(schema, format)?;
+        let mut stream = df.execute_stream().await?;
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            // The batch is held while it is encoded.
+            charge(&reservation, encoder.size() + batch.get_array_memory_size())?;
+            encoder.write(&batch)?;
+            drop(batch);
+            charge(&reservation, encoder.size())?;
+        }
+        drop(stream);
+        let bytes = encoder.finish()?;
+        charge(&reservation, bytes.capacity())?;
+        Ok(Encoded { bytes, reservation })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    fn engine(configure: impl FnOnce(&mut QueryConfig)) -> (QueryEngine, tempfile::TempDir) {
+        let spill = tempfile::tempdir().unwrap();
+        let mut config = QueryConfig {
+            spill_dir: spill.path().join("spill"),
+            ..QueryConfig::default()
+        };
+        configure(&mut config);
+        let store = Arc::new(object_store::memory::InMemory::new());
+        (QueryEngine::new(store, &config).unwrap(), spill)
+    }
+
+    fn tenant() -> Tenant {
+        Tenant::new("default").unwrap()
+    }
+
+    fn reserved(engine: &QueryEngine) -> usize {
+        engine.runtime.memory_pool.reserved()
+    }
+
+    #[tokio::test]
+    async fn sessions_are_kept_least_recently_used_first() {
+        const MAX_SESSIONS: usize = 4;
+        let (mut engine, _dir) = engine(|_| {});
+        engine.sessions = Arc::new(std::sync::Mutex::new(LruCache::new(
+            NonZeroUsize::new(MAX_SESSIONS).unwrap(),
+        )));
+        let first = Tenant::new("t0").unwrap();
+        let id = engine.session(&first).await.unwrap().session_id();
+        for i in 1..=MAX_SESSIONS {
+            // Using the first tenant keeps it; the others come and go.
+            assert_eq!(engine.session(&first).await.unwrap().session_id(), id);
+            engine
+                .session(&Tenant::new(&format!("t{i}")).unwrap())
+                .await
+                .unwrap();
+        }
+        let sessions = engine.sessions.lock().unwrap();
+        assert_eq!(sessions.len(), MAX_SESSIONS);
+        assert!(sessions.contains(&first));
+        assert!(!sessions.contains(&Tenant::new("t1").unwrap()));
+        assert!(sessions.contains(&Tenant::new(&format!("t{MAX_SESSIONS}")).unwrap()));
+    }
+
+    #[tokio::test]
+    async fn results_are_charged_to_the_query_memory() {
+        let (engine, _dir) = engine(|c| c.memory_limit = 16 << 20);
+        let big = "SELECT value FROM generate_series(1, 100000000)";
+        for format in [Format::Json, Format::Csv, Format::Arrow, Format::Table] {
+            match engine.sql_encoded(&tenant(), big, format).await {
+                Err(Error::ResourcesExhausted(m)) => assert!(m.contains("query memory"), "{m}"),
+                Err(e) => panic!("{format:?}: {e}"),
+                Ok(_) => panic!("{format:?}: answered"),
+            }
+        }
+        assert!(matches!(
+            engine.sql(&tenant(), big).await,
+            Err(Error::ResourcesExhausted(_))
+        ));
+        assert!(matches!(
+            engine.rows(&tenant(), big, vec![]).await,
+            Err(Error::ResourcesExhausted(_))
+        ));
+        assert_eq!(reserved(&engine), 0, "released after the failure");
+        // A result that fits stays charged until it is dropped.
+        let small = engine
+            .sql_encoded(
+                &tenant(),
+                "SELECT value FROM generate_series(1, 1000)",
+                Format::Json,
+            )
+            .await
+            .unwrap();
+        assert!(reserved(&engine) >= small.bytes.len());
+        drop(small);
+        assert_eq!(reserved(&engine), 0);
+        let rows = engine
+            .rows(
+                &tenant(),
+                "SELECT $1 + 1 AS n",
+                vec![ScalarValue::Int64(Some(1))],
+            )
+            .await
+            .unwrap();
+        assert_eq!(rows[0]["n"], 2);
+    }
+
+    #[tokio::test]
+    async fn generated_values_are_bounded_before_they_are_allocated() {
+        let (engine, _dir) = engine(|c| c.memory_limit = 256 << 20);
+        let rows = engine
+            .rows(
+                &tenant(),
+                "SELECT repeat('ab', 3) AS r, lpad('x', 3, '0') AS l, rpad('x', 3) AS p, \
+                 array_repeat(1, 3) AS a, range(3) AS g, generate_series(1, 3) AS s, \
+                 array_resize([1], 3, 0) AS z, \
+                 cardinality(range(DATE '2000-01-01', DATE '2000-01-10', INTERVAL '1 day')) AS d",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let row = serde_json::Value::Object(rows[0].clone());
+        assert_eq!(
+            row,
+            serde_json::json!({"r": "ababab", "l": "00x", "p": "x  ", "a": [1, 1, 1],
+                "g": [0, 1, 2], "s": [1, 2, 3], "z": [1, 0, 0], "d": 9})
+        );
+        for sql in [
+            "SELECT repeat('x', 2000000000)",
+            "SELECT lpad('x', 100000000)",
+            "SELECT rpad('x', 30000000, '€')",
+            "SELECT array_repeat('x', 100000000)",
+            "SELECT array_resize([1], 100000000)",
+            "SELECT range(10000000000)",
+            "SELECT generate_series(1, 10000000000, 1)",
+            "SELECT range(TIMESTAMP '1970-01-01', TIMESTAMP '2100-01-01', INTERVAL '1 second')",
+            "SELECT repeat(name, 100000000) FROM (VALUES ('a'), ('b')) AS t(name)",
+        ] {
+            match engine.sql(&tenant(), sql).await {
+                Err(Error::BadRequest(m)) => {
+                    assert!(m.contains("a generated value may have"), "{sql}: {m}")
+                }
+                Err(e) => panic!("{sql}: {e}"),
+                Ok(_) => panic!("{sql}: answered"),
+            }
+        }
+        // Each value may be, but all together they do not fit the query memory; also when a
+        // constant value would be repeated for every row.
+        for sql in [
+            "SELECT length(repeat('x', 50000000 + value % 2)) FROM generate_series(1, 100)",
+            "SELECT repeat('x', 1000000) FROM generate_series(1, 100000)",
+        ] {
+            match engine.sql(&tenant(), sql).await {
+                Err(Error::ResourcesExhausted(m)) => assert!(m.contains("query memory"), "{m}"),
+                Err(e) => panic!("{sql}: {e}"),
+                Ok(_) => panic!("{sql}: answered"),
+            }
+        }
+        assert_eq!(reserved(&engine), 0);
+    }
+
+    #[tokio::test]
+    async fn queries_stop_at_the_timeout() {
+        let (engine, _dir) = engine(|c| c.query_timeout = Duration::from_millis(300));
+        for sql in [
+            "SELECT count(*) FROM generate_series(1, 1000000) a, generate_series(1, 1000000) b",
+            "WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM t) SELECT count(*) FROM t",
+            "SELECT count(*) FROM generate_series(1, 10000000000000)",
+        ] {
+            let started = Instant::now();
+            match engine.sql(&tenant(), sql).await {
+                Err(e @ Error::Timeout(_)) => {
+                    assert_eq!(e.http_status(), http::StatusCode::GATEWAY_TIMEOUT);
+                    assert!(e.to_string().contains("query timeout of 300ms"), "{e}");
+                }
+                Err(e) => panic!("{sql}: {e}"),
+                Ok(_) => panic!("{sql}: answered"),
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "{sql}");
+        }
+        assert_eq!(reserved(&engine), 0);
+    }
+
+    /// Dropping the caller's future aborts the query: the memory it held is given back.
+    #[tokio::test]
+    async fn dropping_the_caller_cancels_the_query() {
+        let (engine, _dir) = engine(|c| c.memory_limit = 1 << 30);
+        let sql = "SELECT count(DISTINCT value) FROM generate_series(1, 10000000000000)";
+        let tenant = tenant();
+        let query = engine.sql(&tenant, sql);
+        assert!(tokio::time::timeout(Duration::from_millis(1_500), query)
+            .await
+            .is_err());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while reserved(&engine) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(reserved(&engine), 0, "the aborted query still holds memory");
+    }
+
+    #[tokio::test]
+    async fn spills_are_bounded() {
+        let (engine, dir) = engine(|c| {
+            c.memory_limit = 64 << 20;
+            c.spill_limit = 64 << 10;
+        });
+        assert!(dir.path().join("spill").is_dir());
+        let sql = "SELECT max(r) FROM (SELECT row_number() OVER (ORDER BY value DESC) AS r \
+                   FROM generate_series(1, 10000000)) AS t";
+        match engine.sql(&tenant(), sql).await {
+            Err(Error::ResourcesExhausted(m)) => assert!(m.contains("--spill-size"), "{m}"),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("sorted 10M rows in 64 MiB without spilling"),
+        }
     }
 }

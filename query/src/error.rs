@@ -15,9 +15,14 @@ pub enum Error {
     /// Nothing matches.
     #[error("{0}")]
     NotFound(String),
-    /// The query needs more memory than it may use.
+    /// The query needs more memory or spill space than it may use. The budget is shared by all
+    /// running queries, so the same query may pass later: 503, retryable.
     #[error("query exceeds its resources: {0}")]
     ResourcesExhausted(String),
+    /// The query ran longer than the query timeout and was cancelled: 504. Not 503, because
+    /// sending it again is expected to time out again, unlike a momentary lack of memory.
+    #[error("{0}")]
+    Timeout(String),
     /// Reading the object store failed.
     #[error("storage error: {0}")]
     Storage(String),
@@ -36,15 +41,46 @@ impl Error {
             Error::Forbidden(_) => S::FORBIDDEN,
             Error::NotFound(_) => S::NOT_FOUND,
             Error::ResourcesExhausted(_) => S::SERVICE_UNAVAILABLE,
+            Error::Timeout(_) => S::GATEWAY_TIMEOUT,
             Error::Storage(_) => S::BAD_GATEWAY,
             Error::Internal(_) => S::INTERNAL_SERVER_ERROR,
         }
     }
 }
 
+/// The error at the bottom of `e`, also through Arrow errors that carry one (a spill file's
+/// writer reports DataFusion's "spill space exhausted" as an IO error).
+fn root(e: &DataFusionError) -> &DataFusionError {
+    let mut e = e.find_root();
+    loop {
+        let inner = match e {
+            DataFusionError::ArrowError(arrow_error, _) => match arrow_error.as_ref() {
+                arrow::error::ArrowError::IoError(_, io) => io.get_ref(),
+                arrow::error::ArrowError::ExternalError(external) => Some(external.as_ref()),
+                _ => None,
+            },
+            DataFusionError::IoError(io) => io.get_ref(),
+            _ => None,
+        };
+        match inner.and_then(|i| i.downcast_ref::<DataFusionError>()) {
+            Some(inner) => e = inner.find_root(),
+            None => return e,
+        }
+    }
+}
+
+/// DataFusion's spill file reports its size limit as a plain IO error; this is its text.
+const SPILL_LIMIT_TEXT: &str = "spilling process has exceeded the allowable limit";
+
 impl From<DataFusionError> for Error {
     fn from(e: DataFusionError) -> Self {
-        match e.find_root() {
+        if e.to_string().contains(SPILL_LIMIT_TEXT) {
+            return Error::ResourcesExhausted(format!(
+                "the query needs more spill space than is left (--spill-size): {}",
+                e.strip_backtrace()
+            ));
+        }
+        match root(&e) {
             DataFusionError::SQL(..)
             | DataFusionError::Plan(_)
             | DataFusionError::SchemaError(..)

@@ -60,50 +60,114 @@ impl Format {
 
 /// Encodes `result` in `format`.
 pub fn encode(result: &QueryResult, format: Format) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    match format {
-        Format::Json => {
-            let mut writer = arrow::json::ArrayWriter::new(&mut out);
-            for batch in &result.batches {
-                writer.write(batch)?;
-            }
-            writer.finish()?;
-            if out.is_empty() {
-                out.extend_from_slice(b"[]");
-            }
-        }
-        Format::Csv => {
-            let mut writer = arrow::csv::WriterBuilder::new()
-                .with_header(true)
-                .build(&mut out);
-            if result.batches.is_empty() {
-                let empty = RecordBatch::new_empty(Arc::clone(&result.schema));
-                writer.write(&flatten_nested(&empty)?)?;
-            }
-            for batch in &result.batches {
+    let mut encoder = Encoder::new(Arc::clone(&result.schema), format)?;
+    for batch in &result.batches {
+        encoder.write(batch)?;
+    }
+    encoder.finish()
+}
+
+/// Encodes batches one at a time, so that a result need not be held whole before it is encoded
+/// and the output's size can be watched as it grows.
+pub struct Encoder {
+    schema: SchemaRef,
+    state: State,
+}
+
+enum State {
+    Json(arrow::json::ArrayWriter<Vec<u8>>),
+    Csv {
+        out: Vec<u8>,
+        header: bool,
+    },
+    Arrow(arrow::ipc::writer::StreamWriter<Vec<u8>>),
+    /// A text table needs every row to size its columns.
+    Table(Vec<RecordBatch>),
+}
+
+impl Encoder {
+    pub fn new(schema: SchemaRef, format: Format) -> Result<Self> {
+        let state = match format {
+            Format::Json => State::Json(arrow::json::ArrayWriter::new(Vec::new())),
+            Format::Csv => State::Csv {
+                out: Vec::new(),
+                header: false,
+            },
+            Format::Arrow => State::Arrow(arrow::ipc::writer::StreamWriter::try_new(
+                Vec::new(),
+                &schema,
+            )?),
+            Format::Table => State::Table(Vec::new()),
+        };
+        Ok(Self { schema, state })
+    }
+
+    /// Appends `batch`.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        match &mut self.state {
+            State::Json(writer) => writer.write(batch)?,
+            State::Csv { out, header } => {
+                let mut writer = arrow::csv::WriterBuilder::new()
+                    .with_header(!*header)
+                    .build(out);
                 writer.write(&flatten_nested(batch)?)?;
+                *header = true;
             }
+            State::Arrow(writer) => writer.write(batch)?,
+            State::Table(batches) => batches.push(batch.clone()),
         }
-        Format::Arrow => {
-            let mut writer = arrow::ipc::writer::StreamWriter::try_new(&mut out, &result.schema)?;
-            for batch in &result.batches {
-                writer.write(batch)?;
-            }
-            writer.finish()?;
-        }
-        Format::Table => {
-            let table = if result.batches.is_empty() {
-                arrow::util::pretty::pretty_format_batches(&[RecordBatch::new_empty(Arc::clone(
-                    &result.schema,
-                ))])?
-            } else {
-                arrow::util::pretty::pretty_format_batches(&result.batches)?
-            };
-            out.extend_from_slice(table.to_string().as_bytes());
-            out.push(b'\n');
+        Ok(())
+    }
+
+    /// Memory the output so far takes, in bytes.
+    pub fn size(&self) -> usize {
+        match &self.state {
+            State::Json(writer) => writer.get_ref().capacity(),
+            State::Csv { out, .. } => out.capacity(),
+            State::Arrow(writer) => writer.get_ref().capacity(),
+            State::Table(batches) => batches.iter().map(|b| b.get_array_memory_size()).sum(),
         }
     }
-    Ok(out)
+
+    /// The whole output.
+    pub fn finish(self) -> Result<Vec<u8>> {
+        Ok(match self.state {
+            State::Json(mut writer) => {
+                writer.finish()?;
+                let mut out = writer.into_inner();
+                if out.is_empty() {
+                    out.extend_from_slice(b"[]");
+                }
+                out
+            }
+            State::Csv { mut out, header } => {
+                if !header {
+                    let empty = RecordBatch::new_empty(Arc::clone(&self.schema));
+                    let mut writer = arrow::csv::WriterBuilder::new()
+                        .with_header(true)
+                        .build(&mut out);
+                    writer.write(&flatten_nested(&empty)?)?;
+                }
+                out
+            }
+            State::Arrow(mut writer) => {
+                writer.finish()?;
+                writer.into_inner()?
+            }
+            State::Table(batches) => {
+                let table = if batches.is_empty() {
+                    arrow::util::pretty::pretty_format_batches(&[RecordBatch::new_empty(
+                        Arc::clone(&self.schema),
+                    )])?
+                } else {
+                    arrow::util::pretty::pretty_format_batches(&batches)?
+                };
+                let mut out = table.to_string().into_bytes();
+                out.push(b'\n');
+                out
+            }
+        })
+    }
 }
 
 /// Renders list, struct and map columns as text, which CSV cannot hold otherwise.
@@ -152,5 +216,44 @@ mod tests {
         );
         assert_eq!(Format::from_accept(Some("*/*")), Format::Json);
         assert!(Format::from_name("xml").is_err());
+    }
+
+    fn batches() -> QueryResult {
+        let schema: SchemaRef =
+            Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        let batch = |v: Vec<i64>| {
+            RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![Arc::new(arrow::array::Int64Array::from(v)) as ArrayRef],
+            )
+            .unwrap()
+        };
+        QueryResult {
+            schema: Arc::clone(&schema),
+            batches: vec![batch(vec![1, 2]), batch(vec![3])],
+        }
+    }
+
+    #[test]
+    fn encodes_batch_by_batch() {
+        let result = batches();
+        let text = |f| String::from_utf8(encode(&result, f).unwrap()).unwrap();
+        assert_eq!(text(Format::Json), r#"[{"n":1},{"n":2},{"n":3}]"#);
+        assert_eq!(text(Format::Csv), "n\n1\n2\n3\n");
+        assert!(text(Format::Table).contains("| 3 |"));
+        let ipc = encode(&result, Format::Arrow).unwrap();
+        let reader =
+            arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(ipc), None).unwrap();
+        assert_eq!(reader.map(|b| b.unwrap().num_rows()).sum::<usize>(), 3);
+        let empty = QueryResult {
+            schema: result.schema,
+            batches: Vec::new(),
+        };
+        assert_eq!(encode(&empty, Format::Json).unwrap(), b"[]");
+        assert_eq!(encode(&empty, Format::Csv).unwrap(), b"n\n");
+        let mut encoder = Encoder::new(Arc::clone(&empty.schema), Format::Json).unwrap();
+        assert_eq!(encoder.size(), 0);
+        encoder.write(&batches().batches[0]).unwrap();
+        assert!(encoder.size() >= 15);
     }
 }

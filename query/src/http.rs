@@ -7,17 +7,24 @@
 //! - `GET /health`: liveness.
 //!
 //! Every request is scoped to the tenant of its `X-Scope-OrgID` header (default `default`).
-//! Errors are JSON `{"error": "…"}` with a 4xx/5xx status.
+//! Errors are JSON `{"error": "…"}` with a 4xx/5xx status: among them 400 for a statement
+//! beyond the guard's size limits, 503 when a query needs more memory or spill space than is
+//! left, 504 when it runs longer than the query timeout. A client that goes away cancels its
+//! query.
 
+use std::task::Poll;
+
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use cairn_schema::tenant::{Tenant, TENANT_HEADER};
+use futures::StreamExt;
 use serde::Deserialize;
 
-use crate::format::{encode, Format};
+use crate::format::Format;
 use crate::{trace, Error, QueryEngine, Result};
 
 impl IntoResponse for Error {
@@ -64,14 +71,26 @@ async fn sql(
     let request: SqlRequest = serde_json::from_slice(&body)
         .map_err(|e| Error::BadRequest(format!("body must be JSON {{\"sql\": \"…\"}}: {e}")))?;
     let format = Format::from_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
-    let result = engine.sql(&tenant, &request.sql).await?;
-    let body = encode(&result, format)?;
+    let encoded = engine.sql_encoded(&tenant, &request.sql, format).await?;
+    let (bytes, reservation) = (encoded.bytes, encoded.reservation);
+    let length = bytes.len();
+    // The result stays charged to the query memory until the body is sent and dropped.
+    let body = futures::stream::once(async move {
+        Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(bytes))
+    })
+    .chain(futures::stream::poll_fn(move |_| {
+        let _charged = &reservation;
+        Poll::Ready(None)
+    }));
     Ok((
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(format.content_type()),
-        )],
-        body,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(format.content_type()),
+            ),
+            (header::CONTENT_LENGTH, HeaderValue::from(length)),
+        ],
+        Body::from_stream(body),
     )
         .into_response())
 }

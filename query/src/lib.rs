@@ -10,6 +10,7 @@
 //! the same views.
 
 pub mod api;
+pub mod bounded;
 pub mod catalog;
 pub mod engine;
 mod error;

@@ -1,7 +1,9 @@
 //! Binds the query API and serves it until shutdown.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use object_store::ObjectStore;
 use tokio::net::TcpListener;
@@ -21,6 +23,13 @@ pub struct QueryConfig {
     pub memory_limit: usize,
     /// Tool name patterns that always need an approval, whatever the policy in force says.
     pub approval_rules: Vec<String>,
+    /// Wall time a query may run before it is cancelled (default 60 s).
+    pub query_timeout: Duration,
+    /// Directory queries spill to when they run out of memory (default `cairn-spill` in the OS
+    /// temporary directory); created if missing.
+    pub spill_dir: PathBuf,
+    /// Disk all running queries may spill together, in bytes (default 10 GiB).
+    pub spill_limit: u64,
 }
 
 impl Default for QueryConfig {
@@ -28,11 +37,14 @@ impl Default for QueryConfig {
         Self {
             http_addr: ([127, 0, 0, 1], 3200).into(),
             limits: cairn_net::Limits {
-                request_timeout: std::time::Duration::from_secs(90),
+                request_timeout: Duration::from_secs(90),
                 ..Default::default()
             },
             memory_limit: 2 << 30,
             approval_rules: Vec::new(),
+            query_timeout: Duration::from_secs(60),
+            spill_dir: std::env::temp_dir().join("cairn-spill"),
+            spill_limit: 10 << 30,
         }
     }
 }
@@ -46,8 +58,7 @@ pub struct QueryServer {
 
 impl QueryServer {
     pub async fn bind(config: QueryConfig, store: Arc<dyn ObjectStore>) -> Result<Self> {
-        let engine = QueryEngine::new(store, config.memory_limit)?
-            .with_approval_rules(config.approval_rules.clone());
+        let engine = QueryEngine::new(store, &config)?;
         let listener = TcpListener::bind(config.http_addr)
             .await
             .map_err(|e| Error::Internal(format!("cannot listen on {}: {e}", config.http_addr)))?;

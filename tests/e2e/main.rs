@@ -11,6 +11,7 @@ mod disk_full;
 mod fixtures;
 mod hostile_api;
 mod hostile_ingest;
+mod hostile_query;
 mod lineage;
 mod otlp_rust;
 mod overload;
