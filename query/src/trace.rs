@@ -14,8 +14,11 @@ use crate::{Error, QueryEngine, Result};
 /// The spans of `trace_id` for `tenant`, in start order (run on the query runtime).
 pub async fn fetch(engine: &QueryEngine, tenant: &Tenant, trace_id: &str) -> Result<TracesData> {
     let trace_id = parse_trace_id(trace_id)?;
-    let (engine, tenant) = (engine.clone(), tenant.clone());
-    crate::engine::on_query_runtime(async move { fetch_on(&engine, &tenant, trace_id).await }).await
+    let (runner, tenant) = (engine.clone(), tenant.clone());
+    let engine = engine.clone();
+    runner
+        .run(async move { fetch_on(&engine, &tenant, trace_id).await })
+        .await
 }
 
 async fn fetch_on(engine: &QueryEngine, tenant: &Tenant, trace_id: String) -> Result<TracesData> {

@@ -54,12 +54,14 @@ pub async fn contents(
     if wanted.is_empty() {
         return Ok(HashMap::new());
     }
-    let (engine, tenant) = (engine.clone(), tenant.clone());
-    let found = crate::engine::on_query_runtime(async move {
-        let ctx = engine.session(&tenant).await?;
-        crate::trace::payload_contents(&ctx, wanted).await
-    })
-    .await?;
+    let (runner, tenant) = (engine.clone(), tenant.clone());
+    let engine = engine.clone();
+    let found = runner
+        .run(async move {
+            let ctx = engine.session(&tenant).await?;
+            crate::trace::payload_contents(&ctx, wanted).await
+        })
+        .await?;
     Ok(found.into_iter().map(|(h, c)| (h, value(&c))).collect())
 }
 
