@@ -387,3 +387,56 @@ impl Writer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_schema::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+    fn request(name: &str) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![Span {
+                        name: name.into(),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn segments_parse_up_to_a_torn_or_corrupt_record() {
+        let (a, b) = (request("a").encode_to_vec(), request("b").encode_to_vec());
+        let mut segment = encode_record(b"t1", &a);
+        segment.extend(encode_record(b"t2", &b));
+        let whole = segment.len();
+        let (records, good) = parse_segment(&segment);
+        assert_eq!(good, whole);
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[1].0.as_str(), "t2");
+        assert_eq!(records[1].1, request("b"));
+
+        // A torn tail, a flipped byte, an invalid tenant: the records before it stand.
+        let first = encode_record(b"t1", &a).len();
+        for cut in [whole - 1, first + 3] {
+            let (records, good) = parse_segment(&segment[..cut]);
+            assert_eq!((records.len(), good), (1, first), "cut at {cut}");
+        }
+        let mut flipped = segment.clone();
+        flipped[first + 9] ^= 1;
+        assert_eq!(parse_segment(&flipped).1, first);
+        let mut bad_tenant = encode_record(b"t1", &a);
+        bad_tenant.extend(encode_record(b"../x", &b));
+        assert_eq!(parse_segment(&bad_tenant).1, first);
+        // A length past the end of the data.
+        let mut huge = encode_record(b"t1", &a);
+        huge.extend(u32::MAX.to_le_bytes());
+        huge.extend([0; 12]);
+        assert_eq!(parse_segment(&huge).1, first);
+        assert_eq!(parse_segment(&[]), (Vec::new(), 0));
+    }
+}

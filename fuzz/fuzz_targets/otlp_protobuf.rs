@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| cairn_fuzz::otlp::otlp_protobuf(data));
+libfuzzer_sys::fuzz_target!(init: cairn_fuzz::init(), |data: &[u8]| cairn_fuzz::otlp::otlp_protobuf(data));

@@ -19,7 +19,7 @@ const MAX_DEPTH: usize = 48;
 /// Attributes per list at most.
 const MAX_ATTRS: usize = 16;
 /// Times the segments of a flattened key may repeat: a compact way to say a long key.
-const MAX_REPEAT: u32 = 25_000;
+const MAX_REPEAT: u32 = 8_192;
 
 /// Keys that the conventions give a meaning to (promoted columns, payloads, span kinds).
 const KNOWN_KEYS: &[&str] = &[
@@ -105,7 +105,7 @@ fn key(u: &mut Unstructured<'_>) -> Result<String> {
                     _ => u.arbitrary::<String>()?,
                 });
             }
-            let repeat = if u.ratio(1, 8)? {
+            let repeat = if u.ratio(1, 32)? {
                 u.int_in_range(1..=MAX_REPEAT)?
             } else {
                 1
