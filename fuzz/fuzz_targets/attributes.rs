@@ -1,5 +1,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(init: cairn_fuzz::init(), |data: &[u8]| {
-    cairn_fuzz::attrs::attributes_target(data)
+    cairn_fuzz::run(data, cairn_fuzz::attrs::attributes_target)
 });
