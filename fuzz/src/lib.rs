@@ -13,9 +13,11 @@ use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 /// The input being run, for the SIGSEGV handler.
 static INPUT: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
 static INPUT_LEN: AtomicUsize = AtomicUsize::new(0);
-/// `<artifact_prefix>stack-overflow-`, prepared by [`init`] (the pid follows).
+/// `<artifact_prefix>stack-overflow-`, prepared by [`init`] (the pid follows), or the
+/// `-exact_artifact_path=` (nothing follows).
 static ARTIFACT: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
 static ARTIFACT_LEN: AtomicUsize = AtomicUsize::new(0);
+static ARTIFACT_EXACT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Runs `target` on `data`, keeping `data` where the SIGSEGV handler finds it.
 pub fn run(data: &[u8], target: impl FnOnce(&[u8])) {
@@ -32,14 +34,21 @@ pub fn run(data: &[u8], target: impl FnOnce(&[u8])) {
 /// and libFuzzer's own crash handler is not async-signal-safe (it allocates, and deadlocks when
 /// the overflow hit inside `malloc`). So this installs, on an alternate stack, a SIGSEGV handler
 /// that only makes system calls: it writes the input to `<artifact_prefix>stack-overflow-<pid>` (the
-/// directory of `-artifact_prefix=`, else the current one) and exits with status 1. libFuzzer
+/// directory of `-artifact_prefix=`, else the current one; or to `-exact_artifact_path=`, which
+/// crash minimisation uses) and exits with status 1. libFuzzer
 /// keeps it and calls it first from its own handler.
 pub fn init() {
     const SIZE: usize = 1 << 20;
     let prefix = std::env::args()
         .find_map(|a| a.strip_prefix("-artifact_prefix=").map(str::to_owned))
         .unwrap_or_default();
-    let path = format!("{prefix}stack-overflow-").into_bytes().leak();
+    let exact =
+        std::env::args().find_map(|a| a.strip_prefix("-exact_artifact_path=").map(str::to_owned));
+    ARTIFACT_EXACT.store(exact.is_some(), Ordering::Relaxed);
+    let path = exact
+        .unwrap_or_else(|| format!("{prefix}stack-overflow-"))
+        .into_bytes()
+        .leak();
     ARTIFACT_LEN.store(path.len().min(4000), Ordering::Relaxed);
     ARTIFACT.store(path.as_mut_ptr(), Ordering::Relaxed);
     // SAFETY: plain libc calls with valid arguments; the mapping lives as long as the process.
@@ -93,8 +102,12 @@ extern "C" fn on_segv(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_v
                     break;
                 }
             }
-            let end = n + digits.len() - d;
-            path[n..end].copy_from_slice(&digits[d..]);
+            let end = if ARTIFACT_EXACT.load(Ordering::Relaxed) {
+                n
+            } else {
+                path[n..n + digits.len() - d].copy_from_slice(&digits[d..]);
+                n + digits.len() - d
+            };
             let fd = libc::open(
                 path.as_ptr().cast(),
                 libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC,
