@@ -105,7 +105,7 @@ fn key(u: &mut Unstructured<'_>) -> Result<String> {
                     _ => u.arbitrary::<String>()?,
                 });
             }
-            let repeat = if u.ratio(1, 32)? {
+            let repeat = if u.ratio(1, 128)? {
                 u.int_in_range(1..=MAX_REPEAT)?
             } else {
                 1
