@@ -42,7 +42,11 @@ fn main() {
     let (stem, smallest) = requests.iter().min_by_key(|(_, p)| p.len()).unwrap();
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(smallest).unwrap();
-    write(&corpus.join("otlp_protobuf"), &format!("{stem}.pb.gz"), &gz.finish().unwrap());
+    write(
+        &corpus.join("otlp_protobuf"),
+        &format!("{stem}.pb.gz"),
+        &gz.finish().unwrap(),
+    );
     write(
         &corpus.join("otlp_json"),
         "minimal.json",

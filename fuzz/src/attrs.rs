@@ -63,7 +63,15 @@ const FLATTENED: &[&str] = &[
     "gen_ai.completion",
 ];
 
-const SEGMENTS: &[&str] = &["message", "role", "content", "tool_calls", "tool_call", "id", "a"];
+const SEGMENTS: &[&str] = &[
+    "message",
+    "role",
+    "content",
+    "tool_calls",
+    "tool_call",
+    "id",
+    "a",
+];
 
 const TEXTS: &[&str] = &[
     r#"[{"role":"user","content":"hi"},{"role":"assistant","content":"hello"}]"#,
@@ -86,7 +94,9 @@ fn text(u: &mut Unstructured<'_>) -> Result<String> {
         0 => u.arbitrary::<String>()?,
         1 => u.choose(TEXTS)?.to_string(),
         // Long enough to be stored as a payload.
-        2 => u.choose(TEXTS)?.repeat(usize::from(u.int_in_range(1u16..=400)?)),
+        2 => u
+            .choose(TEXTS)?
+            .repeat(usize::from(u.int_in_range(1u16..=400)?)),
         _ => "x".repeat(usize::from(u.arbitrary::<u16>()? % 8192)),
     })
 }
@@ -175,7 +185,9 @@ fn request(u: &mut Unstructured<'_>) -> Result<(Vec<KeyValue>, ExportTraceServic
     let list = attributes(u)?;
     let resource = attributes(u)?;
     let scope = InstrumentationScope {
-        name: u.choose(&["", "openinference.instrumentation.openai_agents", "x"])?.to_string(),
+        name: u
+            .choose(&["", "openinference.instrumentation.openai_agents", "x"])?
+            .to_string(),
         version: String::new(),
         attributes: attributes(u)?,
         dropped_attributes_count: 0,

@@ -71,7 +71,10 @@ pub fn init() {
         let mut action: libc::sigaction = std::mem::zeroed();
         action.sa_sigaction = on_segv as *const () as usize;
         action.sa_flags = libc::SA_ONSTACK | libc::SA_SIGINFO;
-        assert_eq!(libc::sigaction(libc::SIGSEGV, &action, std::ptr::null_mut()), 0);
+        assert_eq!(
+            libc::sigaction(libc::SIGSEGV, &action, std::ptr::null_mut()),
+            0
+        );
     }
 }
 
@@ -82,7 +85,10 @@ fn say(text: &[u8]) {
 
 extern "C" fn on_segv(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
     say(b"\n==ERROR: libFuzzer: deadly signal: SIGSEGV (a stack overflow, or an invalid access)\n");
-    let (data, len) = (INPUT.load(Ordering::Relaxed), INPUT_LEN.load(Ordering::Relaxed));
+    let (data, len) = (
+        INPUT.load(Ordering::Relaxed),
+        INPUT_LEN.load(Ordering::Relaxed),
+    );
     let prefix = ARTIFACT.load(Ordering::Relaxed);
     if !data.is_null() && !prefix.is_null() {
         // The file name, built without allocating: prefix, pid, NUL.

@@ -70,10 +70,7 @@ fn normal_attrs(attrs: &[KeyValue]) -> Vec<KeyValue> {
         .iter()
         .map(|kv| KeyValue {
             key: kv.key.clone(),
-            value: kv
-                .value
-                .clone()
-                .filter(|v: &AnyValue| v.value.is_some()),
+            value: kv.value.clone().filter(|v: &AnyValue| v.value.is_some()),
             ..Default::default()
         })
         .collect()
@@ -88,9 +85,7 @@ fn normal_span(span: &Span) -> Span {
     for l in &mut s.links {
         l.attributes = normal_attrs(&l.attributes);
     }
-    s.status = s
-        .status
-        .filter(|st| st.code != 0 || !st.message.is_empty());
+    s.status = s.status.filter(|st| st.code != 0 || !st.message.is_empty());
     s
 }
 
@@ -184,7 +179,11 @@ fn compare(
     // Grouping reorders spans of different resources and scopes; the multiset must match.
     expected.sort();
     got.sort();
-    assert_eq!(expected.len(), got.len(), "span count differs after read-back");
+    assert_eq!(
+        expected.len(),
+        got.len(),
+        "span count differs after read-back"
+    );
     for (e, g) in expected.iter().zip(&got) {
         assert_eq!(e, g, "span differs after read-back");
     }

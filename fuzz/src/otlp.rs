@@ -31,7 +31,11 @@ fn otlp_body(format: Format, data: &[u8]) {
     // The collector appends the request to the WAL as protobuf and replays it from there.
     let bytes = request.encode_to_vec();
     let (records, good) = parse_segment(&encode_record(b"t", &bytes));
-    assert_eq!(records.len(), 1, "a decoded request does not replay from the WAL");
+    assert_eq!(
+        records.len(),
+        1,
+        "a decoded request does not replay from the WAL"
+    );
     assert_eq!(good, 8 + 2 + 1 + bytes.len());
     assert_eq!(
         records[0].1.encode_to_vec(),
@@ -79,10 +83,17 @@ pub fn wal_record(data: &[u8]) {
     assert_eq!(again_good, good);
     let mut rewritten = Vec::new();
     for (tenant, request) in &records {
-        rewritten.extend(encode_record(tenant.as_str().as_bytes(), &request.encode_to_vec()));
+        rewritten.extend(encode_record(
+            tenant.as_str().as_bytes(),
+            &request.encode_to_vec(),
+        ));
     }
     let (back, back_good) = parse_segment(&rewritten);
-    assert_eq!(back_good, rewritten.len(), "rewritten records do not read back");
+    assert_eq!(
+        back_good,
+        rewritten.len(),
+        "rewritten records do not read back"
+    );
     assert_eq!(back.len(), records.len());
     for ((t1, r1), (t2, r2)) in records.iter().zip(&back) {
         assert_eq!(t1, t2);
