@@ -14,6 +14,7 @@
 #   CAIRN_FUZZ_SQL_SECONDS  seconds for the `sql` target (default: SECONDS)
 #   CAIRN_FUZZ_STRICT     1: also require lossless read-back (see fuzz/src/normalise.rs)
 #   CAIRN_FUZZ_ARTIFACTS  where crashing inputs are written
+#   CAIRN_FUZZ_TARGETS    the targets to run, space-separated (default: all four, and sql as above)
 #
 # Needs cargo-fuzz (`cargo install cargo-fuzz --locked`); works on stable Rust (no sanitizer,
 # so no -Z flag is passed).
@@ -33,8 +34,14 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   exit 2
 fi
 
-targets=(otlp_protobuf otlp_json attributes wal_record)
+read -r -a targets <<< "${CAIRN_FUZZ_TARGETS:-otlp_protobuf otlp_json attributes wal_record sql}"
+want_sql=0
+for t in "${targets[@]}"; do [ "$t" = sql ] && want_sql=1; done
+lean=()
+for t in "${targets[@]}"; do [ "$t" != sql ] && lean+=("$t"); done
+targets=("${lean[@]}")
 features=()
+[ "$want_sql" = 1 ] || CAIRN_FUZZ_SQL=0
 case "${CAIRN_FUZZ_SQL:-auto}" in
   1) features=(--features sql) ;;
   0) ;;
