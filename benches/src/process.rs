@@ -28,14 +28,24 @@ pub fn cpu_seconds(pid: u32) -> Result<f64> {
 
 /// Peak resident set size of a process so far, in bytes.
 pub fn peak_rss(pid: u32) -> Result<u64> {
+    status_bytes(pid, "VmHWM:")
+}
+
+/// Resident set size of a process now, in bytes.
+pub fn rss(pid: u32) -> Result<u64> {
+    status_bytes(pid, "VmRSS:")
+}
+
+/// A `kB` field of `/proc/<pid>/status`, in bytes.
+fn status_bytes(pid: u32, field: &str) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .map_err(|e| Error::Usage(format!("/proc/{pid}/status: {e}")))?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map(|kb| kb * 1024)
-        .ok_or_else(|| Error::Usage(format!("no VmHWM in /proc/{pid}/status")))
+        .ok_or_else(|| Error::Usage(format!("no {field} in /proc/{pid}/status")))
 }
 
 /// Total size of the regular files under `path` (a file or a directory); 0 if it is absent.

@@ -171,6 +171,57 @@ fn varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
     None
 }
 
+/// Skips a varint (wire type 0), 64-bit (1) or 32-bit (5) field at `pos`.
+fn skip_scalar(wire: u64, buf: &[u8], pos: &mut usize) -> Result<(), &'static str> {
+    match wire {
+        0 => varint(buf, pos).map(drop).ok_or("truncated varint")?,
+        1 => *pos += 8,
+        _ => *pos += 4,
+    }
+    if *pos > buf.len() {
+        return Err("truncated fixed-size field");
+    }
+    Ok(())
+}
+
+/// Reads the length of a length-delimited field at `pos`; returns where the field ends.
+fn delimited_end(buf: &[u8], pos: &mut usize) -> Result<usize, &'static str> {
+    let len = varint(buf, pos).ok_or("truncated length")?;
+    usize::try_from(len)
+        .ok()
+        .and_then(|l| pos.checked_add(l))
+        .filter(|&e| e <= buf.len())
+        .ok_or("length past the end of the message")
+}
+
+/// Skips a group (wire types 3 … 4) of field `number` whose start key was just read: no OTLP
+/// field is a group, but a decoder skips one in an unknown field, and so does the estimate.
+/// Groups nest at most as deep as messages.
+fn skip_group(number: u64, buf: &[u8], pos: &mut usize, depth: usize) -> Result<(), &'static str> {
+    let mut open = vec![number];
+    while let Some(&innermost) = open.last() {
+        if depth + open.len() > MAX_DEPTH {
+            return Err("groups nested too deeply");
+        }
+        let key = varint(buf, pos).ok_or("truncated group")?;
+        let (field, wire) = (key >> 3, key & 7);
+        if field == 0 {
+            return Err("field number 0");
+        }
+        match wire {
+            0 | 1 | 5 => skip_scalar(wire, buf, pos)?,
+            2 => *pos = delimited_end(buf, pos)?,
+            3 => open.push(field),
+            4 if field == innermost => {
+                open.pop();
+            }
+            4 => return Err("group ends with another field number"),
+            _ => return Err("unsupported wire type"),
+        }
+    }
+    Ok(())
+}
+
 /// Estimates a protobuf `ExportTraceServiceRequest`.
 pub fn protobuf(bytes: &[u8], limit: usize) -> Estimate {
     let mut tally = Tally::new(bytes.len(), limit);
@@ -191,23 +242,20 @@ pub fn protobuf(bytes: &[u8], limit: usize) -> Estimate {
                 return invalid("field number 0");
             }
             match wire {
-                0 => {
-                    if varint(body, &mut pos).is_none() {
-                        return invalid("truncated varint");
+                0 | 1 | 5 => {
+                    if let Err(m) = skip_scalar(wire, body, &mut pos) {
+                        return invalid(m);
                     }
                 }
-                1 => pos += 8,
-                5 => pos += 4,
+                3 => {
+                    if let Err(m) = skip_group(number, body, &mut pos, depth) {
+                        return invalid(m);
+                    }
+                }
                 2 => {
-                    let Some(len) = varint(body, &mut pos) else {
-                        return invalid("truncated length");
-                    };
-                    let end = usize::try_from(len)
-                        .ok()
-                        .and_then(|l| pos.checked_add(l))
-                        .filter(|&e| e <= body.len());
-                    let Some(end) = end else {
-                        return invalid("length past the end of the message");
+                    let end = match delimited_end(body, &mut pos) {
+                        Ok(end) => end,
+                        Err(m) => return invalid(m),
                     };
                     if let Some(child) = kind.field(number) {
                         if depth + 1 > MAX_DEPTH {
@@ -221,9 +269,6 @@ pub fn protobuf(bytes: &[u8], limit: usize) -> Estimate {
                     pos = end;
                 }
                 _ => return invalid("unsupported wire type"),
-            }
-            if pos > body.len() {
-                return invalid("truncated fixed-size field");
             }
         }
     }
@@ -400,6 +445,23 @@ mod tests {
         assert!(bytes(protobuf(&pb, usize::MAX)) > 60 * size_of::<AnyValue>());
         let js = serde_json::to_vec(&req).unwrap();
         assert!(bytes(json(&js, usize::MAX)) > 60 * size_of::<AnyValue>());
+    }
+
+    /// Groups in unknown fields are skipped, as the decoder skips them; a group that does not
+    /// end, or ends as another field, is malformed for both.
+    #[test]
+    fn unknown_groups_are_skipped_as_the_decoder_does() {
+        // Field 14 as a group holding a varint and a nested group, then an empty request.
+        let grouped = [0x73, 0x08, 0x01, 0x7b, 0x7c, 0x74];
+        assert!(ExportTraceServiceRequest::decode(&grouped[..]).is_ok());
+        assert_eq!(
+            protobuf(&grouped, 1 << 20),
+            Estimate::Bytes(grouped.len() + 2 * Kind::Request.size())
+        );
+        for bad in [&[0x73, 0x08, 0x01][..], &[0x73, 0x7c][..], &[0x74][..]] {
+            assert!(ExportTraceServiceRequest::decode(bad).is_err());
+            assert!(matches!(protobuf(bad, 1 << 20), Estimate::Invalid(_)));
+        }
     }
 
     #[test]

@@ -108,6 +108,56 @@ fn now_micros() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
+/// One record as it is appended to a segment: `len | crc32(payload) | payload`, payload =
+/// `tenant_len: u16 LE | tenant | request`. `tenant` is a valid tenant id in every record the
+/// writer appends (at most 128 bytes); any bytes are accepted so that tests can frame invalid ones.
+pub fn encode_record(tenant: &[u8], request: &[u8]) -> Vec<u8> {
+    let mut payload = Vec::with_capacity(2 + tenant.len() + request.len());
+    payload.extend_from_slice(&(tenant.len() as u16).to_le_bytes());
+    payload.extend_from_slice(tenant);
+    payload.extend_from_slice(request);
+    let mut record = Vec::with_capacity(8 + payload.len());
+    record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    record.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    record.extend_from_slice(&payload);
+    record
+}
+
+/// Parses the records of a segment's bytes up to the first torn or corrupt one (short header,
+/// short payload, checksum mismatch, invalid tenant, undecodable request). Returns the records
+/// and the length of the intact prefix they span; anything after it is ignored.
+pub fn parse_segment(data: &[u8]) -> (Vec<(Tenant, ExportTraceServiceRequest)>, usize) {
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while let Some(header) = data.get(at..at + 8) {
+        let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
+        let Some(payload) = at
+            .checked_add(8 + len)
+            .and_then(|end| data.get(at + 8..end))
+        else {
+            break;
+        };
+        if crc32fast::hash(payload) != crc || payload.len() < 2 {
+            break;
+        }
+        let tlen = u16::from_le_bytes([payload[0], payload[1]]) as usize;
+        let parsed = payload
+            .get(2..2 + tlen)
+            .zip(payload.get(2 + tlen..))
+            .and_then(|(tenant, request)| {
+                let tenant = Tenant::new(std::str::from_utf8(tenant).ok()?).ok()?;
+                Some((tenant, ExportTraceServiceRequest::decode(request).ok()?))
+            });
+        match parsed {
+            Some(record) => out.push(record),
+            None => break,
+        }
+        at += 8 + len;
+    }
+    (out, at)
+}
+
 /// An opened WAL directory: its collector id and the segments a previous run left behind.
 pub struct WalDir {
     pub dir: PathBuf,
@@ -156,33 +206,9 @@ impl WalDir {
         File::open(&path)
             .and_then(|mut f| f.read_to_end(&mut data))
             .map_err(|e| io("reading", &path, e))?;
-        let mut out = Vec::new();
-        let mut at = 0usize;
-        while at + 8 <= data.len() {
-            let len = u32::from_le_bytes(data[at..at + 4].try_into().expect("4 bytes")) as usize;
-            let crc = u32::from_le_bytes(data[at + 4..at + 8].try_into().expect("4 bytes"));
-            let Some(payload) = data.get(at + 8..at + 8 + len) else {
-                break;
-            };
-            if crc32fast::hash(payload) != crc || payload.len() < 2 {
-                break;
-            }
-            let tlen = u16::from_le_bytes([payload[0], payload[1]]) as usize;
-            let parsed = payload
-                .get(2..2 + tlen)
-                .zip(payload.get(2 + tlen..))
-                .and_then(|(tenant, request)| {
-                    let tenant = Tenant::new(std::str::from_utf8(tenant).ok()?).ok()?;
-                    Some((tenant, ExportTraceServiceRequest::decode(request).ok()?))
-                });
-            match parsed {
-                Some(record) => out.push(record),
-                None => break,
-            }
-            at += 8 + len;
-        }
-        if at < data.len() {
-            tracing::warn!(path = %path.display(), offset = at, "WAL segment ends with a torn or corrupt record; ignoring the tail");
+        let (out, good) = parse_segment(&data);
+        if good < data.len() {
+            tracing::warn!(path = %path.display(), offset = good, "WAL segment ends with a torn or corrupt record; ignoring the tail");
         }
         Ok(out)
     }
@@ -288,15 +314,7 @@ impl Writer {
     }
 
     fn write(&mut self, tenant: &Tenant, request: &[u8]) -> Result<(), String> {
-        let t = tenant.as_str().as_bytes();
-        let mut payload = Vec::with_capacity(2 + t.len() + request.len());
-        payload.extend_from_slice(&(t.len() as u16).to_le_bytes());
-        payload.extend_from_slice(t);
-        payload.extend_from_slice(request);
-        let mut record = Vec::with_capacity(8 + payload.len());
-        record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        record.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-        record.extend_from_slice(&payload);
+        let record = encode_record(tenant.as_str().as_bytes(), request);
         match self.file.write_all(&record) {
             Ok(()) => {
                 self.good_len += record.len() as u64;
@@ -367,5 +385,58 @@ impl Writer {
             }
             Err(e) => tracing::error!(error = %e, "cannot open a new WAL segment"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_schema::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+    fn request(name: &str) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![Span {
+                        name: name.into(),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn segments_parse_up_to_a_torn_or_corrupt_record() {
+        let (a, b) = (request("a").encode_to_vec(), request("b").encode_to_vec());
+        let mut segment = encode_record(b"t1", &a);
+        segment.extend(encode_record(b"t2", &b));
+        let whole = segment.len();
+        let (records, good) = parse_segment(&segment);
+        assert_eq!(good, whole);
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[1].0.as_str(), "t2");
+        assert_eq!(records[1].1, request("b"));
+
+        // A torn tail, a flipped byte, an invalid tenant: the records before it stand.
+        let first = encode_record(b"t1", &a).len();
+        for cut in [whole - 1, first + 3] {
+            let (records, good) = parse_segment(&segment[..cut]);
+            assert_eq!((records.len(), good), (1, first), "cut at {cut}");
+        }
+        let mut flipped = segment.clone();
+        flipped[first + 9] ^= 1;
+        assert_eq!(parse_segment(&flipped).1, first);
+        let mut bad_tenant = encode_record(b"t1", &a);
+        bad_tenant.extend(encode_record(b"../x", &b));
+        assert_eq!(parse_segment(&bad_tenant).1, first);
+        // A length past the end of the data.
+        let mut huge = encode_record(b"t1", &a);
+        huge.extend(u32::MAX.to_le_bytes());
+        huge.extend([0; 12]);
+        assert_eq!(parse_segment(&huge).1, first);
+        assert_eq!(parse_segment(&[]), (Vec::new(), 0));
     }
 }

@@ -174,12 +174,7 @@ impl QueryEngine {
     pub fn new(store: Arc<dyn ObjectStore>, config: &QueryConfig) -> Result<Self> {
         // Listings show each span once, also while compaction replaces files.
         let store: Arc<dyn ObjectStore> = Arc::new(VisibleStore::new(store));
-        std::fs::create_dir_all(&config.spill_dir).map_err(|e| {
-            Error::Internal(format!(
-                "cannot create the spill directory {}: {e}",
-                config.spill_dir.display()
-            ))
-        })?;
+        let spill_dir = crate::spill::prepare(&config.spill_dir)?;
         let memory_limit = config.memory_limit;
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(memory_limit, 1.0)
@@ -187,7 +182,7 @@ impl QueryEngine {
             // bytes; beyond it the query fails as out of resources.
             .with_disk_manager_builder(
                 DiskManagerBuilder::default()
-                    .with_mode(DiskManagerMode::Directories(vec![config.spill_dir.clone()]))
+                    .with_mode(DiskManagerMode::Directories(vec![spill_dir]))
                     .with_max_temp_directory_size(config.spill_limit),
             )
             // Parsed footers and page indexes of ~100 columns take far more memory than their

@@ -23,6 +23,7 @@ use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
+use crate::dialect::BoundedDialect;
 use crate::{Error, Result};
 
 /// Most tokens (words, literals, operators) a statement may have. Checked before parsing, so a
@@ -49,9 +50,20 @@ const MAX_EXPLAIN: usize = 4;
 
 /// Admits `sql` if it is exactly one read-only statement within the size limits.
 pub fn check(sql: &str) -> Result<()> {
-    check_tokens(sql)?;
-    let mut statements = DFParser::parse_sql_with_dialect(sql, &GenericDialect {})
-        .map_err(|e| Error::BadRequest(e.strip_backtrace()))?;
+    let tokens = check_tokens(sql)?;
+    let dialect = BoundedDialect::for_tokens(tokens);
+    let mut statements = DFParser::parse_sql_with_dialect(sql, &dialect).map_err(|e| {
+        if dialect.exhausted() {
+            Error::BadRequest(format!(
+                "statement too complex to parse: the parser passed its budget of {} expression \
+                 starts for {tokens} tokens (keywords such as NOT or CASE nested in one another \
+                 make it backtrack)",
+                dialect.budget()
+            ))
+        } else {
+            Error::BadRequest(e.strip_backtrace())
+        }
+    })?;
     let count = statements.len();
     let verdict = match statements.front() {
         Some(statement) if count == 1 && read_only(statement) => Ok(()),
@@ -71,8 +83,9 @@ pub fn check(sql: &str) -> Result<()> {
     verdict.and(size)
 }
 
-/// Bounds the work of tokenizing and parsing before any syntax tree exists.
-fn check_tokens(sql: &str) -> Result<()> {
+/// Bounds the work of tokenizing and parsing before any syntax tree exists; returns the number
+/// of tokens (whitespace excluded).
+fn check_tokens(sql: &str) -> Result<usize> {
     let tokens = Tokenizer::new(&GenericDialect {}, sql)
         .tokenize()
         .map_err(|e| Error::BadRequest(format!("SQL: {e}")))?;
@@ -96,7 +109,7 @@ fn check_tokens(sql: &str) -> Result<()> {
             "statement has {explains} EXPLAIN keywords, at most {MAX_EXPLAIN} are allowed"
         )));
     }
-    Ok(())
+    Ok(count)
 }
 
 /// Whether the statement only reads. Looks at the statement's kind, never deeper.

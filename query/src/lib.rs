@@ -12,6 +12,7 @@
 pub mod api;
 pub mod bounded;
 pub mod catalog;
+pub mod dialect;
 pub mod engine;
 mod error;
 pub mod format;
@@ -19,6 +20,7 @@ pub mod guard;
 pub mod http;
 pub mod policy;
 pub mod server;
+mod spill;
 pub mod trace;
 pub mod views;
 

@@ -5,42 +5,23 @@
 
 use std::time::{Duration, Instant};
 
+use cairn_bench::process;
+
 use crate::agent_run::{send_agent_runs, Transport};
 use crate::harness::{client, Cairn};
 
-/// `VmHWM` (peak resident memory) and `VmRSS` of a process, in KiB.
-fn memory_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmHWM:"), field("VmRSS:"))
-}
-
-/// CPU time (user + system) a process used so far.
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name, which ends with the last ')'.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i).and_then(|v| v.parse::<u64>().ok()))
-        .sum();
-    // The kernel's USER_HZ is 100 on every Linux this runs on.
-    Duration::from_millis(ticks * 10)
+/// `VmHWM` (peak resident memory) and `VmRSS` of a process, in MiB.
+fn memory_mib(pid: u32) -> (u64, u64) {
+    let mib = |bytes: cairn_bench::Result<u64>| bytes.expect("/proc") >> 20;
+    (mib(process::peak_rss(pid)), mib(process::rss(pid)))
 }
 
 /// CPU the process uses over `window`, once it should be idle.
 async fn cpu_over(pid: u32, window: Duration) -> Duration {
-    let before = cpu_time(pid);
+    let cpu = || process::cpu_seconds(pid).expect("/proc");
+    let before = cpu();
     tokio::time::sleep(window).await;
-    cpu_time(pid).saturating_sub(before)
+    Duration::from_secs_f64((cpu() - before).max(0.0))
 }
 
 fn chain(n: usize, head: &str, term: &str, sep: &str) -> String {
@@ -77,12 +58,12 @@ async fn expect_refused(cairn: &mut Cairn, label: &str, sql: &str, status: u16, 
     let normal = Instant::now();
     let count = cairn.count(None, "spans").await;
     assert_eq!(count, 6, "{label}: a normal query after it");
-    let (hwm, rss) = memory_kib(cairn.pid());
+    let (hwm, rss) = memory_mib(cairn.pid());
     println!(
         "{label}: {got} in {took:?}; then count(*) in {:?}; VmHWM {} MiB, VmRSS {} MiB; {}",
         normal.elapsed(),
-        hwm >> 10,
-        rss >> 10,
+        hwm,
+        rss,
         message.chars().take(120).collect::<String>()
     );
 }
@@ -99,8 +80,8 @@ async fn hostile_queries_are_refused_or_cancelled() {
     )
     .await;
     assert_eq!(cairn.wait_for_count(None, "spans", 6).await, 6);
-    let (hwm, rss) = memory_kib(cairn.pid());
-    println!("start: VmHWM {} MiB, VmRSS {} MiB", hwm >> 10, rss >> 10);
+    let (hwm, rss) = memory_mib(cairn.pid());
+    println!("start: VmHWM {hwm} MiB, VmRSS {rss} MiB");
 
     // Too deep or too large to plan: refused by the guard before planning.
     for n in [1_000, 10_000] {
@@ -146,6 +127,15 @@ async fn hostile_queries_are_refused_or_cancelled() {
         )
         .await;
     }
+    // 200 bytes that make the parser backtrack exponentially: refused for its parse budget.
+    expect_refused(
+        &mut cairn,
+        "NOT + … (40 levels)",
+        &format!("SELECT {} )", "NOT + ".repeat(40)),
+        400,
+        "too complex to parse",
+    )
+    .await;
     // The same filter as a list is fine.
     let list = chain(
         1_000,
@@ -238,8 +228,8 @@ async fn hostile_queries_are_refused_or_cancelled() {
             "{label}: still running after the timeout ({cpu:?} CPU in 2 s)"
         );
     }
-    let (hwm, rss) = memory_kib(cairn.pid());
-    println!("end: VmHWM {} MiB, VmRSS {} MiB", hwm >> 10, rss >> 10);
+    let (hwm, rss) = memory_mib(cairn.pid());
+    println!("end: VmHWM {hwm} MiB, VmRSS {rss} MiB");
 }
 
 /// A client that goes away cancels its query: the server's CPU goes idle long before the
