@@ -43,10 +43,6 @@ pub struct StoreArgs {
     /// Log filter, e.g. `info` or `cairn_collector=debug` [default: info]
     #[arg(long, env = "CAIRN_LOG")]
     pub log: Option<String>,
-    /// Fail this fraction (0 to 1) of object-store writes, half of them after the write took
-    /// effect: for resilience testing only.
-    #[arg(long, env = "CAIRN_INJECT_STORE_FAULTS", hide_short_help = true)]
-    pub inject_store_faults: Option<f64>,
 }
 
 #[derive(Debug, Args, Clone, Default)]

@@ -69,25 +69,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// Opens the store, wrapped in a fault injector when asked.
-fn open_store(
-    location: &str,
-    faults: Option<f64>,
-) -> Result<std::sync::Arc<dyn object_store::ObjectStore>, BoxError> {
-    let store = cairn_schema::store::open(location)?;
-    Ok(match faults.filter(|f| *f > 0.0) {
-        Some(fraction) => {
-            tracing::warn!(fraction, "injecting object-store write faults");
-            std::sync::Arc::new(cairn_schema::faults::FaultyStore::new(
-                store,
-                fraction,
-                std::process::id().into(),
-            ))
-        }
-        None => store,
-    })
-}
-
 fn init_logging(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -128,9 +109,9 @@ async fn serve(role: Role, args: ServeArgs, file: FileConfig) -> Result<(), BoxE
         ),
         None => None,
     };
-    cairn_schema::agent::prices::install(user_prices.as_deref())
+    cairn_normalize::agent::prices::install(user_prices.as_deref())
         .map_err(|e| format!("price table: {e}"))?;
-    let store = open_store(&settings.store, args.store.inject_store_faults)?;
+    let store = cairn_store::open(&settings.store)?;
     tracing::info!(store = %settings.store, "object store opened");
     let shutdown = CancellationToken::new();
     on_signal(shutdown.clone());
@@ -192,10 +173,7 @@ async fn sql(args: SqlArgs, file: FileConfig) -> Result<(), BoxError> {
     let tenant = Tenant::new(&args.tenant)?;
     // The query limits of the config file apply (flags and variables are those of `serve`).
     let settings = Settings::resolve(&ServeArgs::default(), &file)?;
-    let engine = QueryEngine::new(
-        open_store(&store, args.store.inject_store_faults)?,
-        &settings.query,
-    )?;
+    let engine = QueryEngine::new(cairn_store::open(&store)?, &settings.query)?;
     let result = engine.sql_encoded(&tenant, &args.sql, format).await?;
     let mut out = std::io::stdout().lock();
     out.write_all(&result.bytes)?;

@@ -6,9 +6,9 @@
 use std::hint::black_box;
 
 use cairn_bench::workload::{span_count, Workload, EPOCH_NANOS};
-use cairn_schema::encode::encode;
-use cairn_schema::file_format::Effort;
-use cairn_schema::otlp::collector::trace::v1::ExportTraceServiceRequest;
+use cairn_normalize::encode::encode;
+use cairn_normalize::otlp::collector::trace::v1::ExportTraceServiceRequest;
+use cairn_store::file_format::Effort;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use prost::Message;
 
@@ -36,13 +36,12 @@ fn stages(c: &mut Criterion) {
     });
     g.bench_function("parquet_spans", |b| {
         b.iter(|| {
-            cairn_collector::parquet::encode_spans(black_box(&span_batches), Effort::Ingest)
-                .unwrap()
+            cairn_store::parquet::encode_spans(black_box(&span_batches), Effort::Ingest).unwrap()
         })
     });
     g.bench_function("parquet_payloads", |b| {
         b.iter(|| {
-            cairn_collector::parquet::encode_payloads(black_box(&payload_batches), Effort::Ingest)
+            cairn_store::parquet::encode_payloads(black_box(&payload_batches), Effort::Ingest)
                 .unwrap()
         })
     });
@@ -59,12 +58,9 @@ fn stages(c: &mut Criterion) {
             let r = ExportTraceServiceRequest::decode(black_box(protobuf.as_slice())).unwrap();
             let e = encode(&r).unwrap();
             for p in &e.partitions {
-                cairn_collector::parquet::encode_spans(
-                    std::slice::from_ref(&p.spans),
-                    Effort::Ingest,
-                )
-                .unwrap();
-                cairn_collector::parquet::encode_payloads(
+                cairn_store::parquet::encode_spans(std::slice::from_ref(&p.spans), Effort::Ingest)
+                    .unwrap();
+                cairn_store::parquet::encode_payloads(
                     std::slice::from_ref(&p.payloads),
                     Effort::Ingest,
                 )
@@ -78,7 +74,7 @@ fn stages(c: &mut Criterion) {
     let mut g = c.benchmark_group("payload");
     g.throughput(Throughput::Bytes(message.len() as u64));
     g.bench_function("hash_4k", |b| {
-        b.iter(|| cairn_schema::payload::hash(black_box(&message)))
+        b.iter(|| cairn_normalize::payload::hash(black_box(&message)))
     });
     g.finish();
 }

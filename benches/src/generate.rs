@@ -9,12 +9,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use arrow::array::RecordBatch;
-use cairn_collector::parquet::{encode_payloads, encode_spans};
-use cairn_schema::encode::encode;
-use cairn_schema::file_format::Effort;
+use cairn_normalize::encode::encode;
+use cairn_normalize::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use cairn_schema::layout::{format_hour, new_file, Dataset, HOUR_NANOS};
-use cairn_schema::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use cairn_schema::tenant::Tenant;
+use cairn_store::file_format::Effort;
+use cairn_store::parquet::{encode_payloads, encode_spans};
 use prost::Message;
 use serde::Serialize;
 

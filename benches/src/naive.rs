@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int64Builder, RecordBatch, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema};
+use cairn_normalize::otlp::collector::trace::v1::ExportTraceServiceRequest;
+use cairn_normalize::otlp::common::v1::{any_value::Value, AnyValue, KeyValue};
 use cairn_schema::layout::hour_of;
-use cairn_schema::otlp::collector::trace::v1::ExportTraceServiceRequest;
-use cairn_schema::otlp::common::v1::{any_value::Value, AnyValue, KeyValue};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes};
-use cairn_schema::otlp::collector::trace::v1::ExportTraceServiceResponse;
+use cairn_normalize::otlp::collector::trace::v1::ExportTraceServiceResponse;
 use http::uri::PathAndQuery;
 use prost::Message;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};

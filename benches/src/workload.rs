@@ -11,10 +11,10 @@
 
 use std::sync::Arc;
 
-use cairn_schema::otlp::collector::trace::v1::ExportTraceServiceRequest;
-use cairn_schema::otlp::common::v1::{any_value::Value, AnyValue, ArrayValue, KeyValue};
-use cairn_schema::otlp::resource::v1::Resource;
-use cairn_schema::otlp::trace::v1::{span, status, ResourceSpans, ScopeSpans, Span, Status};
+use cairn_normalize::otlp::collector::trace::v1::ExportTraceServiceRequest;
+use cairn_normalize::otlp::common::v1::{any_value::Value, AnyValue, ArrayValue, KeyValue};
+use cairn_normalize::otlp::resource::v1::Resource;
+use cairn_normalize::otlp::trace::v1::{span, status, ResourceSpans, ScopeSpans, Span, Status};
 
 /// Start of the workload's time line: 2026-11-28T00:00:00Z.
 pub const EPOCH_NANOS: u64 = 1_764_288_000_000_000_000;
@@ -503,7 +503,7 @@ mod tests {
         assert!((300..1000).contains(&spans), "{spans} spans in 50 runs");
         let bytes = request.encoded_len() / spans;
         assert!((1500..8000).contains(&bytes), "{bytes} OTLP bytes per span");
-        let encoded = cairn_schema::encode::encode(&request).expect("encodes");
+        let encoded = cairn_normalize::encode::encode(&request).expect("encodes");
         assert_eq!(encoded.accepted, spans);
         assert_eq!(encoded.rejected, 0);
     }

@@ -14,10 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arrow::array::{Array, AsArray, RecordBatch};
-use cairn_schema::encode::Partition;
-use cairn_schema::file_format::Effort;
+use cairn_normalize::encode::Partition;
 use cairn_schema::layout::{self, Dataset};
 use cairn_schema::tenant::Tenant;
+use cairn_store::file_format::Effort;
 use futures::{stream, StreamExt};
 use object_store::{path::Path, ObjectStore, ObjectStoreExt, PutPayload};
 use tokio::sync::{mpsc, oneshot};
@@ -377,9 +377,9 @@ async fn write_partition(
                 .iter()
                 .map(|b| {
                     let k = seen.lock().expect("known payloads");
-                    crate::parquet::without_known(b, |h| k.contains(&t, h, hour))
+                    cairn_store::parquet::without_known(b, |h| k.contains(&t, h, hour))
                 })
-                .collect::<crate::Result<Vec<_>>>()?;
+                .collect::<cairn_store::Result<Vec<_>>>()?;
             let fresh: Vec<RecordBatch> = fresh.into_iter().filter(|b| b.num_rows() > 0).collect();
             if fresh.is_empty() {
                 return Ok(None);
@@ -393,7 +393,7 @@ async fn write_partition(
                         .collect::<Vec<_>>()
                 })
                 .collect();
-            crate::parquet::encode_payloads(&fresh, Effort::Ingest)
+            cairn_store::parquet::encode_payloads(&fresh, Effort::Ingest)
                 .map(|(bytes, _)| Some((bytes, hashes)))
         })
         .await
@@ -410,11 +410,12 @@ async fn write_partition(
         }
     }
     let spans = group.spans;
-    let (bytes, rows) =
-        tokio::task::spawn_blocking(move || crate::parquet::encode_spans(&spans, Effort::Ingest))
-            .await
-            .map_err(|e| format!("encoder task failed: {e}"))?
-            .map_err(|e| e.to_string())?;
+    let (bytes, rows) = tokio::task::spawn_blocking(move || {
+        cairn_store::parquet::encode_spans(&spans, Effort::Ingest)
+    })
+    .await
+    .map_err(|e| format!("encoder task failed: {e}"))?
+    .map_err(|e| e.to_string())?;
     put(
         store.as_ref(),
         naming.path(Dataset::Spans, &tenant, hour),

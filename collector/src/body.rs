@@ -4,7 +4,7 @@
 use std::io::Read;
 
 use bytes::Bytes;
-use cairn_schema::otlp::collector::trace::v1::ExportTraceServiceRequest;
+use cairn_normalize::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 
 use crate::admission::Charge;

@@ -98,7 +98,25 @@ impl From<cairn_schema::Error> for Error {
     fn from(e: cairn_schema::Error) -> Self {
         match e {
             cairn_schema::Error::InvalidInput(m) => Error::BadRequest(m),
+        }
+    }
+}
+
+impl From<cairn_normalize::Error> for Error {
+    fn from(e: cairn_normalize::Error) -> Self {
+        match e {
+            cairn_normalize::Error::InvalidInput(m) => Error::BadRequest(m),
             other => Error::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<cairn_store::Error> for Error {
+    fn from(e: cairn_store::Error) -> Self {
+        match e {
+            cairn_store::Error::InvalidInput(m) => Error::BadRequest(m),
+            cairn_store::Error::ObjectStore(e) => Error::Storage(e.to_string()),
+            cairn_store::Error::Internal(m) => Error::Internal(m),
         }
     }
 }

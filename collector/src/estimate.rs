@@ -10,12 +10,12 @@
 
 use std::mem::size_of;
 
-use cairn_schema::otlp::collector::trace::v1::ExportTraceServiceRequest;
-use cairn_schema::otlp::common::v1::{
+use cairn_normalize::otlp::collector::trace::v1::ExportTraceServiceRequest;
+use cairn_normalize::otlp::common::v1::{
     AnyValue, ArrayValue, EntityRef, InstrumentationScope, KeyValue, KeyValueList,
 };
-use cairn_schema::otlp::resource::v1::Resource;
-use cairn_schema::otlp::trace::v1::{span, ResourceSpans, ScopeSpans, Span, Status};
+use cairn_normalize::otlp::resource::v1::Resource;
+use cairn_normalize::otlp::trace::v1::{span, ResourceSpans, ScopeSpans, Span, Status};
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 /// Nesting deeper than this is refused, as the protobuf decoder refuses it.
@@ -429,7 +429,7 @@ mod tests {
         for _ in 0..30 {
             value = AnyValue {
                 value: Some(
-                    cairn_schema::otlp::common::v1::any_value::Value::ArrayValue(ArrayValue {
+                    cairn_normalize::otlp::common::v1::any_value::Value::ArrayValue(ArrayValue {
                         values: vec![value],
                     }),
                 ),

@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
 use cairn_net::RequestSlots;
-use cairn_schema::otlp::collector::trace::v1::{
+use cairn_normalize::otlp::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceResponse,
 };
 use cairn_schema::tenant::{Tenant, TENANT_HEADER};

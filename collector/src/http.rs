@@ -84,7 +84,7 @@ async fn handle(
     headers: &HeaderMap,
     format: Result<Format, Error>,
     body: Body,
-) -> Result<cairn_schema::otlp::collector::trace::v1::ExportTraceServiceResponse, Error> {
+) -> Result<cairn_normalize::otlp::collector::trace::v1::ExportTraceServiceResponse, Error> {
     let format = format?;
     let tenant = Tenant::from_header_bytes(headers.get(TENANT_HEADER).map(|v| v.as_bytes()))?;
     let encoding = header_str(headers, header::CONTENT_ENCODING.as_str())?.map(str::to_owned);

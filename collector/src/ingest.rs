@@ -4,8 +4,8 @@
 //! batcher and wait until the spans are in the object store.
 
 use bytes::Bytes;
-use cairn_schema::encode::{encode_within, Encoded};
-use cairn_schema::otlp::collector::trace::v1::ExportTraceServiceRequest;
+use cairn_normalize::encode::{encode_within, Encoded};
+use cairn_normalize::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use cairn_schema::tenant::Tenant;
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};

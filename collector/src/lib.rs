@@ -21,7 +21,6 @@ pub mod grpc;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
-pub mod parquet;
 pub mod server;
 pub mod wal;
 

@@ -35,7 +35,7 @@ async fn replay(store: &Arc<dyn ObjectStore>, wal: &WalDir) -> Result<()> {
             records
                 .into_iter()
                 .map(|(tenant, request)| {
-                    cairn_schema::encode::encode(&request).map(|e| (tenant, e.partitions))
+                    cairn_normalize::encode::encode(&request).map(|e| (tenant, e.partitions))
                 })
                 .collect::<Result<Vec<_>, _>>()
         })

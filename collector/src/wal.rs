@@ -16,7 +16,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use cairn_schema::otlp::collector::trace::v1::ExportTraceServiceRequest;
+use cairn_normalize::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use cairn_schema::tenant::Tenant;
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
@@ -391,7 +391,7 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cairn_schema::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use cairn_normalize::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
     fn request(name: &str) -> ExportTraceServiceRequest {
         ExportTraceServiceRequest {

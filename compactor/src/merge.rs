@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use arrow::array::{AsArray, BooleanArray};
 use arrow::compute::filter_record_batch;
+use cairn_schema::columns::payloads_schema;
 use cairn_schema::columns::spans_schema;
-use cairn_schema::file_format::{lookup_column, sort_keys, writer_properties, Effort};
 use cairn_schema::layout::Dataset;
-use cairn_schema::payload::payloads_schema;
+use cairn_store::file_format::{lookup_column, sort_keys, writer_properties, Effort};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,

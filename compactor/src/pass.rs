@@ -8,7 +8,7 @@ use cairn_collector::metrics::{metrics, DatasetLabel};
 use cairn_schema::compaction::{self, Manifest, PartitionFiles};
 use cairn_schema::layout::{self, Dataset, HOUR_NANOS};
 use cairn_schema::tenant::Tenant;
-use cairn_schema::visible::VisibleStore;
+use cairn_store::visible::VisibleStore;
 use chrono::{DateTime, Utc};
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};

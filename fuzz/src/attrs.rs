@@ -8,14 +8,14 @@
 //! --ignored`) and save the input again if not.
 
 use arbitrary::{Result, Unstructured};
-use cairn_schema::attributes::{append_types, append_values, new_map_builder, read};
-use cairn_schema::otlp::collector::trace::v1::ExportTraceServiceRequest;
-use cairn_schema::otlp::common::v1::{
+use cairn_normalize::attributes::{append_types, append_values, new_map_builder, read};
+use cairn_normalize::otlp::collector::trace::v1::ExportTraceServiceRequest;
+use cairn_normalize::otlp::common::v1::{
     any_value::Value, AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList,
 };
-use cairn_schema::otlp::resource::v1::Resource;
-use cairn_schema::otlp::trace::v1::{span, ResourceSpans, ScopeSpans, Span, Status};
-use cairn_schema::payload::{Contents, Resolver};
+use cairn_normalize::otlp::resource::v1::Resource;
+use cairn_normalize::otlp::trace::v1::{span, ResourceSpans, ScopeSpans, Span, Status};
+use cairn_normalize::payload::{Contents, Resolver};
 
 /// Nesting of arrays and key-value lists at most: about what the OTLP decoders admit (protobuf
 /// stops at 100 nested messages, two or three per level; JSON at 128 nested containers, three

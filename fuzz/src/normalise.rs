@@ -9,12 +9,12 @@
 use std::sync::LazyLock;
 
 use arrow::array::{Array, AsArray, RecordBatch};
+use cairn_normalize::otlp::collector::trace::v1::ExportTraceServiceRequest;
+use cairn_normalize::otlp::common::v1::{AnyValue, InstrumentationScope, KeyValue};
+use cairn_normalize::otlp::resource::v1::Resource;
+use cairn_normalize::otlp::trace::v1::Span;
+use cairn_normalize::payload::Contents;
 use cairn_schema::ids::validate;
-use cairn_schema::otlp::collector::trace::v1::ExportTraceServiceRequest;
-use cairn_schema::otlp::common::v1::{AnyValue, InstrumentationScope, KeyValue};
-use cairn_schema::otlp::resource::v1::Resource;
-use cairn_schema::otlp::trace::v1::Span;
-use cairn_schema::payload::Contents;
 
 /// Are lossless read-back checks on (`CAIRN_FUZZ_STRICT=1`)?
 pub fn strict() -> bool {
@@ -31,7 +31,7 @@ pub fn check_request(request: &ExportTraceServiceRequest) {
 /// Normalises `request` and reads every partition back; with `lossless`, the read-back must
 /// succeed and give the spans that were accepted.
 pub fn check(request: &ExportTraceServiceRequest, lossless: bool) {
-    let encoded = cairn_schema::encode::encode(request).expect("encode fails only on a bug");
+    let encoded = cairn_normalize::encode::encode(request).expect("encode fails only on a bug");
     let total: usize = request
         .resource_spans
         .iter()
@@ -44,7 +44,7 @@ pub fn check(request: &ExportTraceServiceRequest, lossless: bool) {
     let mut decoded = Vec::new();
     for partition in &encoded.partitions {
         let contents = contents_of(&partition.payloads);
-        match cairn_schema::decode::decode(std::slice::from_ref(&partition.spans), &contents) {
+        match cairn_normalize::decode::decode(std::slice::from_ref(&partition.spans), &contents) {
             Ok(resource_spans) => decoded.push((partition.hour, resource_spans)),
             Err(e) if lossless => panic!("accepted spans do not read back: {e}"),
             Err(_) => return,
@@ -153,7 +153,7 @@ fn accepted(span: &Span) -> Option<i64> {
 
 fn compare(
     request: &ExportTraceServiceRequest,
-    decoded: &[(i64, Vec<cairn_schema::otlp::trace::v1::ResourceSpans>)],
+    decoded: &[(i64, Vec<cairn_normalize::otlp::trace::v1::ResourceSpans>)],
 ) {
     // `decode` groups rows by resource and scope, so compare per group, in row order.
     let hours: Vec<i64> = decoded.iter().map(|(h, _)| *h).collect();

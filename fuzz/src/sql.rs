@@ -19,7 +19,7 @@ static PLANNER: LazyLock<Planner> = LazyLock::new(|| {
         .enable_all()
         .build()
         .expect("runtime");
-    let store = cairn_schema::store::open("memory://").expect("memory store");
+    let store = cairn_store::open("memory://").expect("memory store");
     let config = QueryConfig {
         memory_limit: 256 << 20,
         spill_dir: std::env::temp_dir().join("cairn-fuzz-spill"),

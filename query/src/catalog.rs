@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use cairn_schema::columns::payloads_schema;
 use cairn_schema::columns::{col, spans_schema};
 use cairn_schema::layout::{self, hour_of, Dataset};
-use cairn_schema::payload::payloads_schema;
 use cairn_schema::tenant::Tenant;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use cairn_schema::tenant::Tenant;
-use cairn_schema::visible::VisibleStore;
+use cairn_store::visible::VisibleStore;
 use datafusion::catalog::view::ViewTable;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};

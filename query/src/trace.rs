@@ -2,10 +2,10 @@
 //! payloads they reference.
 
 use arrow::array::{Array, AsArray};
-use cairn_schema::decode::{decode, referenced_payloads};
+use cairn_normalize::decode::{decode, referenced_payloads};
+use cairn_normalize::otlp::trace::v1::TracesData;
+use cairn_normalize::payload::Contents;
 use cairn_schema::ids::parse_trace_id;
-use cairn_schema::otlp::trace::v1::TracesData;
-use cairn_schema::payload::Contents;
 use cairn_schema::tenant::Tenant;
 use datafusion::prelude::{col, lit, SessionContext};
 

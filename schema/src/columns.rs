@@ -3,10 +3,8 @@
 
 use std::sync::{Arc, LazyLock};
 
-use arrow::array::{Array, ArrayBuilder, ListBuilder, StructBuilder};
+use arrow::array::{Array, ArrayBuilder, ListBuilder, MapBuilder, StringBuilder, StructBuilder};
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
-
-use crate::attributes::new_map_builder;
 
 /// Version of the span schema; bumped on any change to columns or their meaning.
 pub const SCHEMA_VERSION: &str = "1";
@@ -45,6 +43,15 @@ pub mod col {
     pub const SCOPE_ATTRIBUTE_TYPES: &str = "scope_attribute_types";
     pub const SCOPE_DROPPED_ATTRIBUTES_COUNT: &str = "scope_dropped_attributes_count";
     pub const SCOPE_SCHEMA_URL: &str = "scope_schema_url";
+}
+
+/// Builder of an attribute map column (`attributes`, `attribute_types`, …): text keys, text
+/// values.
+pub type AttrMapBuilder = MapBuilder<StringBuilder, StringBuilder>;
+
+/// A new, empty attribute map builder.
+pub fn new_map_builder() -> AttrMapBuilder {
+    MapBuilder::new(None, StringBuilder::new(), StringBuilder::new())
 }
 
 /// `Timestamp(ns, "UTC")`.
@@ -144,8 +151,8 @@ static SPANS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         u32f(SCOPE_DROPPED_ATTRIBUTES_COUNT),
         s(SCOPE_SCHEMA_URL, true),
     ];
-    fields.extend(crate::agent::fields());
-    fields.extend(crate::payload::ref_fields());
+    fields.extend(crate::promoted::fields());
+    fields.extend(crate::promoted::ref_fields());
     let metadata = [(SCHEMA_VERSION_KEY.to_owned(), SCHEMA_VERSION.to_owned())].into();
     Arc::new(Schema::new_with_metadata(fields, metadata))
 });
@@ -153,4 +160,18 @@ static SPANS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 /// The Arrow schema of the `spans` table.
 pub fn spans_schema() -> SchemaRef {
     SPANS_SCHEMA.clone()
+}
+
+static PAYLOADS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("hash", DataType::Utf8, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("content", DataType::Utf8, false),
+    ]))
+});
+
+/// Schema of the `payloads` table: one row per distinct payload, keyed by the hash of its
+/// content.
+pub fn payloads_schema() -> SchemaRef {
+    PAYLOADS_SCHEMA.clone()
 }

@@ -1,36 +1,21 @@
-//! `cairn-schema`: the contract between Cairn's collector and its query side.
+//! `cairn-schema`: the storage contract between Cairn's writers and readers.
 //!
-//! Data flow: an OTLP `ExportTraceServiceRequest` is validated and normalised by [`encode`] into
-//! Arrow record batches with the [`columns::spans_schema`], one batch per (hour) partition; the
-//! collector writes those as Parquet under the [`layout`] paths of an object store opened by
-//! [`store`]. The query side reads the same paths and, for the trace API, turns rows back into
-//! OTLP with [`decode`]. Attribute values keep their OTLP type ([`attributes`]), so the round
-//! trip OTLP → Arrow → OTLP is lossless. Promoted agent columns are filled from a data table of
-//! attribute names ([`agent`]); large values go to a content-addressed `payloads` table
-//! ([`payload`]) and are referenced from spans. Files are written as [`file_format`] says;
-//! compaction replaces small files by large ones under the records of [`compaction`], which
-//! readers apply through [`visible`].
+//! What is stored, and where: the Arrow schema of the `spans` and `payloads` tables
+//! ([`columns`], with the promoted agent columns of [`promoted`]), the ids and tenants rows are
+//! keyed by ([`ids`], [`tenant`]), the object-store paths of hourly partitions ([`layout`]), and
+//! the records with which compaction replaces small files by large ones ([`compaction`]).
 //!
-//! This crate depends on no other Cairn crate; the collector and the query side depend on it and
-//! never on each other.
+//! Data flow around it: `cairn-normalize` turns OTLP into batches of this schema and back;
+//! `cairn-store` writes them as Parquet under these paths and shows readers only committed
+//! files; the collector, the compactor and the query side meet only here. This crate depends on
+//! no other Cairn crate and on little else: Arrow, and object_store for its path type.
 
-pub mod agent;
-pub mod attributes;
 pub mod columns;
 pub mod compaction;
-pub mod decode;
-pub mod encode;
 mod error;
-pub mod faults;
-pub mod file_format;
 pub mod ids;
 pub mod layout;
-pub mod payload;
-pub mod store;
+pub mod promoted;
 pub mod tenant;
-pub mod visible;
 
 pub use error::{Error, Result};
-
-/// Re-export of the OTLP protobuf types this crate speaks.
-pub use opentelemetry_proto::tonic as otlp;

@@ -23,9 +23,14 @@ pub fn temp_dir() -> tempfile::TempDir {
 impl Cairn {
     /// `cairn serve` on a fresh local store.
     pub fn start(extra: &[&str]) -> Self {
+        Self::start_with_env(extra, &[])
+    }
+
+    /// `cairn serve` on a fresh local store, with extra environment.
+    pub fn start_with_env(extra: &[&str], envs: &[(&str, &str)]) -> Self {
         let dir = temp_dir();
         let store = dir.path().join("data").display().to_string();
-        let mut cairn = Self::start_on(&store, extra, &[]);
+        let mut cairn = Self::start_on(&store, extra, envs);
         cairn._dir = Some(dir);
         cairn
     }

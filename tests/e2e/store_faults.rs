@@ -31,22 +31,23 @@ fn export(seq: i64, start: i64) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn failing_writes_lose_and_duplicate_nothing() {
-    let cairn = Cairn::start(&[
-        "--ack",
-        "wal",
-        "--flush-interval",
-        "50ms",
-        "--inject-store-faults",
-        "0.33",
-        "--compaction",
-        "on",
-        "--compaction-interval",
-        "100ms",
-        "--compaction-grace",
-        "300ms",
-        "--compaction-min-files",
-        "3",
-    ]);
+    let cairn = Cairn::start_with_env(
+        &[
+            "--ack",
+            "wal",
+            "--flush-interval",
+            "50ms",
+            "--compaction",
+            "on",
+            "--compaction-interval",
+            "100ms",
+            "--compaction-grace",
+            "300ms",
+            "--compaction-min-files",
+            "3",
+        ],
+        &[(cairn_store::faults::ENV, "0.33")],
+    );
     let hour_ago = chrono::Utc::now().timestamp_nanos_opt().unwrap() - 3_600_000_000_000;
     let http = client();
     for seq in 0..EXPORTS {

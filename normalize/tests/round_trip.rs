@@ -1,14 +1,14 @@
 //! OTLP → Arrow → OTLP is lossless for every field the schema keeps.
 
 use arrow::array::{Array, AsArray};
-use cairn_schema::decode::decode;
-use cairn_schema::encode::encode;
-use cairn_schema::otlp::collector::trace::v1::ExportTraceServiceRequest;
-use cairn_schema::otlp::common::v1::{
+use cairn_normalize::decode::decode;
+use cairn_normalize::encode::encode;
+use cairn_normalize::otlp::collector::trace::v1::ExportTraceServiceRequest;
+use cairn_normalize::otlp::common::v1::{
     any_value::Value, AnyValue, ArrayValue, InstrumentationScope,
 };
-use cairn_schema::otlp::resource::v1::Resource;
-use cairn_schema::otlp::trace::v1::{span, ResourceSpans, ScopeSpans, Span, Status};
+use cairn_normalize::otlp::resource::v1::Resource;
+use cairn_normalize::otlp::trace::v1::{span, ResourceSpans, ScopeSpans, Span, Status};
 
 mod common;
 use common::kv;
@@ -105,7 +105,7 @@ fn round_trip_is_lossless() {
     let encoded = encode(&req).unwrap();
     assert_eq!(encoded.accepted, 3);
     assert_eq!(encoded.rejected, 0);
-    let mut contents = cairn_schema::payload::Contents::new();
+    let mut contents = cairn_normalize::payload::Contents::new();
     let mut batches = Vec::new();
     for p in encoded.partitions {
         let h = p.payloads.column(0).as_string::<i32>().clone();
@@ -120,7 +120,7 @@ fn round_trip_is_lossless() {
     // Three spans resend the same two messages, instructions and input: stored once each.
     assert_eq!(contents.len(), 4);
     assert!(
-        decode(&batches, &cairn_schema::payload::Contents::new()).is_err(),
+        decode(&batches, &cairn_normalize::payload::Contents::new()).is_err(),
         "missing payloads are an error"
     );
 }

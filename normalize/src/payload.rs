@@ -9,12 +9,13 @@
 //! original text back.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, StringBuilder};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
 use serde_json::value::RawValue;
+
+use cairn_schema::columns::payloads_schema;
 
 use crate::agent::{conventions, SpanView};
 use crate::{Error, Result};
@@ -444,19 +445,6 @@ pub fn is_payload_tag(tag: &str) -> bool {
     matches!(tag, TAG_ONE | TAG_LIST | TAG_LIST_SPACED)
 }
 
-static PAYLOADS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
-    Arc::new(Schema::new(vec![
-        Field::new("hash", DataType::Utf8, false),
-        Field::new("kind", DataType::Utf8, false),
-        Field::new("content", DataType::Utf8, false),
-    ]))
-});
-
-/// Schema of the `payloads` table.
-pub fn payloads_schema() -> SchemaRef {
-    PAYLOADS_SCHEMA.clone()
-}
-
 /// Payload rows as a batch.
 pub fn payloads_batch(rows: &[Payload]) -> Result<RecordBatch> {
     let mut hash = StringBuilder::new();
@@ -473,21 +461,6 @@ pub fn payloads_batch(rows: &[Payload]) -> Result<RecordBatch> {
         Arc::new(content.finish()),
     ];
     Ok(RecordBatch::try_new(payloads_schema(), columns)?)
-}
-
-/// Arrow fields of the reference columns on `spans`: each followed by its `_src`.
-pub fn ref_fields() -> Vec<Field> {
-    let mut out = Vec::new();
-    for p in &conventions().payload_columns {
-        let data_type = if p.split {
-            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
-        } else {
-            DataType::Utf8
-        };
-        out.push(Field::new(&p.name, data_type, true));
-        out.push(Field::new(format!("{}_src", p.name), DataType::Utf8, true));
-    }
-    out
 }
 
 #[cfg(test)]

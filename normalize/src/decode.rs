@@ -16,9 +16,9 @@ use opentelemetry_proto::tonic::trace::v1::{
 
 use crate::agent::conventions;
 use crate::attributes::{payload_refs, read};
-use crate::columns::col;
 use crate::payload::{Contents, Resolver};
 use crate::{Error, Result};
+use cairn_schema::columns::col;
 
 /// Rebuilds OTLP resource spans from rows of the `spans` schema.
 pub fn decode(batches: &[RecordBatch], contents: &Contents) -> Result<Vec<ResourceSpans>> {

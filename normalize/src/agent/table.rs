@@ -3,6 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
+use cairn_schema::promoted;
 use regex::Regex;
 use serde::Deserialize;
 
@@ -160,6 +161,37 @@ struct RawConventions {
     scope_frameworks: HashMap<String, String>,
 }
 
+/// Checks that the table fills exactly the promoted and payload reference columns of the span
+/// schema, in its order and with its types: the table says where values come from, the schema
+/// (`cairn_schema::promoted`) which columns exist.
+fn matches_the_schema(columns: &[Column], payloads: &[PayloadColumn]) -> Result<(), String> {
+    let stored: Vec<(&str, Kind)> = columns
+        .iter()
+        .filter(|c| !super::INTERNAL.contains(&c.name.as_str()))
+        .map(|c| (c.name.as_str(), c.kind))
+        .collect();
+    if stored != promoted::COPIED {
+        return Err(format!(
+            "the [[column]] entries must be the span schema's promoted columns {:?} in that \
+             order (plus {:?}), got {stored:?}",
+            promoted::COPIED,
+            super::INTERNAL
+        ));
+    }
+    let refs: Vec<(&str, bool)> = payloads
+        .iter()
+        .map(|p| (p.name.as_str(), p.split))
+        .collect();
+    if refs != promoted::PAYLOAD_REFS {
+        return Err(format!(
+            "the [[payload]] entries must be the span schema's payload reference columns {:?} \
+             in that order (name, split), got {refs:?}",
+            promoted::PAYLOAD_REFS
+        ));
+    }
+    Ok(())
+}
+
 /// The bundled table's text.
 pub const BUNDLED: &str = include_str!("conventions.toml");
 
@@ -210,6 +242,7 @@ impl Conventions {
             v.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
             v
         };
+        matches_the_schema(&columns, &payload_columns)?;
         Ok(Self {
             version: raw.version,
             columns,
@@ -349,5 +382,26 @@ mod tests {
         assert!(Conventions::parse(&bad_type).is_err());
         let bad_regex = BUNDLED.replacen("name:^invoke_agent (.+)$", "name:^invoke_agent (.+$", 1);
         assert!(Conventions::parse(&bad_regex).is_err());
+        // Columns the span schema does not have, or of another type, or payload columns split
+        // differently, are refused.
+        let extra = format!(
+            "{BUNDLED}\n[[column]]\nname = \"mood\"\ntype = \"text\"\ncandidates = [\"x\"]\n"
+        );
+        assert!(Conventions::parse(&extra)
+            .unwrap_err()
+            .contains("promoted columns"));
+        let retyped = BUNDLED.replacen(
+            "name = \"agent_id\"\ntype = \"text\"",
+            "name = \"agent_id\"\ntype = \"int\"",
+            1,
+        );
+        assert_ne!(retyped, BUNDLED);
+        assert!(Conventions::parse(&retyped)
+            .unwrap_err()
+            .contains("promoted columns"));
+        let unsplit = BUNDLED.replacen("\nsplit = true", "\nsplit = false", 1);
+        assert!(Conventions::parse(&unsplit)
+            .unwrap_err()
+            .contains("payload reference"));
     }
 }

@@ -6,7 +6,7 @@
 //!   `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`, …);
 //! - `memory://`: an in-process store, for tests.
 //!
-//! The returned store is rooted at the prefix, so [`crate::layout`] paths are relative to it.
+//! The returned store is rooted at the prefix, so [`cairn_schema::layout`] paths are relative to it.
 
 use std::sync::Arc;
 
@@ -17,8 +17,16 @@ use object_store::{
 
 use crate::{Error, Result};
 
-/// Opens the store at `location`.
+/// Opens the store at `location`. In a build with the `faults` feature, the store fails the
+/// fraction of writes that `CAIRN_INJECT_STORE_FAULTS` says (see [`crate::faults`]).
 pub fn open(location: &str) -> Result<Arc<dyn ObjectStore>> {
+    let store = open_plain(location)?;
+    #[cfg(feature = "faults")]
+    let store = crate::faults::from_env(store)?;
+    Ok(store)
+}
+
+fn open_plain(location: &str) -> Result<Arc<dyn ObjectStore>> {
     let invalid = |e: String| Error::InvalidInput(format!("store {location:?}: {e}"));
     if let Some(rest) = location.strip_prefix("s3://") {
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));

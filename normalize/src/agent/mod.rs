@@ -13,35 +13,11 @@ mod table;
 
 use std::collections::HashMap;
 
-use arrow::datatypes::{DataType, Field};
 use opentelemetry_proto::tonic::common::v1::{any_value::Value, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::Span;
 
+pub use cairn_schema::promoted::{output_columns, Kind};
 pub use table::{conventions, Conventions, PayloadColumn, Source};
-
-/// How a promoted value is typed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Text,
-    Integer,
-    Float,
-    TextList,
-}
-
-impl Kind {
-    pub fn data_type(self) -> DataType {
-        match self {
-            Kind::Text => DataType::Utf8,
-            Kind::Integer => DataType::Int64,
-            Kind::Float => DataType::Float64,
-            Kind::TextList => DataType::List(std::sync::Arc::new(Field::new(
-                "item",
-                DataType::Utf8,
-                true,
-            ))),
-        }
-    }
-}
 
 /// One promoted value.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,43 +28,8 @@ pub enum Cell {
     TextList(Option<Vec<String>>),
 }
 
-/// Columns computed by rules rather than a plain candidate list.
-const DERIVED: &[(&str, Kind)] = &[
-    ("operation", Kind::Text),
-    ("provider", Kind::Text),
-    ("framework", Kind::Text),
-    ("requested_tool_call_ids", Kind::TextList),
-    ("data_read", Kind::TextList),
-    ("data_written", Kind::TextList),
-];
-/// Table columns used only as inputs to derived columns.
-const INTERNAL: &[&str] = &["provider_raw"];
-
-/// (name, kind) of every promoted column in schema order: each value followed by its `_src`.
-pub fn output_columns() -> Vec<(String, Kind)> {
-    let mut out = Vec::new();
-    let mut push = |name: &str, kind: Kind| {
-        out.push((name.to_owned(), kind));
-        out.push((format!("{name}_src"), Kind::Text));
-    };
-    for (name, kind) in DERIVED {
-        push(name, *kind);
-    }
-    for c in &conventions().columns {
-        if !INTERNAL.contains(&c.name.as_str()) {
-            push(&c.name, c.kind);
-        }
-    }
-    out
-}
-
-/// Arrow fields of the promoted columns.
-pub fn fields() -> Vec<Field> {
-    output_columns()
-        .into_iter()
-        .map(|(name, kind)| Field::new(name, kind.data_type(), true))
-        .collect()
-}
+/// Table columns used only as inputs to derived columns, not stored.
+pub(crate) const INTERNAL: &[&str] = &["provider_raw"];
 
 /// Attribute lookup for one span.
 pub struct SpanView<'a> {

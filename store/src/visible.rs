@@ -1,5 +1,5 @@
 //! The store as readers must see it: listings hide what compaction superseded and outputs it has
-//! not yet committed (see [`crate::compaction`]). Everything else passes straight through.
+//! not yet committed (see [`cairn_schema::compaction`]). Everything else passes straight through.
 //!
 //! Manifests are immutable, so each is read once and kept (bounded; forgotten wholesale when
 //! full).
@@ -16,7 +16,7 @@ use object_store::{
     ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
 };
 
-use crate::compaction::{self, Manifest, PartitionFiles};
+use cairn_schema::compaction::{self, Manifest, PartitionFiles};
 
 const CACHED_MANIFESTS: usize = 100_000;
 

@@ -16,15 +16,13 @@
 
 use std::collections::HashSet;
 
-use arrow::array::{Array, MapArray, MapBuilder, StringArray, StringBuilder};
+use arrow::array::{Array, MapArray, StringArray};
+pub use cairn_schema::columns::{new_map_builder, AttrMapBuilder};
 use opentelemetry_proto::tonic::common::v1::{
     any_value::Value, AnyValue, ArrayValue, KeyValue, KeyValueList,
 };
 
 use crate::{Error, Result};
-
-/// Builder type of one attribute map column.
-pub type AttrMapBuilder = MapBuilder<StringBuilder, StringBuilder>;
 
 /// Deepest nesting of arrays and key-value lists accepted in one attribute value (a scalar is
 /// 0 deep, an array of scalars 1, an array of arrays 2, …), for span, event, link, resource and
@@ -149,11 +147,6 @@ pub fn parse(text: Option<&str>, tag: Option<&str>) -> Result<Option<Value>> {
 /// failing the whole read.
 fn too_deep(e: &serde_json::Error) -> bool {
     e.to_string().starts_with("recursion limit exceeded")
-}
-
-/// A new, empty attribute map builder.
-pub fn new_map_builder() -> AttrMapBuilder {
-    MapBuilder::new(None, StringBuilder::new(), StringBuilder::new())
 }
 
 /// Appends one row of attribute values (the `attributes` map).

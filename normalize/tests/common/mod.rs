@@ -1,6 +1,6 @@
 //! Helpers shared by the schema tests.
 
-use cairn_schema::otlp::common::v1::{any_value::Value, AnyValue, KeyValue};
+use cairn_normalize::otlp::common::v1::{any_value::Value, AnyValue, KeyValue};
 
 /// An attribute with a typed value.
 pub fn kv(key: &str, v: Value) -> KeyValue {

@@ -5,13 +5,13 @@ use std::collections::HashMap;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, Int64Type};
-use cairn_schema::encode::encode;
-use cairn_schema::otlp::collector::trace::v1::ExportTraceServiceRequest;
-use cairn_schema::otlp::common::v1::{
+use cairn_normalize::encode::encode;
+use cairn_normalize::otlp::collector::trace::v1::ExportTraceServiceRequest;
+use cairn_normalize::otlp::common::v1::{
     any_value::Value, AnyValue, ArrayValue, InstrumentationScope, KeyValue,
 };
-use cairn_schema::otlp::resource::v1::Resource;
-use cairn_schema::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use cairn_normalize::otlp::resource::v1::Resource;
+use cairn_normalize::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
 mod common;
 use common::kv;

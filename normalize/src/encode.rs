@@ -22,11 +22,11 @@ use crate::attributes::{
     append_types, append_types_tagged, append_values, check_nesting, clip, find_str,
     new_map_builder, AttrMapBuilder,
 };
-use crate::columns::{event_fields, link_fields, new_struct_list_builder, spans_schema};
-use crate::ids::{to_hex, validate};
-use crate::layout::hour_of;
 use crate::payload::{extract_span, payloads_batch, Extracted, Payload, Ref};
 use crate::{Error, Result};
+use cairn_schema::columns::{event_fields, link_fields, new_struct_list_builder, spans_schema};
+use cairn_schema::ids::{to_hex, validate};
+use cairn_schema::layout::hour_of;
 
 /// How many rejection reasons are quoted in a partial-success message.
 const MAX_REASONS: usize = 3;

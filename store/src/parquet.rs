@@ -1,16 +1,16 @@
 //! Parquet encoding of one partition's files, with the settings of
-//! [`cairn_schema::file_format`]. Spans: sorted by (trace id, start time). Payloads: one row per
+//! [`crate::file_format`]. Spans: sorted by (trace id, start time). Payloads: one row per
 //! hash, in arrival order.
 
+use crate::file_format::{sort_keys, writer_properties, Effort};
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use arrow::compute::{
     concat_batches, filter_record_batch, lexsort_to_indices, take_record_batch, SortColumn,
 };
 use arrow::datatypes::SchemaRef;
-use cairn_schema::columns::spans_schema;
-use cairn_schema::file_format::{sort_keys, writer_properties, Effort};
+use cairn_schema::columns::{payloads_schema, spans_schema};
 use cairn_schema::layout::Dataset;
-use cairn_schema::payload::payloads_schema;
+
 use parquet::arrow::ArrowWriter;
 
 use crate::{Error, Result};
@@ -98,18 +98,31 @@ pub fn without_known(batch: &RecordBatch, known: impl Fn(&str) -> bool) -> Resul
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::StringArray;
+
     use super::*;
-    use cairn_schema::payload::{payloads_batch, Payload};
+
+    fn payloads(hashes: &[&str]) -> RecordBatch {
+        let column = |f: &dyn Fn(&str) -> String| {
+            Arc::new(StringArray::from_iter_values(hashes.iter().map(|h| f(h)))) as _
+        };
+        RecordBatch::try_new(
+            payloads_schema(),
+            vec![
+                column(&|h| h.to_owned()),
+                column(&|_| "message".to_owned()),
+                column(&|h| format!("content of {h}")),
+            ],
+        )
+        .unwrap()
+    }
 
     #[test]
     fn payloads_are_distinct() {
-        let p = |h: &str| Payload {
-            hash: h.into(),
-            kind: "message".into(),
-            content: format!("content of {h}"),
-        };
-        let a = payloads_batch(&[p("b"), p("a")]).unwrap();
-        let b = payloads_batch(&[p("a"), p("c")]).unwrap();
+        let a = payloads(&["b", "a"]);
+        let b = payloads(&["a", "c"]);
         let (bytes, rows) = encode_payloads(&[a.clone(), b], Effort::Ingest).unwrap();
         assert_eq!(rows, 3);
         assert!(bytes.starts_with(b"PAR1"));

@@ -8,8 +8,8 @@ use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
-use crate::columns::{col, SCHEMA_VERSION, SCHEMA_VERSION_KEY};
-use crate::layout::Dataset;
+use cairn_schema::columns::{col, SCHEMA_VERSION, SCHEMA_VERSION_KEY};
+use cairn_schema::layout::Dataset;
 
 /// Rows per row group: small enough for statistics to prune, large enough to compress well.
 pub const ROW_GROUP_ROWS: usize = 64 * 1024;

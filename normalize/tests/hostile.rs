@@ -3,16 +3,16 @@
 //! is either rejected per span with a clear reason or stored so that it reads back exactly.
 
 use arrow::array::{Array, AsArray, RecordBatch};
-use cairn_schema::attributes::MAX_VALUE_NESTING;
-use cairn_schema::decode::decode;
-use cairn_schema::encode::{encode, Encoded};
-use cairn_schema::otlp::collector::trace::v1::ExportTraceServiceRequest;
-use cairn_schema::otlp::common::v1::{
+use cairn_normalize::attributes::MAX_VALUE_NESTING;
+use cairn_normalize::decode::decode;
+use cairn_normalize::encode::{encode, Encoded};
+use cairn_normalize::otlp::collector::trace::v1::ExportTraceServiceRequest;
+use cairn_normalize::otlp::common::v1::{
     any_value::Value, AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList,
 };
-use cairn_schema::otlp::resource::v1::Resource;
-use cairn_schema::otlp::trace::v1::{span, ResourceSpans, ScopeSpans, Span};
-use cairn_schema::payload::Contents;
+use cairn_normalize::otlp::resource::v1::Resource;
+use cairn_normalize::otlp::trace::v1::{span, ResourceSpans, ScopeSpans, Span};
+use cairn_normalize::payload::Contents;
 
 mod common;
 use common::kv;

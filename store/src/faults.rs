@@ -1,5 +1,7 @@
 //! A store that fails a fraction of its writes, for proving that no acknowledged span is lost
-//! or duplicated when object storage misbehaves (`--inject-store-faults`). Writes (put, multipart
+//! or duplicated when object storage misbehaves. Compiled only with the `faults` feature (the
+//! test builds of the workspace turn it on); there, `CAIRN_INJECT_STORE_FAULTS=<fraction>`
+//! wraps every store [`crate::open`] opens. Writes (put, multipart
 //! upload, copy, delete) fail before reaching the store, or, for every other injected fault,
 //! after the store has done them — the worst case for a writer, which must not count a write it
 //! did not see succeed. Reads are never failed.
@@ -15,6 +17,30 @@ use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
     PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
 };
+
+/// The variable naming the fraction of writes to fail.
+pub const ENV: &str = "CAIRN_INJECT_STORE_FAULTS";
+
+/// Wraps `store` in a [`FaultyStore`] when [`ENV`] names a fraction above 0, seeded by the
+/// process id so that each run fails other writes.
+pub fn from_env(store: Arc<dyn ObjectStore>) -> crate::Result<Arc<dyn ObjectStore>> {
+    let Ok(text) = std::env::var(ENV) else {
+        return Ok(store);
+    };
+    let fraction: f64 = text
+        .trim()
+        .parse()
+        .map_err(|e| crate::Error::InvalidInput(format!("{ENV}={text:?}: {e}")))?;
+    if fraction <= 0.0 {
+        return Ok(store);
+    }
+    tracing::warn!(fraction, "injecting object-store write faults");
+    Ok(Arc::new(FaultyStore::new(
+        store,
+        fraction,
+        std::process::id().into(),
+    )))
+}
 
 /// Fails `fraction` of write requests to `inner`.
 #[derive(Debug)]

@@ -1,0 +1,19 @@
+//! `cairn-store`: Cairn's files in object storage.
+//!
+//! Data flow: [`open`] turns a URL or a directory into an object store (local directory, S3 or
+//! any S3-compatible server, memory); writers encode batches of the span schema as Parquet with
+//! the settings of [`file_format`] ([`parquet`]: sorted, deduplicated, zstd) and put them under
+//! the `cairn_schema::layout` paths; readers list through [`visible`], which applies the
+//! compaction records so that every span is seen exactly once, also while files are replaced.
+//! With the `faults` feature, [`faults`] fails a fraction of writes, for the resilience tests.
+
+mod error;
+#[cfg(feature = "faults")]
+pub mod faults;
+pub mod file_format;
+mod open;
+pub mod parquet;
+pub mod visible;
+
+pub use error::{Error, Result};
+pub use open::open;
