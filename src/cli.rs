@@ -58,6 +58,10 @@ pub struct ServeArgs {
     /// Query API listen address [default: 127.0.0.1:3200]
     #[arg(long, env = "CAIRN_HTTP_ADDR")]
     pub http_addr: Option<String>,
+    /// Where `cairn compact` serves /metrics (the other roles serve it on their own ports)
+    /// [default: 127.0.0.1:9464]
+    #[arg(long, env = "CAIRN_METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
     /// Connections each listener holds open at once; further ones wait [default: 1024]
     #[arg(long, env = "CAIRN_MAX_CONNECTIONS")]
     pub max_connections: Option<String>,

@@ -20,6 +20,7 @@ pub struct FileConfig {
     pub otlp_grpc_addr: Option<String>,
     pub otlp_http_addr: Option<String>,
     pub http_addr: Option<String>,
+    pub metrics_addr: Option<String>,
     pub max_connections: Option<String>,
     pub max_concurrent_requests: Option<String>,
     pub request_timeout: Option<String>,
@@ -79,6 +80,8 @@ pub struct Settings {
     pub log: String,
     pub collector: CollectorConfig,
     pub query: QueryConfig,
+    /// Where the compactor alone serves `/metrics`.
+    pub metrics_addr: SocketAddr,
     /// Compaction and retention, unless turned off.
     pub compaction: Option<CompactionConfig>,
 }
@@ -302,6 +305,11 @@ impl Settings {
             store,
             prices: args.prices.clone().or_else(|| file.prices.clone()),
             log,
+            metrics_addr: parse_addr(
+                "metrics_addr",
+                pick(&args.metrics_addr, &file.metrics_addr),
+                ([127, 0, 0, 1], 9464).into(),
+            )?,
             collector: CollectorConfig {
                 grpc_addr: parse_addr(
                     "otlp_grpc_addr",

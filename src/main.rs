@@ -132,11 +132,28 @@ async fn serve(role: Role, args: ServeArgs, file: FileConfig) -> Result<(), BoxE
         Role::All | Role::Query => Some(QueryServer::bind(settings.query.clone(), store).await?),
         Role::Collector | Role::Compactor => None,
     };
+    // The compactor has no port of its own but this one; the other roles serve /metrics on
+    // theirs.
+    let metrics = match role {
+        Role::Compactor => Some(
+            tokio::net::TcpListener::bind(settings.metrics_addr)
+                .await
+                .map_err(|e| format!("cannot listen on {}: {e}", settings.metrics_addr))?,
+        ),
+        _ => None,
+    };
+    if query.is_some() {
+        cairn_query::metrics::init();
+    }
     if let Some(path) = &args.ready_file {
         let ready = serde_json::json!({
             "otlp_grpc": collector.as_ref().map(|c| c.grpc_addr().to_string()),
             "otlp_http": collector.as_ref().map(|c| c.http_addr().to_string()),
             "http": query.as_ref().map(|q| q.addr().to_string()),
+            "metrics": metrics
+                .as_ref()
+                .and_then(|m| m.local_addr().ok())
+                .map(|a| a.to_string()),
         });
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, ready.to_string())?;
@@ -156,12 +173,30 @@ async fn serve(role: Role, args: ServeArgs, file: FileConfig) -> Result<(), BoxE
     };
     let compactor_task = async {
         if let Some(c) = compactor {
+            cairn_compactor::metrics::metrics();
             cairn_compactor::run(c, shutdown.clone()).await;
         }
     };
-    let (c, q, ()) = tokio::join!(collector_task, query_task, compactor_task);
+    let metrics_task = async {
+        match metrics {
+            Some(listener) => {
+                tracing::info!(addr = %settings.metrics_addr, "metrics listening");
+                let limits = settings.query.limits;
+                axum::serve(
+                    cairn_net::LimitedListener::new(listener, limits.max_connections),
+                    cairn_net::limit_requests(cairn_telemetry::router(), limits),
+                )
+                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                .await
+                .map_err(|e| BoxError::from(format!("metrics: {e}")))
+            }
+            None => Ok(()),
+        }
+    };
+    let (c, q, (), m) = tokio::join!(collector_task, query_task, compactor_task, metrics_task);
     c?;
     q?;
+    m?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -322,13 +322,14 @@ async fn flush(store: Arc<dyn ObjectStore>, known: Known, buffer: Buffer, naming
 
 async fn put(store: &dyn ObjectStore, path: Path, bytes: Vec<u8>) -> Result<(), String> {
     let m = crate::metrics::metrics();
-    let dataset = crate::metrics::DatasetLabel::of(
-        if path.as_ref().starts_with(Dataset::Payloads.prefix()) {
+    let dataset = crate::metrics::DatasetLabel {
+        dataset: if path.as_ref().starts_with(Dataset::Payloads.prefix()) {
             Dataset::Payloads
         } else {
             Dataset::Spans
-        },
-    );
+        }
+        .prefix(),
+    };
     let size = bytes.len() as u64;
     let started = std::time::Instant::now();
     let result = put_once(store, path, bytes).await;

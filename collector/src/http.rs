@@ -36,18 +36,7 @@ struct AppState {
 pub fn router(ingester: Ingester) -> Router {
     Router::new()
         .route("/v1/traces", post(export))
-        .route(
-            "/metrics",
-            axum::routing::get(|| async {
-                (
-                    [(
-                        header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4; charset=utf-8",
-                    )],
-                    crate::metrics::metrics().render(),
-                )
-            }),
-        )
+        .merge(cairn_telemetry::router())
         .with_state(AppState { ingester })
 }
 

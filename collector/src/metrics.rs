@@ -1,33 +1,18 @@
-//! Self-metrics of the collector and the compactor, served as Prometheus text on `GET /metrics`
-//! of the OTLP/HTTP port.
+//! The collector's metrics (exports, spans, the write-ahead log, uploads), registered in the
+//! process's registry (`cairn-telemetry`) when first used and served on `GET /metrics` of the
+//! OTLP/HTTP port.
 
 use std::sync::LazyLock;
 
-use prometheus_client::encoding::text::encode;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use prometheus_client::registry::Registry;
+use cairn_telemetry::{register, seconds_histogram, Counter, EncodeLabelSet, Family, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Reason {
     pub reason: &'static str,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct DatasetLabel {
-    pub dataset: &'static str,
-}
-
-impl DatasetLabel {
-    pub fn of(dataset: cairn_schema::layout::Dataset) -> Self {
-        Self {
-            dataset: dataset.prefix(),
-        }
-    }
-}
+pub use cairn_telemetry::DatasetLabel;
 
 /// Every metric the collector keeps.
 pub struct Metrics {
@@ -43,19 +28,10 @@ pub struct Metrics {
     pub upload_seconds: Histogram,
     pub upload_failures: Counter,
     pub flushes: Counter,
-    pub compaction_merges: Family<DatasetLabel, Counter>,
-    pub compaction_files_merged: Family<DatasetLabel, Counter>,
-    pub compaction_files_deleted: Family<DatasetLabel, Counter>,
-    pub compaction_failures: Counter,
-    pub retention_partitions_deleted: Family<DatasetLabel, Counter>,
-    pub partition_files: Histogram,
-    pub store_files: Family<DatasetLabel, Gauge>,
-    registry: Registry,
 }
 
 impl Metrics {
     fn new() -> Self {
-        let mut registry = Registry::with_prefix("cairn");
         let m = Self {
             spans_received: Counter::default(),
             spans_accepted: Counter::default(),
@@ -66,117 +42,67 @@ impl Metrics {
             wal_segments_pending: Gauge::default(),
             files_written: Family::default(),
             bytes_written: Family::default(),
-            upload_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            upload_seconds: seconds_histogram(),
             upload_failures: Counter::default(),
             flushes: Counter::default(),
-            compaction_merges: Family::default(),
-            compaction_files_merged: Family::default(),
-            compaction_files_deleted: Family::default(),
-            compaction_failures: Counter::default(),
-            retention_partitions_deleted: Family::default(),
-            partition_files: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
-            store_files: Family::default(),
-            registry: Registry::default(),
         };
-        registry.register(
+        register(
             "spans_received",
             "Spans received in exports",
             m.spans_received.clone(),
         );
-        registry.register(
+        register(
             "spans_accepted",
             "Spans accepted for storage",
             m.spans_accepted.clone(),
         );
-        registry.register(
+        register(
             "spans_rejected",
             "Invalid spans rejected (partial success)",
             m.spans_rejected.clone(),
         );
-        registry.register(
+        register(
             "exports_refused",
             "Exports refused, by reason",
             m.exports_refused.clone(),
         );
-        registry.register(
+        register(
             "wal_bytes",
             "Bytes appended to the write-ahead log",
             m.wal_bytes.clone(),
         );
-        registry.register(
+        register(
             "wal_syncs",
             "Write-ahead log syncs (group commits)",
             m.wal_syncs.clone(),
         );
-        registry.register(
+        register(
             "wal_segments_pending",
             "Sealed write-ahead log segments not yet written",
             m.wal_segments_pending.clone(),
         );
-        registry.register(
+        register(
             "files_written",
             "Parquet files committed, by dataset",
             m.files_written.clone(),
         );
-        registry.register(
+        register(
             "bytes_written",
             "Parquet bytes committed, by dataset",
             m.bytes_written.clone(),
         );
-        registry.register(
+        register(
             "upload_seconds",
             "Latency of one Parquet upload",
             m.upload_seconds.clone(),
         );
-        registry.register(
+        register(
             "upload_failures",
             "Parquet uploads that failed (and were retried or refused)",
             m.upload_failures.clone(),
         );
-        registry.register("flushes", "Flushes completed", m.flushes.clone());
-        registry.register(
-            "compaction_merges",
-            "Merges committed by compaction, by dataset",
-            m.compaction_merges.clone(),
-        );
-        registry.register(
-            "compaction_files_merged",
-            "Files merged into larger ones, by dataset",
-            m.compaction_files_merged.clone(),
-        );
-        registry.register(
-            "compaction_files_deleted",
-            "Superseded or abandoned files deleted, by dataset",
-            m.compaction_files_deleted.clone(),
-        );
-        registry.register(
-            "compaction_failures",
-            "Partitions whose compaction failed (retried at the next pass)",
-            m.compaction_failures.clone(),
-        );
-        registry.register(
-            "retention_partitions_deleted",
-            "Hour partitions deleted by retention, by dataset",
-            m.retention_partitions_deleted.clone(),
-        );
-        registry.register(
-            "partition_files",
-            "Readable files per partition, observed at each compaction pass",
-            m.partition_files.clone(),
-        );
-        registry.register(
-            "store_files",
-            "Readable files in the store at the last compaction pass, by dataset",
-            m.store_files.clone(),
-        );
-        Self { registry, ..m }
-    }
-
-    /// The metrics in the Prometheus text format.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        encode(&mut out, &self.registry).expect("writing to a string");
-        out
+        register("flushes", "Flushes completed", m.flushes.clone());
+        m
     }
 }
 

@@ -12,6 +12,7 @@
 mod config;
 mod error;
 mod merge;
+pub mod metrics;
 mod pass;
 mod plan;
 mod retention;

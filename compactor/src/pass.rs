@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_collector::metrics::{metrics, DatasetLabel};
+use crate::metrics::{label, metrics};
 use cairn_schema::compaction::{self, Manifest, PartitionFiles};
 use cairn_schema::layout::{self, Dataset, HOUR_NANOS};
 use cairn_schema::tenant::Tenant;
@@ -70,10 +70,10 @@ impl Compactor {
             }
             metrics()
                 .store_files
-                .get_or_create(&DatasetLabel::of(dataset))
+                .get_or_create(&label(dataset))
                 .set(files as i64);
         }
-        metrics().compaction_failures.inc_by(report.failures as u64);
+        metrics().failures.inc_by(report.failures as u64);
         report
     }
 
@@ -151,8 +151,8 @@ impl Compactor {
             }
         }
         metrics()
-            .compaction_files_deleted
-            .get_or_create(&DatasetLabel::of(dataset))
+            .files_deleted
+            .get_or_create(&label(dataset))
             .inc_by(n as u64);
         Ok(n)
     }
@@ -256,10 +256,10 @@ impl Compactor {
                 PutPayload::from(serde_json::to_vec(&manifest)?),
             )
             .await?;
-        let label = DatasetLabel::of(dataset);
-        metrics().compaction_merges.get_or_create(&label).inc();
+        let label = label(dataset);
+        metrics().merges.get_or_create(&label).inc();
         metrics()
-            .compaction_files_merged
+            .files_merged
             .get_or_create(&label)
             .inc_by(bin.len() as u64);
         tracing::info!(partition = %prefix, inputs = bin.len(), rows, elapsed = ?started.elapsed(), "merged");
@@ -295,7 +295,7 @@ impl Compactor {
         report.partitions_dropped += 1;
         metrics()
             .retention_partitions_deleted
-            .get_or_create(&DatasetLabel::of(dataset))
+            .get_or_create(&label(dataset))
             .inc();
         tracing::info!(%tenant, hour = layout::format_hour(hour), dataset = dataset.prefix(), "partition past retention deleted");
         Ok(0)

@@ -19,10 +19,11 @@ use datafusion::execution::context::SQLOptions;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::coop::CooperativeExec;
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::{execute_stream, ExecutionPlan};
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use futures::StreamExt;
 use lru::LruCache;
@@ -160,6 +161,14 @@ fn session_cache() -> Arc<std::sync::Mutex<LruCache<Tenant, SessionContext>>> {
 
 /// Charges `reservation` with `bytes`, refusing with a clear message when the query memory is
 /// spent.
+/// Plans `df` and starts it; the plan is kept to read what its scans did once it has run.
+async fn execute(df: DataFrame) -> Result<(Arc<dyn ExecutionPlan>, SendableRecordBatchStream)> {
+    let task = Arc::new(df.task_ctx());
+    let plan = df.create_physical_plan().await?;
+    let stream = execute_stream(Arc::clone(&plan), task)?;
+    Ok((plan, stream))
+}
+
 fn charge(reservation: &MemoryReservation, bytes: usize) -> Result<()> {
     reservation.try_resize(bytes).map_err(|e| {
         Error::ResourcesExhausted(format!(
@@ -292,7 +301,7 @@ impl QueryEngine {
             let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
             let reservation =
                 MemoryConsumer::new("query result").register(&engine.runtime.memory_pool);
-            let mut stream = df.execute_stream().await?;
+            let (plan, mut stream) = execute(df).await?;
             let mut batches = Vec::new();
             while let Some(batch) = stream.next().await {
                 let batch = batch?;
@@ -302,6 +311,7 @@ impl QueryEngine {
                 )?;
                 batches.push(batch);
             }
+            crate::metrics::record_scans(&plan);
             Ok(QueryResult { schema, batches })
         })
         .await
@@ -360,7 +370,7 @@ impl QueryEngine {
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let reservation = MemoryConsumer::new("query result").register(&self.runtime.memory_pool);
         let mut encoder = Encoder::new(schema, format)?;
-        let mut stream = df.execute_stream().await?;
+        let (plan, mut stream) = execute(df).await?;
         while let Some(batch) = stream.next().await {
             let batch = batch?;
             // The batch is held while it is encoded.
@@ -370,6 +380,7 @@ impl QueryEngine {
             charge(&reservation, encoder.size())?;
         }
         drop(stream);
+        crate::metrics::record_scans(&plan);
         let bytes = encoder.finish()?;
         charge(&reservation, bytes.capacity())?;
         Ok(Encoded { bytes, reservation })

@@ -29,8 +29,10 @@ use crate::{trace, Error, QueryEngine, Result};
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        if matches!(self, Error::Internal(_) | Error::Storage(_)) {
-            tracing::warn!(error = %self, "query failed");
+        match self {
+            Error::Internal(_) | Error::Storage(_) => tracing::warn!(error = %self, "query failed"),
+            Error::ResourcesExhausted(_) => crate::metrics::memory_refused(),
+            _ => {}
         }
         (
             self.http_status(),
@@ -47,6 +49,8 @@ pub fn router(engine: QueryEngine) -> Router {
         .route("/api/v1/traces/{trace_id}", get(trace_by_id))
         .route("/health", get(|| async { "ok" }))
         .merge(crate::api::routes())
+        .merge(cairn_telemetry::router())
+        .layer(axum::middleware::from_fn(crate::metrics::track))
         .with_state(engine)
 }
 

@@ -18,6 +18,7 @@ mod error;
 pub mod format;
 pub mod guard;
 pub mod http;
+pub mod metrics;
 pub mod policy;
 pub mod server;
 mod spill;

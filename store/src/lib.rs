@@ -5,12 +5,15 @@
 //! the settings of [`file_format`] ([`parquet`]: sorted, deduplicated, zstd) and put them under
 //! the `cairn_schema::layout` paths; readers list through [`visible`], which applies the
 //! compaction records so that every span is seen exactly once, also while files are replaced.
-//! With the `faults` feature, [`faults`] fails a fraction of writes, for the resilience tests.
+//! Every store is wrapped in [`metered`], which counts requests, bytes and latency per
+//! operation. With the `faults` feature, `faults` fails a fraction of writes, for the
+//! resilience tests.
 
 mod error;
 #[cfg(feature = "faults")]
 pub mod faults;
 pub mod file_format;
+pub mod metered;
 mod open;
 pub mod parquet;
 pub mod visible;

@@ -23,7 +23,7 @@ pub fn open(location: &str) -> Result<Arc<dyn ObjectStore>> {
     let store = open_plain(location)?;
     #[cfg(feature = "faults")]
     let store = crate::faults::from_env(store)?;
-    Ok(store)
+    Ok(Arc::new(crate::metered::MeteredStore::new(store)))
 }
 
 fn open_plain(location: &str) -> Result<Arc<dyn ObjectStore>> {

@@ -92,8 +92,10 @@ async fn counts_stay_exact_while_files_are_merged() {
             "on",
             "--compaction-interval",
             "150ms",
+            // Longer than any of the queries below takes, also on a loaded machine: a file
+            // is deleted only once no query can still be reading it.
             "--compaction-grace",
-            "1s",
+            "4s",
             "--compaction-min-files",
             "4",
             "--flush-interval",

@@ -12,6 +12,8 @@ pub struct Cairn {
     pub grpc: String,
     pub otlp_http: String,
     pub http: String,
+    /// Where this process serves `/metrics`.
+    pub metrics: String,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -39,6 +41,12 @@ impl Cairn {
     /// stored unless `extra` says `--ack wal`; compaction is off unless it says `--compaction on`; the write-ahead log lives beside a local store
     /// (so that it survives restarts), else in the temporary directory.
     pub fn start_on(store: &str, extra: &[&str], envs: &[(&str, &str)]) -> Self {
+        Self::start_role("serve", store, extra, envs)
+    }
+
+    /// `cairn <role>` (`serve`, `collector`, `query` or `compact`) on `store`, as
+    /// [`Self::start_on`]; the addresses of the ports the role does not open are empty.
+    pub fn start_role(role: &str, store: &str, extra: &[&str], envs: &[(&str, &str)]) -> Self {
         let wal_dir = if store.contains("://") {
             std::env::temp_dir()
                 .join(format!("cairn-wal-{}-{}", std::process::id(), unique()))
@@ -54,10 +62,11 @@ impl Cairn {
         ));
         let _ = std::fs::remove_file(&ready);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
-        cmd.args(["serve", "--store", store])
+        cmd.args([role, "--store", store])
             .args(["--otlp-grpc-addr", "127.0.0.1:0"])
             .args(["--otlp-http-addr", "127.0.0.1:0"])
             .args(["--http-addr", "127.0.0.1:0"])
+            .args(["--metrics-addr", "127.0.0.1:0"])
             .arg("--ready-file")
             .arg(&ready)
             .args(extra)
@@ -74,12 +83,19 @@ impl Cairn {
         let mut child = cmd.spawn().expect("spawn cairn");
         let addrs = wait_for_file(&ready, &mut child, Duration::from_secs(30));
         let _ = std::fs::remove_file(&ready);
-        let get = |k: &str| addrs[k].as_str().expect("address").to_owned();
+        let get = |k: &str| addrs[k].as_str().unwrap_or_default().to_owned();
+        let (otlp_http, http) = (get("otlp_http"), get("http"));
+        let metrics = match role {
+            "compact" => get("metrics"),
+            "query" => http.clone(),
+            _ => otlp_http.clone(),
+        };
         Self {
             child,
             grpc: get("otlp_grpc"),
-            otlp_http: get("otlp_http"),
-            http: get("http"),
+            otlp_http,
+            http,
+            metrics,
             _dir: None,
         }
     }
@@ -87,7 +103,7 @@ impl Cairn {
     /// The value of a counter (summed over labels matching `labels`) on `/metrics`.
     pub async fn metric(&self, name: &str, labels: &str) -> f64 {
         let text = client()
-            .get(format!("http://{}/metrics", self.otlp_http))
+            .get(format!("http://{}/metrics", self.metrics))
             .send()
             .await
             .unwrap()

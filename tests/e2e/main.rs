@@ -19,3 +19,4 @@ mod python_sdk;
 mod s3;
 mod sql_api;
 mod store_faults;
+mod telemetry;

@@ -1,0 +1,90 @@
+//! `cairn-telemetry`: Cairn's own metrics.
+//!
+//! One registry per process ([`register`]), into which each crate registers the metrics of its
+//! part when they are first used: the collector its ingest counters, the compactor its merges,
+//! the store its object-store requests, the query side its queries. Every role serves the whole
+//! registry as Prometheus text on `GET /metrics` of its own port ([`router`]), so a process
+//! running several roles shows all of them on each.
+//!
+//! Depends on no other Cairn crate, so that any crate may report here.
+
+use std::sync::{LazyLock, Mutex};
+
+use axum::http::header;
+use axum::routing::get;
+use axum::Router;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::{Metric, Registry};
+
+pub use prometheus_client::encoding::EncodeLabelSet;
+pub use prometheus_client::metrics::counter::Counter;
+pub use prometheus_client::metrics::family::Family;
+pub use prometheus_client::metrics::gauge::Gauge;
+
+static REGISTRY: LazyLock<Mutex<Registry>> =
+    LazyLock::new(|| Mutex::new(Registry::with_prefix("cairn")));
+
+/// Registers `metric` as `cairn_<name>` (counters gain `_total`). Metrics are cheap handles:
+/// register a clone and keep the original.
+pub fn register(name: &str, help: &str, metric: impl Metric) {
+    REGISTRY
+        .lock()
+        .expect("metrics registry")
+        .register(name, help, metric);
+}
+
+/// Every registered metric in the Prometheus text format.
+pub fn render() -> String {
+    let mut out = String::new();
+    encode(&mut out, &REGISTRY.lock().expect("metrics registry")).expect("writing to a string");
+    out
+}
+
+/// `GET /metrics`, to merge into a role's router.
+pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::new().route(
+        "/metrics",
+        get(|| async {
+            (
+                [(
+                    header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                render(),
+            )
+        }),
+    )
+}
+
+/// The label of metrics kept per dataset (`spans`, `payloads`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DatasetLabel {
+    pub dataset: &'static str,
+}
+
+/// A latency histogram in seconds, from 1 ms to about 65 s.
+pub fn seconds_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registered_metrics_are_rendered() {
+        let counter = Counter::<u64>::default();
+        register(
+            "telemetry_test_events",
+            "Events of the test",
+            counter.clone(),
+        );
+        counter.inc_by(3);
+        let text = render();
+        assert!(
+            text.contains("cairn_telemetry_test_events_total 3"),
+            "{text}"
+        );
+    }
+}

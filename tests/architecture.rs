@@ -1,0 +1,159 @@
+//! The crate graph the architecture allows, checked against `cargo metadata`: each crate may
+//! depend only on the Cairn crates listed for it (the storage contract on none), and the
+//! contract stays small. A new crate must be added here, with its allowed edges, to pass.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+/// Each workspace crate and the Cairn crates it may depend on (normal and build dependencies;
+/// tests may use more).
+const ALLOWED: &[(&str, &[&str])] = &[
+    ("cairn-schema", &[]),
+    ("cairn-telemetry", &[]),
+    ("cairn-net", &[]),
+    ("cairn-normalize", &["cairn-schema"]),
+    ("cairn-store", &["cairn-schema", "cairn-telemetry"]),
+    (
+        "cairn-collector",
+        &[
+            "cairn-schema",
+            "cairn-normalize",
+            "cairn-store",
+            "cairn-telemetry",
+            "cairn-net",
+        ],
+    ),
+    (
+        "cairn-query",
+        &[
+            "cairn-schema",
+            "cairn-normalize",
+            "cairn-store",
+            "cairn-telemetry",
+            "cairn-net",
+        ],
+    ),
+    (
+        "cairn-compactor",
+        &["cairn-schema", "cairn-store", "cairn-telemetry"],
+    ),
+    (
+        "cairn-bench",
+        &[
+            "cairn-schema",
+            "cairn-normalize",
+            "cairn-store",
+            "cairn-collector",
+        ],
+    ),
+    (
+        "cairn",
+        &[
+            "cairn-schema",
+            "cairn-normalize",
+            "cairn-store",
+            "cairn-telemetry",
+            "cairn-net",
+            "cairn-collector",
+            "cairn-query",
+            "cairn-compactor",
+        ],
+    ),
+];
+
+/// What the storage contract may depend on at all.
+const CONTRACT_DEPENDENCIES: &[&str] = &[
+    "arrow",
+    "object_store",
+    "serde",
+    "thiserror",
+    "hex",
+    "chrono",
+    "uuid",
+];
+
+fn metadata() -> serde_json::Value {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo metadata");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("metadata JSON")
+}
+
+/// Each workspace package's normal and build dependencies: name → (dependency, its entry).
+fn dependencies(meta: &serde_json::Value) -> BTreeMap<String, Vec<serde_json::Value>> {
+    meta["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .map(|p| {
+            let deps = p["dependencies"]
+                .as_array()
+                .expect("dependencies")
+                .iter()
+                .filter(|d| d["kind"].as_str() != Some("dev"))
+                .cloned()
+                .collect();
+            (p["name"].as_str().expect("name").to_owned(), deps)
+        })
+        .collect()
+}
+
+#[test]
+fn crates_depend_only_as_the_architecture_allows() {
+    let deps = dependencies(&metadata());
+    let allowed: BTreeMap<&str, &[&str]> = ALLOWED.iter().copied().collect();
+    let mut wrong = Vec::new();
+    for (package, deps) in &deps {
+        let Some(may) = allowed.get(package.as_str()) else {
+            wrong.push(format!("{package}: not in the architecture table"));
+            continue;
+        };
+        for dep in deps {
+            let name = dep["name"].as_str().expect("dependency name");
+            if name.starts_with("cairn") && !may.contains(&name) {
+                wrong.push(format!("{package} → {name}"));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "edges the architecture does not allow: {wrong:?}"
+    );
+    assert_eq!(
+        deps.len(),
+        ALLOWED.len(),
+        "a crate of the table is gone: {:?}",
+        deps.keys()
+    );
+}
+
+#[test]
+fn the_contract_stays_small() {
+    let deps = dependencies(&metadata());
+    for dep in &deps["cairn-schema"] {
+        let name = dep["name"].as_str().expect("dependency name");
+        assert!(
+            CONTRACT_DEPENDENCIES.contains(&name),
+            "cairn-schema depends on {name}"
+        );
+        if name == "object_store" {
+            // The path type only: no client of any cloud.
+            assert_eq!(dep["uses_default_features"], false, "{dep}");
+            assert_eq!(dep["features"], serde_json::json!([]), "{dep}");
+        }
+    }
+}
