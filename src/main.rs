@@ -8,6 +8,7 @@
 
 mod cli;
 mod config;
+mod supervise;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -22,13 +23,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Cli, Command, ServeArgs, SqlArgs};
 use crate::config::{store_and_log, FileConfig, Settings};
+use crate::supervise::{supervise, BoxError, Role as Part};
 
 /// Many threads allocate and free Arrow buffers and decoded requests concurrently; mimalloc's
 /// per-thread heaps are faster than glibc's arenas and return memory instead of fragmenting.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -159,44 +159,39 @@ async fn serve(role: Role, args: ServeArgs, file: FileConfig) -> Result<(), BoxE
         std::fs::write(&tmp, ready.to_string())?;
         std::fs::rename(&tmp, path)?;
     }
-    let collector_task = async {
-        match collector {
-            Some(c) => c.run(shutdown.clone()).await.map_err(BoxError::from),
-            None => Ok(()),
-        }
-    };
-    let query_task = async {
-        match query {
-            Some(q) => q.run(shutdown.clone()).await.map_err(BoxError::from),
-            None => Ok(()),
-        }
-    };
-    let compactor_task = async {
-        if let Some(c) = compactor {
-            cairn_compactor::metrics::metrics();
+    let mut roles = Vec::new();
+    if let Some(c) = collector {
+        roles.push(Part::new("collector", async {
+            c.run(shutdown.clone()).await.map_err(BoxError::from)
+        }));
+    }
+    if let Some(q) = query {
+        roles.push(Part::new("query", async {
+            q.run(shutdown.clone()).await.map_err(BoxError::from)
+        }));
+    }
+    if let Some(c) = compactor {
+        cairn_compactor::metrics::metrics();
+        roles.push(Part::new("compactor", async {
             cairn_compactor::run(c, shutdown.clone()).await;
-        }
-    };
-    let metrics_task = async {
-        match metrics {
-            Some(listener) => {
-                tracing::info!(addr = %settings.metrics_addr, "metrics listening");
-                let limits = settings.query.limits;
-                axum::serve(
-                    cairn_net::LimitedListener::new(listener, limits.max_connections),
-                    cairn_net::limit_requests(cairn_telemetry::router(), limits),
-                )
-                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-                .await
-                .map_err(|e| BoxError::from(format!("metrics: {e}")))
-            }
-            None => Ok(()),
-        }
-    };
-    let (c, q, (), m) = tokio::join!(collector_task, query_task, compactor_task, metrics_task);
-    c?;
-    q?;
-    m?;
+            Ok(())
+        }));
+    }
+    if let Some(listener) = metrics {
+        tracing::info!(addr = %settings.metrics_addr, "metrics listening");
+        let limits = settings.query.limits;
+        let stop = shutdown.clone();
+        roles.push(Part::new("metrics", async move {
+            axum::serve(
+                cairn_net::LimitedListener::new(listener, limits.max_connections),
+                cairn_net::limit_requests(cairn_telemetry::router(), limits),
+            )
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+            .map_err(BoxError::from)
+        }));
+    }
+    supervise(roles, &shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }
