@@ -20,10 +20,11 @@ use cairn_schema::tenant::Tenant;
 use cairn_store::file_format::Effort;
 use futures::{stream, StreamExt};
 use object_store::{path::Path, ObjectStore, ObjectStoreExt, PutPayload};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::admission::Charge;
+use crate::messages::{Item, Pending, Reply, WriteError};
 use crate::wal::WalControl;
 
 /// Flushes in flight at once.
@@ -70,27 +71,6 @@ impl KnownPayloads {
 }
 
 type Known = Arc<Mutex<KnownPayloads>>;
-
-/// Spans of one export waiting to be written.
-pub struct Pending {
-    pub tenant: Tenant,
-    pub partitions: Vec<Partition>,
-    pub bytes: usize,
-    /// Memory budget held until the spans are written.
-    pub permit: Charge,
-    /// Answered with the outcome of the write (without a write-ahead log).
-    pub done: Option<Reply>,
-}
-
-/// Answers an export that waits for its spans to be stored.
-pub type Reply = oneshot::Sender<Result<(), String>>;
-
-/// What the batcher receives.
-pub enum Item {
-    Spans(Pending),
-    /// Everything received before this belongs to the sealed write-ahead-log segment.
-    Sealed(u64),
-}
 
 /// How flushed files are named.
 #[derive(Clone)]
@@ -274,10 +254,10 @@ async fn write_all(
     known: &Known,
     groups: &BTreeMap<(Tenant, i64), Group>,
     naming: &Naming,
-) -> Result<usize, String> {
+) -> Result<usize, WriteError> {
     let owned: Vec<((Tenant, i64), Group)> =
         groups.iter().map(|(k, g)| (k.clone(), g.clone())).collect();
-    let results: Vec<Result<Written, String>> = stream::iter(owned)
+    let results: Vec<Result<Written, WriteError>> = stream::iter(owned)
         .map(|((tenant, hour), group)| {
             write_partition(
                 Arc::clone(store),
@@ -320,7 +300,7 @@ async fn flush(store: Arc<dyn ObjectStore>, known: Known, buffer: Buffer, naming
     }
 }
 
-async fn put(store: &dyn ObjectStore, path: Path, bytes: Vec<u8>) -> Result<(), String> {
+async fn put(store: &dyn ObjectStore, path: Path, bytes: Vec<u8>) -> Result<(), WriteError> {
     let m = crate::metrics::metrics();
     let dataset = crate::metrics::DatasetLabel {
         dataset: if path.as_ref().starts_with(Dataset::Payloads.prefix()) {
@@ -346,12 +326,15 @@ async fn put(store: &dyn ObjectStore, path: Path, bytes: Vec<u8>) -> Result<(), 
     result
 }
 
-async fn put_once(store: &dyn ObjectStore, path: Path, bytes: Vec<u8>) -> Result<(), String> {
+async fn put_once(store: &dyn ObjectStore, path: Path, bytes: Vec<u8>) -> Result<(), WriteError> {
     store
         .put(&path, PutPayload::from(bytes))
         .await
         .map(|_| ())
-        .map_err(|e| format!("writing {path}: {e}"))
+        .map_err(|e| WriteError::Store {
+            path: path.to_string(),
+            source: std::sync::Arc::new(e),
+        })
 }
 
 /// Rows written and payload hashes committed by one flush.
@@ -367,7 +350,7 @@ async fn write_partition(
     hour: i64,
     group: Group,
     naming: Naming,
-) -> Result<Written, String> {
+) -> Result<Written, WriteError> {
     let mut committed = Vec::new();
     if !group.payloads.is_empty() {
         let seen = Arc::clone(&known);
@@ -397,9 +380,7 @@ async fn write_partition(
             cairn_store::parquet::encode_payloads(&fresh, Effort::Ingest)
                 .map(|(bytes, _)| Some((bytes, hashes)))
         })
-        .await
-        .map_err(|e| format!("encoder task failed: {e}"))?
-        .map_err(|e| e.to_string())?;
+        .await??;
         if let Some((bytes, hashes)) = encoded {
             put(
                 store.as_ref(),
@@ -414,9 +395,7 @@ async fn write_partition(
     let (bytes, rows) = tokio::task::spawn_blocking(move || {
         cairn_store::parquet::encode_spans(&spans, Effort::Ingest)
     })
-    .await
-    .map_err(|e| format!("encoder task failed: {e}"))?
-    .map_err(|e| e.to_string())?;
+    .await??;
     put(
         store.as_ref(),
         naming.path(Dataset::Spans, &tenant, hour),

@@ -21,6 +21,9 @@ pub enum Error {
     /// The object store failed; the client should retry later.
     #[error("storage unavailable: {0}")]
     Storage(String),
+    /// The spans could not be logged or stored (disk or object store); retry later.
+    #[error("storage unavailable: {0}")]
+    Write(#[from] crate::messages::WriteError),
     /// The collector is shutting down.
     #[error("shutting down")]
     ShuttingDown,
@@ -39,7 +42,7 @@ impl Error {
         match self {
             Error::BadRequest(_) | Error::UnsupportedMediaType(_) => tonic::Code::InvalidArgument,
             Error::TooLarge(_) | Error::Overloaded(_) => tonic::Code::ResourceExhausted,
-            Error::Storage(_) | Error::ShuttingDown => tonic::Code::Unavailable,
+            Error::Storage(_) | Error::Write(_) | Error::ShuttingDown => tonic::Code::Unavailable,
             Error::Internal(_) => tonic::Code::Internal,
         }
     }
@@ -52,7 +55,7 @@ impl Error {
             Error::UnsupportedMediaType(_) => S::UNSUPPORTED_MEDIA_TYPE,
             Error::TooLarge(_) => S::PAYLOAD_TOO_LARGE,
             Error::Overloaded(_) => S::TOO_MANY_REQUESTS,
-            Error::Storage(_) | Error::ShuttingDown => S::SERVICE_UNAVAILABLE,
+            Error::Storage(_) | Error::Write(_) | Error::ShuttingDown => S::SERVICE_UNAVAILABLE,
             Error::Internal(_) => S::INTERNAL_SERVER_ERROR,
         }
     }
@@ -64,7 +67,7 @@ impl Error {
             Error::UnsupportedMediaType(_) => "unsupported_media_type",
             Error::TooLarge(_) => "too_large",
             Error::Overloaded(_) => "overloaded",
-            Error::Storage(_) => "storage",
+            Error::Storage(_) | Error::Write(_) => "storage",
             Error::ShuttingDown => "shutting_down",
             Error::Internal(_) => "internal",
         }
@@ -74,7 +77,7 @@ impl Error {
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
             Error::Overloaded(_) | Error::ShuttingDown => Some(1),
-            Error::Storage(_) => Some(5),
+            Error::Storage(_) | Error::Write(_) => Some(5),
             _ => None,
         }
     }

@@ -11,9 +11,9 @@ use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::admission::{Budget, Charge};
-use crate::batcher::{Item, Pending};
 use crate::body::{decode_content, Format};
 use crate::estimate::{self, Estimate};
+use crate::messages::{Item, Pending};
 use crate::wal::WalSender;
 use crate::{Error, Result};
 
@@ -148,7 +148,7 @@ impl Ingester {
                 })?;
                 match wait.await {
                     Ok(Ok(())) => Ok(()),
-                    Ok(Err(message)) => Err(Error::Storage(message)),
+                    Ok(Err(e)) => Err(Error::Write(e)),
                     Err(_) => Err(Error::ShuttingDown),
                 }
             }

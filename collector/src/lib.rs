@@ -5,23 +5,25 @@
 //! validates and normalises it into Arrow batches off the IO runtime, reserves room in a bounded
 //! memory budget (refusing with a retryable error when full) and queues it for the
 //! [`batcher`]. The batcher groups spans by (tenant, hour), and every flush interval sorts each
-//! group by (trace id, start time), encodes it as Parquet ([`parquet`]) and PUTs it to the object
-//! store under the [`cairn_schema::layout`] path. With the write-ahead log ([`wal`], the
+//! group by (trace id, start time), encodes it as Parquet (`cairn_store::parquet`) and PUTs it to
+//! the object store under the [`cairn_schema::layout`] path. The stages pass each other the
+//! messages of `messages` (spans waiting, segment markers, typed write errors). With the write-ahead log ([`wal`], the
 //! default) an export is acknowledged once durable on local disk and its spans reach the object
 //! store at the next flush, exactly once even across crashes; without it, an export is
 //! acknowledged only once its Parquet files are committed.
 
 pub mod admission;
-pub mod batcher;
+mod batcher;
 pub mod body;
-pub mod config;
+mod config;
 mod error;
 pub mod estimate;
-pub mod grpc;
-pub mod http;
+mod grpc;
+mod http;
 pub mod ingest;
-pub mod metrics;
-pub mod server;
+mod messages;
+mod metrics;
+mod server;
 pub mod wal;
 
 pub use config::CollectorConfig;

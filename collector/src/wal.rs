@@ -21,7 +21,7 @@ use cairn_schema::tenant::Tenant;
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::batcher::{Item, Pending};
+use crate::messages::{Item, Pending, WriteError};
 use crate::{Error, Result};
 
 /// Appends waiting for the writer.
@@ -35,7 +35,7 @@ pub enum Command {
         tenant: Tenant,
         request: Vec<u8>,
         pending: Pending,
-        reply: oneshot::Sender<Result<(), String>>,
+        reply: oneshot::Sender<Result<(), WriteError>>,
     },
     Rotate,
 }
@@ -74,7 +74,7 @@ impl WalSender {
             })?;
         match wait.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(Error::Storage(format!("write-ahead log: {e}"))),
+            Ok(Err(e)) => Err(Error::Write(e)),
             Err(_) => Err(Error::ShuttingDown),
         }
     }
@@ -251,7 +251,7 @@ struct Writer {
 
 struct Appended {
     pending: Pending,
-    reply: oneshot::Sender<Result<(), String>>,
+    reply: oneshot::Sender<Result<(), WriteError>>,
 }
 
 impl Writer {
@@ -313,7 +313,7 @@ impl Writer {
         }
     }
 
-    fn write(&mut self, tenant: &Tenant, request: &[u8]) -> Result<(), String> {
+    fn write(&mut self, tenant: &Tenant, request: &[u8]) -> Result<(), WriteError> {
         let record = encode_record(tenant.as_str().as_bytes(), request);
         match self.file.write_all(&record) {
             Ok(()) => {
@@ -328,7 +328,7 @@ impl Writer {
                 // Leave no partial record behind (a full disk, say): later records must follow
                 // a complete one.
                 let _ = self.file.set_len(self.good_len);
-                Err(e.to_string())
+                Err(e.into())
             }
         }
     }
@@ -338,7 +338,7 @@ impl Writer {
         if unsynced.is_empty() {
             return;
         }
-        let synced = self.file.sync_data().map_err(|e| e.to_string());
+        let synced = self.file.sync_data().map_err(WriteError::from);
         crate::metrics::metrics().wal_syncs.inc();
         match &synced {
             Ok(()) => self.synced_len = self.good_len,
