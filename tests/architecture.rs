@@ -157,3 +157,57 @@ fn the_contract_stays_small() {
         }
     }
 }
+
+/// Every dependency with its features, as `cargo tree` resolves them for `packages`.
+fn resolved(packages: &[&str]) -> Vec<String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "tree",
+            "--offline",
+            "-e",
+            "normal,build",
+            "--prefix",
+            "none",
+        ])
+        .args(["-f", "{p} [{f}]"])
+        .args(packages)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo tree");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with("cairn"))
+        .map(|l| {
+            l.replace(" (*)", "")
+                .replace(" (proc-macro)", "")
+                .split(" (/")
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    lines.sort();
+    lines.dedup();
+    lines
+}
+
+/// `cargo run --release -- serve` (the binary alone) resolves every dependency with the same
+/// features as `cargo build --release --workspace` (the benches): one set of artifacts serves
+/// both, instead of DataFusion and the object-store client compiling twice.
+#[test]
+fn the_binary_alone_builds_with_the_workspace_features() {
+    let alone = resolved(&["-p", "cairn"]);
+    let workspace = resolved(&["--workspace"]);
+    let only_workspace: Vec<_> = workspace.iter().filter(|l| !alone.contains(l)).collect();
+    let only_alone: Vec<_> = alone.iter().filter(|l| !workspace.contains(l)).collect();
+    assert!(
+        only_workspace.is_empty() && only_alone.is_empty(),
+        "features differ: with the whole workspace {only_workspace:?}, with the binary alone {only_alone:?}"
+    );
+}

@@ -22,6 +22,7 @@ pub fn cpu_seconds(pid: u32) -> Result<f64> {
             .unwrap_or(0)
     };
     // SAFETY: sysconf has no preconditions.
+    #[allow(unsafe_code)]
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     Ok((ticks(11) + ticks(12)) as f64 / per_second)
 }

@@ -48,14 +48,17 @@ impl Counter {
                 let response = client
                     .post(url.as_str())
                     .header("x-scope-orgid", tenant.as_str())
-                    .json(&serde_json::json!({ "sql": "SELECT count(*) AS n FROM spans" }))
+                    .header("content-type", "application/json")
+                    .body(r#"{"sql": "SELECT count(*) AS n FROM spans"}"#)
                     .send()
                     .await
                     .map_err(|e| Error::Server(format!("POST {url}: {e}")))?;
                 let status = response.status();
                 let body: Value = response
-                    .json()
+                    .bytes()
                     .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
                     .map_err(|e| Error::Server(format!("POST {url}: {status}: {e}")))?;
                 if !status.is_success() {
                     return Err(Error::Server(format!("POST {url}: {status}: {body}")));
