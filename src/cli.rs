@@ -120,6 +120,10 @@ pub struct ServeArgs {
     /// TOML price table overlaid on the bundled one, for the derived cost of model calls.
     #[arg(long, env = "CAIRN_PRICES")]
     pub prices: Option<PathBuf>,
+    /// Send Cairn's own traces (exports, flushes, queries, compaction passes) to this OTLP/gRPC
+    /// endpoint, e.g. http://127.0.0.1:4317 for Cairn itself (tenant `cairn-self`)
+    #[arg(long, env = "CAIRN_SELF_TRACES")]
+    pub self_traces: Option<String>,
     /// Whether `serve` compacts and expires files: on or off [default: on]
     #[arg(long, env = "CAIRN_COMPACTION")]
     pub compaction: Option<String>,

@@ -35,6 +35,7 @@ pub struct FileConfig {
     pub spill_dir: Option<String>,
     pub spill_size: Option<String>,
     pub prices: Option<std::path::PathBuf>,
+    pub self_traces: Option<String>,
     pub ack: Option<String>,
     pub wal_dir: Option<String>,
     pub shutdown_timeout: Option<String>,
@@ -77,6 +78,8 @@ pub struct Settings {
     pub store: String,
     /// User price table file, if any.
     pub prices: Option<std::path::PathBuf>,
+    /// Where Cairn's own traces go, if anywhere.
+    pub self_traces: Option<String>,
     pub log: String,
     pub collector: CollectorConfig,
     pub query: QueryConfig,
@@ -304,6 +307,7 @@ impl Settings {
         Ok(Self {
             store,
             prices: args.prices.clone().or_else(|| file.prices.clone()),
+            self_traces: pick(&args.self_traces, &file.self_traces),
             log,
             metrics_addr: parse_addr(
                 "metrics_addr",

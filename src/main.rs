@@ -69,15 +69,6 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 /// Cancels `token` on SIGINT or SIGTERM.
 fn on_signal(token: CancellationToken) {
     tokio::spawn(async move {
@@ -101,7 +92,8 @@ fn on_signal(token: CancellationToken) {
 
 async fn serve(role: Role, args: ServeArgs, file: FileConfig) -> Result<(), BoxError> {
     let settings = Settings::resolve(&args, &file)?;
-    init_logging(&settings.log);
+    let _tracing =
+        cairn_telemetry::tracing_setup::init(&settings.log, settings.self_traces.as_deref())?;
     let user_prices = match &settings.prices {
         Some(path) => Some(
             std::fs::read_to_string(path)
@@ -198,7 +190,7 @@ async fn serve(role: Role, args: ServeArgs, file: FileConfig) -> Result<(), BoxE
 
 async fn sql(args: SqlArgs, file: FileConfig) -> Result<(), BoxError> {
     let (store, log) = store_and_log(&args.store, &file);
-    init_logging(&log);
+    let _tracing = cairn_telemetry::tracing_setup::init(&log, None)?;
     let format = Format::from_name(&args.format)?;
     let tenant = Tenant::new(&args.tenant)?;
     // The query limits of the config file apply (flags and variables are those of `serve`).

@@ -249,6 +249,7 @@ fn jittered(backoff: Duration) -> Duration {
     backoff.mul_f64(0.5 + (random % 1000) as f64 / 2000.0)
 }
 
+#[tracing::instrument(name = "flush", skip_all, fields(partitions = groups.len()))]
 async fn write_all(
     store: &Arc<dyn ObjectStore>,
     known: &Known,

@@ -10,6 +10,8 @@ use cairn_schema::tenant::Tenant;
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 
+use tracing::Instrument;
+
 use crate::admission::{Budget, Charge};
 use crate::body::{decode_content, Format};
 use crate::estimate::{self, Estimate};
@@ -92,7 +94,23 @@ impl Ingester {
 
     /// Stores the valid spans of `body` for `tenant`; returns once they are durable. `charge`
     /// already holds what reading the body took.
-    pub async fn export(&self, tenant: Tenant, body: Body, mut charge: Charge) -> Result<Outcome> {
+    pub async fn export(&self, tenant: Tenant, body: Body, charge: Charge) -> Result<Outcome> {
+        let format = match body.format {
+            Format::Protobuf => "protobuf",
+            Format::Json => "json",
+        };
+        let span = cairn_telemetry::tracing_setup::export_span(format, tenant.as_str());
+        self.export_traced(tenant, body, charge)
+            .instrument(span)
+            .await
+    }
+
+    async fn export_traced(
+        &self,
+        tenant: Tenant,
+        body: Body,
+        mut charge: Charge,
+    ) -> Result<Outcome> {
         let with_log = matches!(self.sink, Sink::Wal(_));
         let limits = self.limits;
         let (normalised, charge) = tokio::task::spawn_blocking(move || {
@@ -113,6 +131,7 @@ impl Ingester {
             .inc_by((outcome.accepted + outcome.rejected) as u64);
         m.spans_accepted.inc_by(outcome.accepted as u64);
         m.spans_rejected.inc_by(outcome.rejected as u64);
+        tracing::Span::current().record("spans", outcome.accepted);
         if outcome.accepted == 0 {
             return Ok(outcome);
         }

@@ -53,6 +53,7 @@ impl Compactor {
 
     /// Runs one pass over every dataset, tenant and hour partition. Failures are counted and
     /// logged per partition; the rest of the pass goes on.
+    #[tracing::instrument(name = "compaction.pass", skip_all)]
     pub async fn pass(&self) -> PassReport {
         let mut report = PassReport::default();
         for dataset in [Dataset::Spans, Dataset::Payloads] {
@@ -221,6 +222,7 @@ impl Compactor {
     }
 
     /// Merges `bin` into one output and commits it with its manifest.
+    #[tracing::instrument(name = "compaction.merge", skip_all, fields(dataset = dataset.prefix()))]
     async fn merge(
         &self,
         dataset: Dataset,

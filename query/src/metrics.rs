@@ -12,6 +12,7 @@ use cairn_telemetry::{register, seconds_histogram, Counter, EncodeLabelSet, Fami
 use datafusion::physical_plan::metrics::MetricValue;
 use datafusion::physical_plan::ExecutionPlan;
 use prometheus_client::metrics::histogram::Histogram;
+use tracing::Instrument;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Endpoint {
@@ -113,7 +114,13 @@ pub async fn track(request: Request, next: Next) -> Response {
         .map_or("unmatched", MatchedPath::as_str)
         .to_owned();
     let started = Instant::now();
-    let response = next.run(request).await;
+    let span = tracing::info_span!(
+        "query.request",
+        endpoint = %endpoint,
+        status = tracing::field::Empty
+    );
+    let response = next.run(request).instrument(span.clone()).await;
+    span.record("status", response.status().as_u16());
     let m = &*METRICS;
     m.seconds
         .get_or_create(&Endpoint {

@@ -6,7 +6,11 @@
 //! registry as Prometheus text on `GET /metrics` of its own port ([`router`]), so a process
 //! running several roles shows all of them on each.
 //!
+//! Logging and Cairn's own traces are set up here too ([`tracing_setup`]).
+//!
 //! Depends on no other Cairn crate, so that any crate may report here.
+
+pub mod tracing_setup;
 
 use std::sync::{LazyLock, Mutex};
 

@@ -62,9 +62,12 @@ impl Cairn {
         ));
         let _ = std::fs::remove_file(&ready);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
-        cmd.args([role, "--store", store])
-            .args(["--otlp-grpc-addr", "127.0.0.1:0"])
-            .args(["--otlp-http-addr", "127.0.0.1:0"])
+        cmd.args([role, "--store", store]);
+        // Free ports unless the test names its own.
+        if !extra.contains(&"--otlp-grpc-addr") {
+            cmd.args(["--otlp-grpc-addr", "127.0.0.1:0"]);
+        }
+        cmd.args(["--otlp-http-addr", "127.0.0.1:0"])
             .args(["--http-addr", "127.0.0.1:0"])
             .args(["--metrics-addr", "127.0.0.1:0"])
             .arg("--ready-file")

@@ -130,3 +130,59 @@ async fn rows_trace(query: &Cairn) -> String {
         .await;
     rows[0]["trace_id"].as_str().expect("trace id").to_owned()
 }
+
+/// Cairn sends its own traces to itself, into tenant `cairn-self`: exports, flushes and queries
+/// of other tenants appear there as spans of service `cairn`, and the exports of its own traces
+/// are not traced again (no feedback).
+#[tokio::test(flavor = "multi_thread")]
+async fn traces_itself_into_its_own_tenant() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let grpc = format!("127.0.0.1:{port}");
+    let endpoint = format!("http://{grpc}");
+    let cairn = Cairn::start(&["--otlp-grpc-addr", &grpc, "--self-traces", &endpoint]);
+    let sent = send_agent_runs(
+        &cairn,
+        Transport::HttpProtobuf { gzip: false },
+        None,
+        "svc",
+        1,
+    )
+    .await;
+    cairn.wait_for_count(None, "spans", sent.len() as i64).await;
+    let self_tenant = Some("cairn-self");
+    let names = "SELECT name, count(*) AS n FROM spans GROUP BY name";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let seen = loop {
+        let rows = cairn.sql(self_tenant, names).await;
+        let has = |name: &str| rows.iter().any(|r| r["name"] == name);
+        if has("otlp.export") && has("query.request") && has("flush") {
+            break rows;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "own spans missing: {rows:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    let services = cairn
+        .sql(self_tenant, "SELECT DISTINCT service_name FROM spans")
+        .await;
+    assert_eq!(services.len(), 1, "{services:?}");
+    assert_eq!(services[0]["service_name"], "cairn");
+    // Every traced export was of another tenant.
+    let exports = cairn
+        .sql(
+            self_tenant,
+            "SELECT attributes['tenant'] AS tenant, count(*) AS n FROM spans \
+             WHERE name = 'otlp.export' GROUP BY 1",
+        )
+        .await;
+    assert!(
+        exports.iter().all(|r| r["tenant"] == "default"),
+        "exports of the self tenant traced: {exports:?} (all: {seen:?})"
+    );
+}
