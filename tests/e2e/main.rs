@@ -9,6 +9,7 @@ mod compaction;
 mod crash;
 mod disk_full;
 mod fixtures;
+mod golden;
 mod hostile_api;
 mod hostile_ingest;
 mod hostile_query;
