@@ -72,25 +72,31 @@ const CONTRACT_DEPENDENCIES: &[&str] = &[
     "uuid",
 ];
 
-fn metadata() -> serde_json::Value {
+/// The standard output of `cargo <args>` run in the workspace.
+fn cargo(args: &[&str]) -> Vec<u8> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--no-deps",
-            "--offline",
-        ])
+        .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
-        .expect("cargo metadata");
+        .expect("cargo");
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).expect("metadata JSON")
+    out.stdout
+}
+
+fn metadata() -> serde_json::Value {
+    let out = cargo(&[
+        "metadata",
+        "--format-version",
+        "1",
+        "--no-deps",
+        "--offline",
+    ]);
+    serde_json::from_slice(&out).expect("metadata JSON")
 }
 
 /// Each workspace package's normal and build dependencies: name → (dependency, its entry).
@@ -160,27 +166,18 @@ fn the_contract_stays_small() {
 
 /// Every dependency with its features, as `cargo tree` resolves them for `packages`.
 fn resolved(packages: &[&str]) -> Vec<String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
-        .args([
-            "tree",
-            "--offline",
-            "-e",
-            "normal,build",
-            "--prefix",
-            "none",
-        ])
-        .args(["-f", "{p} [{f}]"])
-        .args(packages)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("cargo tree");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+    let mut args = vec![
+        "tree",
+        "--offline",
+        "-e",
+        "normal,build",
+        "--prefix",
+        "none",
+    ];
+    args.extend(["-f", "{p} [{f}]"]);
+    args.extend(packages);
+    let out = cargo(&args);
+    let mut lines: Vec<String> = String::from_utf8_lossy(&out)
         .lines()
         .filter(|l| !l.is_empty() && !l.starts_with("cairn"))
         .map(|l| {
