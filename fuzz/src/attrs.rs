@@ -1,11 +1,11 @@
 //! The `attributes` target: structure-aware attribute lists, built from the fuzzer's bytes with
-//! `arbitrary`, through the attribute maps and through normalisation. Shared with the schema's
-//! regression tests (which include this file next to `normalise.rs`).
+//! `arbitrary`, through the attribute maps and through normalisation. Shared with
+//! `cairn-normalize`'s regression tests (which include this file next to `normalise.rs`).
 //!
 //! The saved inputs under `fuzz/regressions/attributes/` mean what this generator makes of them:
 //! a change to it can silently turn them into other inputs. After changing it, check that each
-//! ignored regression test still fails (`cargo test -p cairn-schema --test fuzz_regressions --
-//! --ignored`) and save the input again if not.
+//! saved input still reproduces what its test in `normalize/tests/fuzz_regressions.rs` says it
+//! did (minimise and save it again if not).
 
 use arbitrary::{Result, Unstructured};
 use cairn_normalize::attributes::{append_types, append_values, new_map_builder, read};
