@@ -290,6 +290,7 @@ fn limits(args: &ServeArgs, file: &FileConfig) -> Result<cairn_net::Limits, Conf
             pick(&args.request_timeout, &file.request_timeout),
             d.request_timeout,
         )?,
+        head_timeout: d.head_timeout,
     })
 }
 

@@ -174,11 +174,12 @@ async fn serve(role: Role, args: ServeArgs, file: FileConfig) -> Result<(), BoxE
         let limits = settings.query.limits;
         let stop = shutdown.clone();
         roles.push(Part::new("metrics", async move {
-            axum::serve(
+            cairn_net::serve(
                 cairn_net::LimitedListener::new(listener, limits.max_connections),
-                cairn_net::limit_requests(cairn_telemetry::router(), limits),
+                cairn_telemetry::router(),
+                limits,
+                stop.cancelled_owned(),
             )
-            .with_graceful_shutdown(stop.cancelled_owned())
             .await
             .map_err(BoxError::from)
         }));

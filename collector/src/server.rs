@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use cairn_net::{limit_requests, LimitedListener, RequestSlots};
+use cairn_net::{LimitedListener, RequestSlots};
 use object_store::ObjectStore;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -148,13 +148,13 @@ impl CollectorServer {
                 async move { grpc_shutdown.cancelled().await },
             );
 
-        let http_router = limit_requests(crate::http::router(ingester), limits);
         let http_shutdown = shutdown.clone();
-        let http_server = axum::serve(
+        let http_server = cairn_net::serve(
             LimitedListener::new(http, limits.max_connections),
-            http_router,
-        )
-        .with_graceful_shutdown(async move { http_shutdown.cancelled().await });
+            crate::http::router(ingester),
+            limits,
+            async move { http_shutdown.cancelled().await },
+        );
 
         let (grpc_result, http_result) = tokio::join!(grpc_server, http_server);
         tracing::info!("OTLP receivers stopped; writing buffered spans");

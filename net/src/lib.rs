@@ -6,7 +6,8 @@
 //! `max_concurrent_requests` [`RequestSlots`]; when none is free it is refused at once as
 //! retryable (HTTP 503 with `Retry-After`, gRPC `RESOURCE_EXHAUSTED` with `RetryInfo` by the
 //! service) rather than queued, and a request still running after `request_timeout` is
-//! cancelled and answered 503.
+//! cancelled and answered 503. [`serve`] serves a router on such a listener, with a deadline on
+//! the start of every request (`head_timeout`).
 
 use std::io;
 use std::net::SocketAddr;
@@ -24,6 +25,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+mod serve;
+pub use serve::serve;
+
 /// The limits of one listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -33,6 +37,9 @@ pub struct Limits {
     pub max_concurrent_requests: usize,
     /// Longest a request may take, from its headers to its answer.
     pub request_timeout: Duration,
+    /// Longest a connection may take to send the start of a request, and HTTP/1 the rest of its
+    /// headers, also while kept alive between requests (see [`serve`]).
+    pub head_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -41,6 +48,7 @@ impl Default for Limits {
             max_connections: 1024,
             max_concurrent_requests: 256,
             request_timeout: Duration::from_secs(30),
+            head_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -258,12 +266,82 @@ mod tests {
         out.lines().next().unwrap_or_default().to_owned()
     }
 
+    async fn start(router: Router, limits: Limits) -> SocketAddr {
+        let listener = LimitedListener::new(
+            TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            limits.max_connections,
+        );
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve(listener, router, limits, std::future::pending()));
+        addr
+    }
+
+    /// Reads until the server closes `s`; how long that took.
+    async fn closed_after(mut s: TcpStream) -> Duration {
+        let started = std::time::Instant::now();
+        let mut sink = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut sink)).await;
+        started.elapsed()
+    }
+
+    /// Silent, trickling and idle kept-alive connections are closed, giving their slot back.
+    #[tokio::test]
+    async fn connections_that_send_no_request_are_closed() {
+        let limits = Limits {
+            max_connections: 1,
+            head_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        };
+        let router = Router::new().route("/fast", get(|| async { "ok" }));
+        let addr = start(router, limits).await;
+        let deadline = Duration::from_secs(5);
+
+        let silent = TcpStream::connect(addr).await.unwrap();
+        assert!(
+            closed_after(silent).await < deadline,
+            "a silent connection stays"
+        );
+
+        let mut trickling = TcpStream::connect(addr).await.unwrap();
+        trickling
+            .write_all(b"GET /fast HTTP/1.1\r\nho")
+            .await
+            .unwrap();
+        let writer = tokio::spawn(async move {
+            for _ in 0..50 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if trickling.write_all(b"s").await.is_err() {
+                    return true;
+                }
+            }
+            false
+        });
+        let cut = tokio::time::timeout(deadline, writer).await;
+        assert!(
+            matches!(cut, Ok(Ok(true))),
+            "a trickling head is read forever"
+        );
+
+        let mut kept = TcpStream::connect(addr).await.unwrap();
+        kept.write_all(b"GET /fast HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        assert!(
+            closed_after(kept).await < deadline,
+            "an idle kept-alive connection stays"
+        );
+
+        // Its one slot is free again.
+        assert!(get_status(addr, "/fast").await.contains("200"));
+    }
+
     #[tokio::test]
     async fn slots_timeouts_and_connections_are_bounded() {
         let limits = Limits {
             max_connections: 2,
             max_concurrent_requests: 1,
             request_timeout: Duration::from_millis(300),
+            head_timeout: Duration::from_secs(10),
         };
         let router = Router::new().route("/fast", get(|| async { "ok" })).route(
             "/slow",
@@ -272,10 +350,7 @@ mod tests {
                 "late"
             }),
         );
-        let listener = LimitedListener::new(TcpListener::bind("127.0.0.1:0").await.unwrap(), 2);
-        let addr = listener.local_addr().unwrap();
-        let server = axum::serve(listener, limit_requests(router, limits));
-        tokio::spawn(std::future::IntoFuture::into_future(server));
+        let addr = start(router, limits).await;
 
         assert!(get_status(addr, "/fast").await.contains("200"));
         let slow = tokio::spawn(get_status(addr, "/slow"));

@@ -76,12 +76,12 @@ impl QueryServer {
     /// Serves until `shutdown` is cancelled and in-flight requests finish.
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
         tracing::info!(addr = %self.addr(), "query API listening");
-        let router = cairn_net::limit_requests(http::router(self.engine), self.limits);
-        axum::serve(
+        cairn_net::serve(
             cairn_net::LimitedListener::new(self.listener, self.limits.max_connections),
-            router,
+            http::router(self.engine),
+            self.limits,
+            async move { shutdown.cancelled().await },
         )
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
         .map_err(|e| Error::Internal(format!("query API: {e}")))
     }
