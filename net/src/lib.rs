@@ -91,28 +91,9 @@ impl LimitedListener {
         ))
     }
 
-    /// The connections as a stream, for tonic's `serve_with_incoming`.
-    pub fn into_incoming(self) -> impl futures::Stream<Item = io::Result<Limited>> + Send {
-        futures::stream::unfold(self, |mut listener| async move {
-            loop {
-                match listener.next().await {
-                    Ok((conn, _)) => return Some((Ok(conn), listener)),
-                    // Out of file descriptors and the like: wait instead of spinning.
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accepting a connection failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
-            }
-        })
-    }
-}
-
-impl axum::serve::Listener for LimitedListener {
-    type Io = Limited;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Limited, SocketAddr) {
+    /// The next connection; a failed accept (out of file descriptors and the like) is logged
+    /// and retried after a pause instead of spinning.
+    pub(crate) async fn accept(&mut self) -> (Limited, SocketAddr) {
         loop {
             match self.next().await {
                 Ok(conn) => return conn,
@@ -124,8 +105,12 @@ impl axum::serve::Listener for LimitedListener {
         }
     }
 
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
+    /// The connections as a stream, for tonic's `serve_with_incoming`.
+    pub fn into_incoming(self) -> impl futures::Stream<Item = io::Result<Limited>> + Send {
+        futures::stream::unfold(self, |mut listener| async move {
+            let (conn, _) = listener.accept().await;
+            Some((Ok(conn), listener))
+        })
     }
 }
 
