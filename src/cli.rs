@@ -1,9 +1,17 @@
-//! Command line: every flag is also an environment variable (`CAIRN_*`) and, except the few
-//! that only make sense per invocation, a key of the optional TOML config file.
+//! Command line: every setting is a `--flag`, a `CAIRN_*` environment variable and, except the
+//! few that only make sense per invocation, a key of the optional TOML config file. Each crate
+//! declares its own settings (`CollectorConfig`, `QueryConfig`, `CompactionConfig`, `Limits`);
+//! the commands here flatten them.
 
+use std::ffi::OsString;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use cairn_collector::CollectorConfig;
+use cairn_compactor::CompactionConfig;
+use cairn_config::{config_path, ConfigError, FileLayer};
+use cairn_query::{EngineConfig, QueryConfig};
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -12,7 +20,8 @@ use clap::{Args, Parser, Subcommand};
     about = "Agent trail observability: OTLP in, Parquet in object storage, SQL out"
 )]
 pub struct Cli {
-    /// TOML config file; flags and environment variables override its keys.
+    /// TOML config file whose keys are the settings' long names with `_` (e.g.
+    /// `flush_interval = "2s"`); flags and environment variables override it.
     #[arg(long, env = "CAIRN_CONFIG", global = true)]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
@@ -21,7 +30,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run everything in one process: OTLP receivers, writer and query API.
+    /// Run everything in one process: OTLP receivers, writer, compaction and query API.
     Serve(ServeArgs),
     /// Run only the OTLP receivers and writer.
     Collector(ServeArgs),
@@ -31,130 +40,69 @@ pub enum Command {
     Compact(ServeArgs),
     /// Run one SQL query against the store and print the result.
     Sql(SqlArgs),
+    /// Print the settings in force, each with where its value came from, as a config file.
+    Config(ServeArgs),
 }
 
-/// Settings shared by every command.
-#[derive(Debug, Args, Clone, Default)]
-pub struct StoreArgs {
+/// Settings of every command.
+#[derive(Debug, Args, Clone)]
+pub struct CommonArgs {
     /// Where data lives: a directory, file:///path, s3://bucket/prefix (AWS_* variables
-    /// configure S3) or memory:// [default: ./cairn-data]
-    #[arg(long, env = "CAIRN_STORE")]
-    pub store: Option<String>,
-    /// Log filter, e.g. `info` or `cairn_collector=debug` [default: info]
-    #[arg(long, env = "CAIRN_LOG")]
-    pub log: Option<String>,
+    /// configure S3) or memory://
+    #[arg(long, env = "CAIRN_STORE", default_value = "./cairn-data")]
+    pub store: String,
+    /// Log filter, e.g. `info` or `cairn_collector=debug`.
+    #[arg(long, env = "CAIRN_LOG", default_value = "info")]
+    pub log: String,
 }
 
-#[derive(Debug, Args, Clone, Default)]
+/// Whether a part runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}
+
+#[derive(Debug, Args, Clone)]
 pub struct ServeArgs {
     #[command(flatten)]
-    pub store: StoreArgs,
-    /// OTLP/gRPC listen address; use 0.0.0.0:4317 to accept other hosts [default: 127.0.0.1:4317]
-    #[arg(long, env = "CAIRN_OTLP_GRPC_ADDR")]
-    pub otlp_grpc_addr: Option<String>,
-    /// OTLP/HTTP listen address (also serves /metrics) [default: 127.0.0.1:4318]
-    #[arg(long, env = "CAIRN_OTLP_HTTP_ADDR")]
-    pub otlp_http_addr: Option<String>,
-    /// Query API listen address [default: 127.0.0.1:3200]
-    #[arg(long, env = "CAIRN_HTTP_ADDR")]
-    pub http_addr: Option<String>,
-    /// Where `cairn compact` serves /metrics (the other roles serve it on their own ports)
-    /// [default: 127.0.0.1:9464]
-    #[arg(long, env = "CAIRN_METRICS_ADDR")]
-    pub metrics_addr: Option<String>,
-    /// Connections each listener holds open at once; further ones wait [default: 1024]
-    #[arg(long, env = "CAIRN_MAX_CONNECTIONS")]
-    pub max_connections: Option<String>,
-    /// Requests in progress at once per listener; further ones are refused as retryable
-    /// [default: 256]
-    #[arg(long, env = "CAIRN_MAX_CONCURRENT_REQUESTS")]
-    pub max_concurrent_requests: Option<String>,
-    /// Longest an OTLP export may take, from its headers to its answer [default: 30s]
-    #[arg(long, env = "CAIRN_REQUEST_TIMEOUT")]
-    pub request_timeout: Option<String>,
-    /// Distinct hours one export may hold spans of; spans of further hours are rejected
-    /// (partial success) [default: 24]
-    #[arg(long, env = "CAIRN_MAX_HOURS_PER_REQUEST")]
-    pub max_hours_per_request: Option<String>,
-    /// Distinct (tenant, hour) partitions buffered before a write starts early [default: 256]
-    #[arg(long, env = "CAIRN_MAX_FLUSH_PARTITIONS")]
-    pub max_flush_partitions: Option<String>,
-    /// Largest accepted export after decompression, e.g. 16MiB [default: 16MiB]
-    #[arg(long, env = "CAIRN_MAX_MESSAGE_SIZE")]
-    pub max_message_size: Option<String>,
-    /// How often buffered spans are written; exports are acknowledged once written [default: 1s]
-    #[arg(long, env = "CAIRN_FLUSH_INTERVAL")]
-    pub flush_interval: Option<String>,
-    /// Buffered bytes that trigger an early write [default: 64MiB]
-    #[arg(long, env = "CAIRN_FLUSH_SIZE")]
-    pub flush_size: Option<String>,
-    /// Memory for spans not yet written; beyond it exports are refused as retryable [default: 512MiB]
-    #[arg(long, env = "CAIRN_MAX_BUFFER_SIZE")]
-    pub max_buffer_size: Option<String>,
-    /// Memory all running queries may use together, a quarter of it kept for cached Parquet
-    /// metadata [default: 2GiB]
-    #[arg(long, env = "CAIRN_QUERY_MEMORY")]
-    pub query_memory: Option<String>,
-    /// Wall time a query may run; then it is cancelled and answered 504 [default: 60s]
-    #[arg(long, env = "CAIRN_QUERY_TIMEOUT")]
-    pub query_timeout: Option<String>,
-    /// Directory queries spill to when out of memory [default: cairn-spill in the OS temporary
-    /// directory]
-    #[arg(long, env = "CAIRN_SPILL_DIR")]
-    pub spill_dir: Option<String>,
-    /// Disk all running queries may spill to together; beyond it a query fails [default: 10GiB]
-    #[arg(long, env = "CAIRN_SPILL_SIZE")]
-    pub spill_size: Option<String>,
-    /// When an export is acknowledged: `wal` once durable in the local write-ahead log (spans
-    /// reach the object store at the next flush), `stored` once its Parquet files are committed
-    /// to the object store (no log; each export waits for a flush) [default: wal]
-    #[arg(long, env = "CAIRN_ACK")]
-    pub ack: Option<String>,
-    /// Write-ahead log directory; keep it on a persistent volume [default: ./cairn-wal]
-    #[arg(long, env = "CAIRN_WAL_DIR")]
-    pub wal_dir: Option<String>,
-    /// How long shutdown waits for buffered spans to be written; with the log, the rest is
-    /// written at the next start [default: 30s]
-    #[arg(long, env = "CAIRN_SHUTDOWN_TIMEOUT")]
-    pub shutdown_timeout: Option<String>,
+    pub common: CommonArgs,
     /// TOML price table overlaid on the bundled one, for the derived cost of model calls.
     #[arg(long, env = "CAIRN_PRICES")]
     pub prices: Option<PathBuf>,
     /// Send Cairn's own traces (exports, flushes, queries, compaction passes) to this OTLP/gRPC
-    /// endpoint, e.g. http://127.0.0.1:4317 for Cairn itself (tenant `cairn-self`)
+    /// endpoint, e.g. http://127.0.0.1:4317 for Cairn itself (tenant `cairn-self`).
     #[arg(long, env = "CAIRN_SELF_TRACES")]
     pub self_traces: Option<String>,
-    /// Whether `serve` compacts and expires files: on or off [default: on]
-    #[arg(long, env = "CAIRN_COMPACTION")]
-    pub compaction: Option<String>,
-    /// Time between compaction passes [default: 1m]
-    #[arg(long, env = "CAIRN_COMPACTION_INTERVAL")]
-    pub compaction_interval: Option<String>,
-    /// Size compaction merges small files up to [default: 128MiB]
-    #[arg(long, env = "CAIRN_COMPACTION_TARGET_SIZE")]
-    pub compaction_target_size: Option<String>,
-    /// Small files the current hour's partition needs before they are merged [default: 16]
-    #[arg(long, env = "CAIRN_COMPACTION_MIN_FILES")]
-    pub compaction_min_files: Option<String>,
-    /// How long replaced files stay readable after a merge; longer than any query [default: 5m]
-    #[arg(long, env = "CAIRN_COMPACTION_GRACE")]
-    pub compaction_grace: Option<String>,
-    /// Memory one merge may use before spilling to disk [default: 512MiB]
-    #[arg(long, env = "CAIRN_COMPACTION_MEMORY")]
-    pub compaction_memory: Option<String>,
-    /// How long data is kept, e.g. 30d; unset keeps it for ever.
-    #[arg(long, env = "CAIRN_RETENTION")]
-    pub retention: Option<String>,
-    /// Per-tenant retention overriding --retention, e.g. `acme=7d,globex=90d`.
-    #[arg(long, env = "CAIRN_TENANT_RETENTION")]
-    pub tenant_retention: Option<String>,
-    /// Tools that always need a human approval, whatever the policy in force says, e.g.
-    /// `delete_*,issue_refund` (`*` is a wildcard); used by bypass detection.
-    #[arg(long, env = "CAIRN_APPROVAL_REQUIRED")]
-    pub approval_required: Option<String>,
     /// Write the bound addresses as JSON to this file once listening (for scripts and tests).
     #[arg(long, env = "CAIRN_READY_FILE")]
     pub ready_file: Option<PathBuf>,
+    #[command(flatten, next_help_heading = "Every listener")]
+    pub limits: cairn_net::Limits,
+    #[command(flatten, next_help_heading = "Collector")]
+    pub collector: CollectorConfig,
+    #[command(flatten, next_help_heading = "Query API")]
+    pub query: QueryConfig,
+    #[command(flatten, next_help_heading = "Compaction and retention")]
+    pub compaction: CompactionArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct CompactionArgs {
+    /// Whether `serve` compacts and expires files.
+    #[arg(
+        id = "compaction",
+        long = "compaction",
+        env = "CAIRN_COMPACTION",
+        value_enum,
+        default_value = "on"
+    )]
+    pub switch: Switch,
+    /// Where `cairn compact` serves /metrics (the other roles serve it on their own ports).
+    #[arg(long, env = "CAIRN_METRICS_ADDR", default_value = "127.0.0.1:9464")]
+    pub metrics_addr: SocketAddr,
+    #[command(flatten)]
+    pub config: CompactionConfig,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -162,11 +110,201 @@ pub struct SqlArgs {
     /// The query (read-only: SELECT, WITH, EXPLAIN, SHOW, DESCRIBE).
     pub sql: String,
     #[command(flatten)]
-    pub store: StoreArgs,
+    pub common: CommonArgs,
     /// Output: table, json, csv or arrow (an Arrow IPC stream).
     #[arg(long, env = "CAIRN_FORMAT", default_value = "table")]
     pub format: String,
     /// Tenant whose rows to query.
     #[arg(long, env = "CAIRN_TENANT", default_value = "default")]
     pub tenant: String,
+    #[command(flatten, next_help_heading = "Query engine")]
+    pub engine: EngineConfig,
+}
+
+/// Settings that are not config file keys: they name one invocation's input or output.
+pub const PER_INVOCATION: &[&str] = &["config", "ready_file", "format", "tenant"];
+
+/// The command line read over the config file's settings.
+pub struct Parsed {
+    pub cli: Cli,
+    /// What clap matched, for the origin of each value.
+    pub matches: ArgMatches,
+    pub command: clap::Command,
+    pub file: Option<FileLayer>,
+}
+
+/// Parses `args`: the config file first (its values become the defaults), then the command
+/// line and environment. A usage error exits as clap does.
+pub fn parse(args: &[OsString]) -> Result<Parsed, ConfigError> {
+    let mut command = Cli::command();
+    let file = config_path(args)
+        .map(|path| FileLayer::load(&path, &command, PER_INVOCATION))
+        .transpose()?;
+    if let Some(file) = &file {
+        command = file.apply(command)?;
+    }
+    let matches = command
+        .try_get_matches_from_mut(args)
+        .unwrap_or_else(|e| e.exit());
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    Ok(Parsed {
+        cli,
+        matches,
+        command,
+        file,
+    })
+}
+
+/// `cairn config`: every setting of the roles with its value and origin, as a config file.
+pub fn print_config(parsed: &Parsed) -> String {
+    let (name, matches) = parsed.matches.subcommand().expect("a subcommand");
+    let command = parsed
+        .command
+        .find_subcommand(name)
+        .expect("parsed subcommand");
+    let origin = parsed
+        .file
+        .as_ref()
+        .map_or(String::new(), |f| format!(", then {}", f.path().display()));
+    let mut out =
+        format!("# Settings in force: flags, then CAIRN_* variables{origin}, then defaults.\n");
+    for setting in cairn_config::effective(command, matches, parsed.file.as_ref(), PER_INVOCATION) {
+        out.push_str(&setting.to_string());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn parse_with(file: Option<&str>, words: &[&str]) -> Result<Parsed, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cairn.toml");
+        let mut args: Vec<OsString> = words.iter().map(OsString::from).collect();
+        if let Some(text) = file {
+            std::fs::write(&path, text).unwrap();
+            args.extend(["--config".into(), path.clone().into_os_string()]);
+        }
+        parse(&args)
+    }
+
+    fn serve(parsed: Parsed) -> ServeArgs {
+        match parsed.cli.command {
+            Command::Serve(args) | Command::Config(args) => args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn flags_over_file_over_defaults() {
+        let file = "flush_interval = \"250ms\"\nhttp_addr = \"127.0.0.1:9\"\nmax_connections = 7";
+        let args = serve(
+            parse_with(
+                Some(file),
+                &["cairn", "serve", "--http-addr", "127.0.0.1:10"],
+            )
+            .unwrap(),
+        );
+        assert_eq!(args.query.http_addr.port(), 10);
+        assert_eq!(args.collector.flush_interval, Duration::from_millis(250));
+        assert_eq!(args.limits.max_connections, 7);
+        assert_eq!(args.common.store, "./cairn-data");
+        assert_eq!(args.compaction.switch, Switch::On);
+        // Defaults are the crates' own.
+        let d = serve(parse_with(None, &["cairn", "serve"]).unwrap());
+        assert_eq!(
+            d.collector.flush_interval,
+            cairn_collector::CollectorConfig::default().flush_interval
+        );
+        assert_eq!(d.query.engine.query_timeout, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn the_file_is_checked_key_by_key() {
+        let err = |file: &str| {
+            parse_with(Some(file), &["cairn", "serve"])
+                .err()
+                .unwrap()
+                .to_string()
+        };
+        assert!(err("flush_intervall = \"1s\"").contains("did you mean `flush_interval`"));
+        assert!(err("ready_file = \"x\"").contains("unknown key `ready_file`"));
+        assert!(
+            err("flush_interval = \"soon\"").contains("flush_interval: \"soon\": not a duration")
+        );
+        assert!(err("ack = \"maybe\"").contains("ack: \"maybe\": not one of wal, stored"));
+        assert!(err("compaction_min_files = 1").contains("at least 2"));
+        assert!(err("tenant_retention = \"acme\"").contains("tenant_retention"));
+    }
+
+    #[test]
+    fn sql_reads_the_query_settings() {
+        let file = "query_memory = \"64MiB\"\nflush_interval = \"2s\"\nspill_size = \"1GiB\"";
+        let parsed = parse_with(
+            Some(file),
+            &["cairn", "sql", "SELECT 1", "--query-timeout", "5s"],
+        )
+        .unwrap();
+        let Command::Sql(args) = parsed.cli.command else {
+            panic!()
+        };
+        assert_eq!(args.engine.query_memory, 64 << 20);
+        assert_eq!(args.engine.spill_size, 1 << 30);
+        assert_eq!(args.engine.query_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn compaction_and_retention() {
+        let file = "retention = \"30d\"\ntenant_retention = \"acme=7d, globex=1h\"";
+        let args = serve(parse_with(Some(file), &["cairn", "serve"]).unwrap());
+        let r = &args.compaction.config.retention;
+        assert_eq!(r.retention, Some(Duration::from_secs(30 * 86_400)));
+        let acme = cairn_schema::tenant::Tenant::new("acme").unwrap();
+        assert_eq!(r.of(&acme), Some(Duration::from_secs(7 * 86_400)));
+        let off =
+            serve(parse_with(Some(file), &["cairn", "serve", "--compaction", "off"]).unwrap());
+        assert_eq!(off.compaction.switch, Switch::Off);
+    }
+
+    #[test]
+    fn config_lists_every_setting_with_its_origin() {
+        let parsed = parse_with(
+            Some("flush_size = \"1MiB\""),
+            &["cairn", "config", "--flush-interval", "3s"],
+        )
+        .unwrap();
+        let text = print_config(&parsed);
+        let line = |key: &str| {
+            text.lines()
+                .find(|l| {
+                    l.starts_with(&format!("{key} =")) || l.starts_with(&format!("# {key} ="))
+                })
+                .unwrap_or_else(|| panic!("{key} missing from\n{text}"))
+                .to_owned()
+        };
+        assert!(line("flush_interval").ends_with("# flag"), "{text}");
+        assert!(line("flush_size").contains("\"1MiB\"") && line("flush_size").contains("# file "));
+        assert!(line("max_connections").starts_with("max_connections = 1024"));
+        assert!(line("max_connections").ends_with("# default"));
+        assert!(line("retention").starts_with("# retention ="));
+        assert!(!text.contains("ready_file"));
+        // Every setting of every role is listed.
+        for key in [
+            "store",
+            "otlp_grpc_addr",
+            "http_addr",
+            "query_memory",
+            "compaction",
+            "metrics_addr",
+            "tenant_retention",
+            "request_timeout",
+            "self_traces",
+        ] {
+            line(key);
+        }
+    }
 }

@@ -3,11 +3,11 @@
 //! `cairn serve` runs the OTLP receivers, the Parquet writer, compaction and the query API in one
 //! process on a local data directory by default; `cairn collector`, `cairn query` and
 //! `cairn compact` run the parts alone (they share nothing but the object store); `cairn sql`
-//! runs one query against the store and prints it. Settings come from flags, `CAIRN_*` environment variables and an optional TOML
-//! file, in that order of precedence.
+//! runs one query against the store and prints it; `cairn config` prints the settings in force.
+//! Settings come from flags, `CAIRN_*` environment variables and an optional TOML file, in that
+//! order of precedence (see [`cli`]).
 
 mod cli;
-mod config;
 mod supervise;
 
 use std::io::Write;
@@ -18,11 +18,9 @@ use cairn_compactor::Compactor;
 use cairn_query::format::Format;
 use cairn_query::{QueryEngine, QueryServer};
 use cairn_schema::tenant::Tenant;
-use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Cli, Command, ServeArgs, SqlArgs};
-use crate::config::{store_and_log, FileConfig, Settings};
+use crate::cli::{Command, ServeArgs, SqlArgs, Switch};
 use crate::supervise::{supervise, BoxError, Role as Part};
 
 /// Many threads allocate and free Arrow buffers and decoded requests concurrently; mimalloc's
@@ -39,7 +37,18 @@ enum Role {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let parsed = match cli::parse(&args) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Command::Config(_) = &parsed.cli.command {
+        print!("{}", cli::print_config(&parsed));
+        return ExitCode::SUCCESS;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -51,13 +60,13 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        let file = FileConfig::load(cli.config.as_deref())?;
-        match cli.command {
-            Command::Serve(args) => serve(Role::All, args, file).await,
-            Command::Collector(args) => serve(Role::Collector, args, file).await,
-            Command::Query(args) => serve(Role::Query, args, file).await,
-            Command::Compact(args) => serve(Role::Compactor, args, file).await,
-            Command::Sql(args) => sql(args, file).await,
+        match parsed.cli.command {
+            Command::Serve(args) => serve(Role::All, args).await,
+            Command::Collector(args) => serve(Role::Collector, args).await,
+            Command::Query(args) => serve(Role::Query, args).await,
+            Command::Compact(args) => serve(Role::Compactor, args).await,
+            Command::Sql(args) => sql(args).await,
+            Command::Config(_) => Ok(()),
         }
     });
     match result {
@@ -90,11 +99,10 @@ fn on_signal(token: CancellationToken) {
     });
 }
 
-async fn serve(role: Role, args: ServeArgs, file: FileConfig) -> Result<(), BoxError> {
-    let settings = Settings::resolve(&args, &file)?;
+async fn serve(role: Role, args: ServeArgs) -> Result<(), BoxError> {
     let _tracing =
-        cairn_telemetry::tracing_setup::init(&settings.log, settings.self_traces.as_deref())?;
-    let user_prices = match &settings.prices {
+        cairn_telemetry::tracing_setup::init(&args.common.log, args.self_traces.as_deref())?;
+    let user_prices = match &args.prices {
         Some(path) => Some(
             std::fs::read_to_string(path)
                 .map_err(|e| format!("price table {}: {e}", path.display()))?,
@@ -103,34 +111,35 @@ async fn serve(role: Role, args: ServeArgs, file: FileConfig) -> Result<(), BoxE
     };
     cairn_normalize::agent::prices::install(user_prices.as_deref())
         .map_err(|e| format!("price table: {e}"))?;
-    let store = cairn_store::open(&settings.store)?;
-    tracing::info!(store = %settings.store, "object store opened");
+    let store = cairn_store::open(&args.common.store)?;
+    tracing::info!(store = %args.common.store, "object store opened");
     let shutdown = CancellationToken::new();
     on_signal(shutdown.clone());
 
     let collector = match role {
         Role::All | Role::Collector => {
-            Some(CollectorServer::bind(settings.collector.clone(), store.clone()).await?)
+            Some(CollectorServer::bind(args.collector, args.limits, store.clone()).await?)
         }
         Role::Query | Role::Compactor => None,
     };
-    let compactor = match (role, &settings.compaction) {
-        (Role::All | Role::Compactor, Some(config)) => {
-            Some(Compactor::new(store.clone(), config.clone()))
+    let compactor = match (role, args.compaction.switch) {
+        (Role::All | Role::Compactor, Switch::On) => {
+            Some(Compactor::new(store.clone(), args.compaction.config))
         }
         _ => None,
     };
     let query = match role {
-        Role::All | Role::Query => Some(QueryServer::bind(settings.query.clone(), store).await?),
+        Role::All | Role::Query => Some(QueryServer::bind(args.query, args.limits, store).await?),
         Role::Collector | Role::Compactor => None,
     };
     // The compactor has no port of its own but this one; the other roles serve /metrics on
     // theirs.
+    let metrics_addr = args.compaction.metrics_addr;
     let metrics = match role {
         Role::Compactor => Some(
-            tokio::net::TcpListener::bind(settings.metrics_addr)
+            tokio::net::TcpListener::bind(metrics_addr)
                 .await
-                .map_err(|e| format!("cannot listen on {}: {e}", settings.metrics_addr))?,
+                .map_err(|e| format!("cannot listen on {metrics_addr}: {e}"))?,
         ),
         _ => None,
     };
@@ -170,8 +179,8 @@ async fn serve(role: Role, args: ServeArgs, file: FileConfig) -> Result<(), BoxE
         }));
     }
     if let Some(listener) = metrics {
-        tracing::info!(addr = %settings.metrics_addr, "metrics listening");
-        let limits = settings.query.limits;
+        tracing::info!(addr = %metrics_addr, "metrics listening");
+        let limits = args.limits;
         let stop = shutdown.clone();
         roles.push(Part::new("metrics", async move {
             cairn_net::serve(
@@ -189,14 +198,11 @@ async fn serve(role: Role, args: ServeArgs, file: FileConfig) -> Result<(), BoxE
     Ok(())
 }
 
-async fn sql(args: SqlArgs, file: FileConfig) -> Result<(), BoxError> {
-    let (store, log) = store_and_log(&args.store, &file);
-    let _tracing = cairn_telemetry::tracing_setup::init(&log, None)?;
+async fn sql(args: SqlArgs) -> Result<(), BoxError> {
+    let _tracing = cairn_telemetry::tracing_setup::init(&args.common.log, None)?;
     let format = Format::from_name(&args.format)?;
     let tenant = Tenant::new(&args.tenant)?;
-    // The query limits of the config file apply (flags and variables are those of `serve`).
-    let settings = Settings::resolve(&ServeArgs::default(), &file)?;
-    let engine = QueryEngine::new(cairn_store::open(&store)?, &settings.query)?;
+    let engine = QueryEngine::new(cairn_store::open(&args.common.store)?, &args.engine)?;
     let result = engine.sql_encoded(&tenant, &args.sql, format).await?;
     let mut out = std::io::stdout().lock();
     out.write_all(&result.bytes)?;

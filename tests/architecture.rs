@@ -8,9 +8,10 @@ use std::process::Command;
 /// Each workspace crate and the Cairn crates it may depend on (normal and build dependencies;
 /// tests may use more).
 const ALLOWED: &[(&str, &[&str])] = &[
+    ("cairn-config", &[]),
     ("cairn-schema", &[]),
     ("cairn-telemetry", &[]),
-    ("cairn-net", &[]),
+    ("cairn-net", &["cairn-config"]),
     ("cairn-normalize", &["cairn-schema"]),
     ("cairn-store", &["cairn-schema", "cairn-telemetry"]),
     (
@@ -21,6 +22,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "cairn-store",
             "cairn-telemetry",
             "cairn-net",
+            "cairn-config",
         ],
     ),
     (
@@ -31,11 +33,17 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "cairn-store",
             "cairn-telemetry",
             "cairn-net",
+            "cairn-config",
         ],
     ),
     (
         "cairn-compactor",
-        &["cairn-schema", "cairn-store", "cairn-telemetry"],
+        &[
+            "cairn-schema",
+            "cairn-store",
+            "cairn-telemetry",
+            "cairn-config",
+        ],
     ),
     (
         "cairn-bench",
@@ -49,6 +57,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "cairn",
         &[
+            "cairn-config",
             "cairn-schema",
             "cairn-normalize",
             "cairn-store",

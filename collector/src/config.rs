@@ -1,53 +1,92 @@
-//! Collector settings.
+//! Collector settings: the `--flag`, `CAIRN_*` variable and config file key of each, with its
+//! only default.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// What the collector listens on and how it batches.
-#[derive(Debug, Clone)]
+use cairn_config::parse;
+
+/// What the collector listens on, how it acknowledges and how it batches.
+#[derive(Debug, Clone, clap::Args)]
 pub struct CollectorConfig {
-    /// OTLP/gRPC listen address (default `127.0.0.1:4317`).
-    pub grpc_addr: SocketAddr,
-    /// OTLP/HTTP listen address (default `127.0.0.1:4318`).
-    pub http_addr: SocketAddr,
-    /// Connections, requests in progress and request time, per listener.
-    pub limits: cairn_net::Limits,
-    /// Distinct hour partitions one export may write to; spans of further hours are rejected.
+    /// OTLP/gRPC listen address; use 0.0.0.0:4317 to accept other hosts.
+    #[arg(long, env = "CAIRN_OTLP_GRPC_ADDR", default_value = "127.0.0.1:4317")]
+    pub otlp_grpc_addr: SocketAddr,
+    /// OTLP/HTTP listen address (also serves /metrics).
+    #[arg(long, env = "CAIRN_OTLP_HTTP_ADDR", default_value = "127.0.0.1:4318")]
+    pub otlp_http_addr: SocketAddr,
+    /// Distinct hours one export may hold spans of; spans of further hours are rejected
+    /// (partial success).
+    #[arg(long, env = "CAIRN_MAX_HOURS_PER_REQUEST", default_value = "24", value_parser = parse::positive)]
     pub max_hours_per_request: usize,
-    /// Distinct (tenant, hour) partitions buffered before a flush starts early.
+    /// Distinct (tenant, hour) partitions buffered before a write starts early.
+    #[arg(long, env = "CAIRN_MAX_FLUSH_PARTITIONS", default_value = "256", value_parser = parse::positive)]
     pub max_flush_partitions: usize,
-    /// Largest accepted export, after decompression, in bytes.
-    pub max_message_bytes: usize,
-    /// How often buffered spans are written out; bounds both the acknowledgement latency and
-    /// the time until spans are visible.
+    /// Largest accepted export after decompression.
+    #[arg(long, env = "CAIRN_MAX_MESSAGE_SIZE", default_value = "16MiB", value_parser = parse::size)]
+    pub max_message_size: usize,
+    /// How often buffered spans are written; bounds both the acknowledgement latency and the
+    /// time until spans are visible.
+    #[arg(long, env = "CAIRN_FLUSH_INTERVAL", default_value = "1s", value_parser = parse::span)]
     pub flush_interval: Duration,
-    /// Buffered Arrow bytes that trigger a flush before the interval ends.
-    pub flush_bytes: usize,
-    /// Memory budget for spans not yet written; exports beyond it are refused as retryable.
-    pub max_buffer_bytes: usize,
-    /// Write-ahead log directory. With one, exports are acknowledged once durable there; without,
-    /// once their Parquet files are committed to the object store.
-    pub wal_dir: Option<PathBuf>,
-    /// How long shutdown waits for buffered spans to be written. With the write-ahead log,
-    /// whatever is still pending then stays in the log and is written at the next start.
+    /// Buffered bytes that trigger an early write.
+    #[arg(long, env = "CAIRN_FLUSH_SIZE", default_value = "64MiB", value_parser = parse::size)]
+    pub flush_size: usize,
+    /// Memory for spans not yet written; beyond it exports are refused as retryable.
+    #[arg(long, env = "CAIRN_MAX_BUFFER_SIZE", default_value = "512MiB", value_parser = parse::size)]
+    pub max_buffer_size: usize,
+    /// When an export is acknowledged: `wal` once durable in the local write-ahead log (spans
+    /// reach the object store at the next flush), `stored` once its Parquet files are committed
+    /// to the object store (no log; each export waits for a flush).
+    #[arg(long, env = "CAIRN_ACK", value_enum, default_value = "wal")]
+    pub ack: Ack,
+    /// Write-ahead log directory (with `--ack wal`); keep it on a persistent volume.
+    #[arg(long, env = "CAIRN_WAL_DIR", default_value = "./cairn-wal")]
+    pub wal_dir: PathBuf,
+    /// How long shutdown waits for buffered spans to be written; with the log, the rest is
+    /// written at the next start.
+    #[arg(long, env = "CAIRN_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse::span)]
     pub shutdown_timeout: Duration,
+}
+
+/// When an export is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Ack {
+    /// Once durable in the write-ahead log.
+    Wal,
+    /// Once its Parquet files are committed to the object store.
+    Stored,
+}
+
+impl CollectorConfig {
+    /// The write-ahead log directory, or none when exports are acknowledged once stored.
+    pub fn log_dir(&self) -> Option<&Path> {
+        (self.ack == Ack::Wal).then_some(self.wal_dir.as_path())
+    }
 }
 
 impl Default for CollectorConfig {
     fn default() -> Self {
-        Self {
-            grpc_addr: ([127, 0, 0, 1], 4317).into(),
-            http_addr: ([127, 0, 0, 1], 4318).into(),
-            limits: cairn_net::Limits::default(),
-            max_hours_per_request: 24,
-            max_flush_partitions: 256,
-            max_message_bytes: 16 << 20,
-            flush_interval: Duration::from_secs(1),
-            flush_bytes: 64 << 20,
-            max_buffer_bytes: 512 << 20,
-            wal_dir: Some(PathBuf::from("./cairn-wal")),
-            shutdown_timeout: Duration::from_secs(30),
-        }
+        cairn_config::defaults()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let c = CollectorConfig::default();
+        assert_eq!(c.otlp_grpc_addr.port(), 4317);
+        assert_eq!(c.max_message_size, 16 << 20);
+        assert_eq!(c.flush_interval, Duration::from_secs(1));
+        assert_eq!(c.log_dir(), Some(Path::new("./cairn-wal")));
+        let stored = CollectorConfig {
+            ack: Ack::Stored,
+            ..c
+        };
+        assert_eq!(stored.log_dir(), None);
     }
 }

@@ -26,6 +26,6 @@ mod metrics;
 mod server;
 pub mod wal;
 
-pub use config::CollectorConfig;
+pub use config::{Ack, CollectorConfig};
 pub use error::{Error, Result};
 pub use server::CollectorServer;

@@ -51,6 +51,7 @@ async fn replay(store: &Arc<dyn ObjectStore>, wal: &WalDir) -> Result<()> {
 /// A collector with its listeners bound.
 pub struct CollectorServer {
     config: CollectorConfig,
+    limits: cairn_net::Limits,
     store: Arc<dyn ObjectStore>,
     grpc: TcpListener,
     http: TcpListener,
@@ -66,9 +67,14 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
 
 impl CollectorServer {
     /// Replays what a previous run left in the write-ahead log, then binds the listeners (so
-    /// that nothing acknowledged before a crash is missing once the collector is up).
-    pub async fn bind(config: CollectorConfig, store: Arc<dyn ObjectStore>) -> Result<Self> {
-        let wal = match &config.wal_dir {
+    /// that nothing acknowledged before a crash is missing once the collector is up). Each
+    /// listener keeps `limits`.
+    pub async fn bind(
+        config: CollectorConfig,
+        limits: cairn_net::Limits,
+        store: Arc<dyn ObjectStore>,
+    ) -> Result<Self> {
+        let wal = match config.log_dir() {
             Some(dir) => {
                 let wal = WalDir::open(dir)?;
                 replay(&store, &wal).await?;
@@ -76,10 +82,11 @@ impl CollectorServer {
             }
             None => None,
         };
-        let grpc = bind(config.grpc_addr, "OTLP/gRPC").await?;
-        let http = bind(config.http_addr, "OTLP/HTTP").await?;
+        let grpc = bind(config.otlp_grpc_addr, "OTLP/gRPC").await?;
+        let http = bind(config.otlp_http_addr, "OTLP/HTTP").await?;
         Ok(Self {
             config,
+            limits,
             store,
             grpc,
             http,
@@ -100,6 +107,7 @@ impl CollectorServer {
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
         let Self {
             config,
+            limits,
             store,
             grpc,
             http,
@@ -118,7 +126,7 @@ impl CollectorServer {
             rx,
             batcher::FlushTriggers {
                 interval: config.flush_interval,
-                bytes: config.flush_bytes,
+                bytes: config.flush_size,
                 partitions: config.max_flush_partitions,
             },
             control,
@@ -126,17 +134,16 @@ impl CollectorServer {
         let ingester = Ingester::new(
             sink,
             IngestLimits {
-                max_buffer_bytes: config.max_buffer_bytes,
-                max_message_bytes: config.max_message_bytes,
+                max_buffer_bytes: config.max_buffer_size,
+                max_message_bytes: config.max_message_size,
                 max_hours_per_request: config.max_hours_per_request,
             },
         );
         tracing::info!(grpc = %grpc.local_addr().expect("bound"), http = %http.local_addr().expect("bound"), "OTLP receivers listening");
 
-        let limits = config.limits;
         let service = TraceServer::new(
             ingester.clone(),
-            config.max_message_bytes,
+            config.max_message_size,
             RequestSlots::new(limits.max_concurrent_requests),
         );
         let grpc_shutdown = shutdown.clone();
@@ -160,7 +167,7 @@ impl CollectorServer {
         tracing::info!("OTLP receivers stopped; writing buffered spans");
         match tokio::time::timeout(config.shutdown_timeout, batcher).await {
             Ok(joined) => joined.map_err(|e| Error::Internal(format!("batcher failed: {e}")))?,
-            Err(_) => match &config.wal_dir {
+            Err(_) => match config.log_dir() {
                 Some(dir) => tracing::warn!(
                     timeout = ?config.shutdown_timeout,
                     wal = %dir.display(),

@@ -139,7 +139,7 @@ impl Compactor {
     fn expired(&self, meta: &ObjectMeta, now: DateTime<Utc>) -> bool {
         now.signed_duration_since(meta.last_modified)
             .to_std()
-            .is_ok_and(|age| age > self.config.grace)
+            .is_ok_and(|age| age > self.config.compaction_grace)
     }
 
     /// Deletes `paths` in order (a missing one is already gone); returns how many went.
@@ -173,12 +173,12 @@ impl Compactor {
         report.files_deleted += self.delete(dataset, self.garbage(&files, now)).await?;
 
         let closed = (hour + 1) * HOUR_NANOS
-            + i64::try_from(self.config.grace.as_nanos()).unwrap_or(i64::MAX)
+            + i64::try_from(self.config.compaction_grace.as_nanos()).unwrap_or(i64::MAX)
             < nanos(now);
         let bins = plan::bins(
             &files.visible,
-            self.config.target_bytes,
-            self.config.min_files,
+            self.config.compaction_target_size as u64,
+            self.config.compaction_min_files,
             closed,
         );
         let mut readable = files.visible.len();
@@ -237,7 +237,7 @@ impl Compactor {
             dataset,
             bin,
             &prefix.clone().join(output.as_str()),
-            self.config.memory_bytes,
+            self.config.compaction_memory,
         )
         .await?;
         // The output supersedes its inputs and whatever they superseded.
@@ -306,7 +306,7 @@ impl Compactor {
 
 /// Runs a pass every interval until `stop` is cancelled.
 pub async fn run(compactor: Compactor, stop: CancellationToken) {
-    let interval: Duration = compactor.config.interval;
+    let interval: Duration = compactor.config.compaction_interval;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,

@@ -5,23 +5,29 @@
 //! to it. Within a partition, data files go before the manifests that hide superseded ones, so a
 //! reader never sees a span twice while a partition is deleted.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use cairn_schema::layout::{hour_of, Dataset, PAYLOAD_REUSE_HOURS};
 use cairn_schema::tenant::Tenant;
 
 /// Retention by tenant: a default (none keeps data for ever) and overrides.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct Retention {
-    pub default: Option<Duration>,
-    pub tenants: HashMap<Tenant, Duration>,
+    /// How long data is kept, e.g. 30d; unset keeps it for ever.
+    #[arg(long, env = "CAIRN_RETENTION", value_parser = cairn_config::parse::span)]
+    pub retention: Option<Duration>,
+    /// Per-tenant retention overriding --retention, e.g. `acme=7d,globex=90d`.
+    #[arg(long, env = "CAIRN_TENANT_RETENTION", value_delimiter = ',', value_parser = Retention::parse_override)]
+    pub tenant_retention: Vec<(Tenant, Duration)>,
 }
 
 impl Retention {
-    /// The retention of `tenant`.
+    /// The retention of `tenant`: its last override, else the default.
     pub fn of(&self, tenant: &Tenant) -> Option<Duration> {
-        self.tenants.get(tenant).copied().or(self.default)
+        (self.tenant_retention.iter().rev())
+            .find(|(t, _)| t == tenant)
+            .map(|(_, age)| *age)
+            .or(self.retention)
     }
 
     /// The first hour of `dataset` kept for `tenant` at `now_nanos`; earlier partitions go.
@@ -46,10 +52,7 @@ impl Retention {
             .split_once('=')
             .ok_or_else(|| format!("{text:?} is not tenant=duration"))?;
         let tenant = Tenant::new(tenant.trim()).map_err(|e| e.to_string())?;
-        let age = humantime::parse_duration(age.trim())
-            .ok()
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| format!("{age:?} is not a duration such as 30d"))?;
+        let age = cairn_config::parse::span(age)?;
         Ok((tenant, age))
     }
 }
@@ -65,9 +68,9 @@ mod tests {
         let other = Tenant::new("other").unwrap();
         let mut r = Retention::default();
         assert_eq!(r.first_kept_hour(&acme, Dataset::Spans, 0), None);
-        r.default = Some(Duration::from_secs(48 * 3600));
-        let (t, d) = Retention::parse_override("acme=1d").unwrap();
-        r.tenants.insert(t, d);
+        r.retention = Some(Duration::from_secs(48 * 3600));
+        r.tenant_retention
+            .push(Retention::parse_override("acme=1d").unwrap());
         let now = 1000 * HOUR_NANOS + 5;
         assert_eq!(r.first_kept_hour(&acme, Dataset::Spans, now), Some(976));
         assert_eq!(r.first_kept_hour(&acme, Dataset::Payloads, now), Some(952));

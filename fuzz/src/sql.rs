@@ -4,7 +4,7 @@
 
 use std::sync::LazyLock;
 
-use cairn_query::{guard, server::QueryConfig, QueryEngine};
+use cairn_query::{guard, EngineConfig, QueryEngine};
 use cairn_schema::tenant::Tenant;
 use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::SessionContext;
@@ -20,10 +20,10 @@ static PLANNER: LazyLock<Planner> = LazyLock::new(|| {
         .build()
         .expect("runtime");
     let store = cairn_store::open("memory://").expect("memory store");
-    let config = QueryConfig {
-        memory_limit: 256 << 20,
+    let config = EngineConfig {
+        query_memory: 256 << 20,
         spill_dir: std::env::temp_dir().join("cairn-fuzz-spill"),
-        ..QueryConfig::default()
+        ..EngineConfig::default()
     };
     let engine = QueryEngine::new(store, &config).expect("engine");
     let ctx = runtime

@@ -28,28 +28,31 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 mod serve;
 pub use serve::serve;
 
-/// The limits of one listener.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The limits of one listener (the same for each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Args)]
 pub struct Limits {
-    /// Connections open at once.
+    /// Connections each listener holds open at once; further ones wait.
+    #[arg(long, env = "CAIRN_MAX_CONNECTIONS", default_value = "1024", value_parser = cairn_config::parse::positive)]
     pub max_connections: usize,
-    /// Requests in progress at once.
+    /// Requests in progress at once per listener; further ones are refused as retryable.
+    #[arg(long, env = "CAIRN_MAX_CONCURRENT_REQUESTS", default_value = "256", value_parser = cairn_config::parse::positive)]
     pub max_concurrent_requests: usize,
-    /// Longest a request may take, from its headers to its answer.
+    /// Longest an OTLP export may take, from its headers to its answer (the query API allows
+    /// its query timeout and a margin).
+    #[arg(long, env = "CAIRN_REQUEST_TIMEOUT", default_value = "30s", value_parser = cairn_config::parse::span)]
     pub request_timeout: Duration,
     /// Longest a connection may take to send the start of a request, and HTTP/1 the rest of its
     /// headers, also while kept alive between requests (see [`serve`]).
+    #[arg(skip = HEAD_TIMEOUT)]
     pub head_timeout: Duration,
 }
 
+/// See [`Limits::head_timeout`].
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl Default for Limits {
     fn default() -> Self {
-        Self {
-            max_connections: 1024,
-            max_concurrent_requests: 256,
-            request_timeout: Duration::from_secs(30),
-            head_timeout: Duration::from_secs(10),
-        }
+        cairn_config::defaults()
     }
 }
 

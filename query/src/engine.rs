@@ -33,7 +33,7 @@ use url::Url;
 use crate::catalog::{TenantTable, STORE_URL};
 use crate::format::{Encoder, Format};
 use crate::views::views;
-use crate::{guard, Error, QueryConfig, Result};
+use crate::{guard, EngineConfig, Error, Result};
 
 /// Stack of each query thread. Planning and evaluating expressions recurse once per level of
 /// nesting, and not every recursion in DataFusion grows its stack on demand; the guard's
@@ -180,19 +180,19 @@ fn charge(reservation: &MemoryReservation, bytes: usize) -> Result<()> {
 
 impl QueryEngine {
     /// An engine over `store` with `config`'s memory, spill space, timeout and approval rules.
-    pub fn new(store: Arc<dyn ObjectStore>, config: &QueryConfig) -> Result<Self> {
+    pub fn new(store: Arc<dyn ObjectStore>, config: &EngineConfig) -> Result<Self> {
         // Listings show each span once, also while compaction replaces files.
         let store: Arc<dyn ObjectStore> = Arc::new(VisibleStore::new(store));
         let spill_dir = crate::spill::prepare(&config.spill_dir)?;
-        let memory_limit = config.memory_limit;
+        let memory_limit = config.query_memory;
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(memory_limit, 1.0)
-            // Operators that run out of memory spill here, all together at most `spill_limit`
+            // Operators that run out of memory spill here, all together at most `spill_size`
             // bytes; beyond it the query fails as out of resources.
             .with_disk_manager_builder(
                 DiskManagerBuilder::default()
                     .with_mode(DiskManagerMode::Directories(vec![spill_dir]))
-                    .with_max_temp_directory_size(config.spill_limit),
+                    .with_max_temp_directory_size(config.spill_size as u64),
             )
             // Parsed footers and page indexes of ~100 columns take far more memory than their
             // bytes on disk; a week of hourly files overflows DataFusion's default 50 MB and every
@@ -206,7 +206,12 @@ impl QueryEngine {
         Ok(Self {
             store,
             runtime,
-            approval_rules: Arc::new(config.approval_rules.clone()),
+            approval_rules: Arc::new(
+                (config.approval_required.iter())
+                    .filter(|rule| !rule.is_empty())
+                    .cloned()
+                    .collect(),
+            ),
             query_timeout: config.query_timeout,
             sessions: session_cache(),
         })
@@ -393,11 +398,11 @@ mod tests {
 
     use super::*;
 
-    fn engine(configure: impl FnOnce(&mut QueryConfig)) -> (QueryEngine, tempfile::TempDir) {
+    fn engine(configure: impl FnOnce(&mut EngineConfig)) -> (QueryEngine, tempfile::TempDir) {
         let spill = tempfile::tempdir().unwrap();
-        let mut config = QueryConfig {
+        let mut config = EngineConfig {
             spill_dir: spill.path().join("spill"),
-            ..QueryConfig::default()
+            ..EngineConfig::default()
         };
         configure(&mut config);
         let store = Arc::new(object_store::memory::InMemory::new());
@@ -438,7 +443,7 @@ mod tests {
 
     #[tokio::test]
     async fn results_are_charged_to_the_query_memory() {
-        let (engine, _dir) = engine(|c| c.memory_limit = 16 << 20);
+        let (engine, _dir) = engine(|c| c.query_memory = 16 << 20);
         let big = "SELECT value FROM generate_series(1, 100000000)";
         for format in [Format::Json, Format::Csv, Format::Arrow, Format::Table] {
             match engine.sql_encoded(&tenant(), big, format).await {
@@ -481,7 +486,7 @@ mod tests {
 
     #[tokio::test]
     async fn generated_values_are_bounded_before_they_are_allocated() {
-        let (engine, _dir) = engine(|c| c.memory_limit = 256 << 20);
+        let (engine, _dir) = engine(|c| c.query_memory = 256 << 20);
         let rows = engine
             .rows(
                 &tenant(),
@@ -558,7 +563,7 @@ mod tests {
     /// Dropping the caller's future aborts the query: the memory it held is given back.
     #[tokio::test]
     async fn dropping_the_caller_cancels_the_query() {
-        let (engine, _dir) = engine(|c| c.memory_limit = 1 << 30);
+        let (engine, _dir) = engine(|c| c.query_memory = 1 << 30);
         let sql = "SELECT count(DISTINCT value) FROM generate_series(1, 10000000000000)";
         let tenant = tenant();
         let query = engine.sql(&tenant, sql);
@@ -575,8 +580,8 @@ mod tests {
     #[tokio::test]
     async fn spills_are_bounded() {
         let (engine, dir) = engine(|c| {
-            c.memory_limit = 64 << 20;
-            c.spill_limit = 64 << 10;
+            c.query_memory = 64 << 20;
+            c.spill_size = 64 << 10;
         });
         assert!(dir.path().join("spill").is_dir());
         let sql = "SELECT max(r) FROM (SELECT row_number() OVER (ORDER BY value DESC) AS r \

@@ -12,6 +12,7 @@
 pub mod api;
 pub mod bounded;
 pub mod catalog;
+mod config;
 pub mod dialect;
 pub mod engine;
 mod error;
@@ -25,6 +26,7 @@ mod spill;
 pub mod trace;
 pub mod views;
 
+pub use config::{EngineConfig, QueryConfig};
 pub use engine::QueryEngine;
 pub use error::{Error, Result};
-pub use server::{QueryConfig, QueryServer};
+pub use server::QueryServer;

@@ -6,6 +6,7 @@ mod harness;
 mod bad_input;
 mod bench_tools;
 mod compaction;
+mod config;
 mod crash;
 mod disk_full;
 mod fixtures;

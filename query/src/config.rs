@@ -1,0 +1,86 @@
+//! Query settings: the `--flag`, `CAIRN_*` variable and config file key of each, with its only
+//! default. [`EngineConfig`] is what any query needs (`cairn sql` too); [`QueryConfig`] adds the
+//! API's listener.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cairn_config::parse;
+
+/// How much longer than the query timeout a request to the query API may take, so that a
+/// query's own timeout is what answers.
+const REQUEST_MARGIN: Duration = Duration::from_secs(30);
+
+/// Memory, time and spill space of queries, and the approval rules views apply.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EngineConfig {
+    /// Memory all running queries may use together (results included), a quarter of it kept
+    /// for cached Parquet metadata.
+    #[arg(long, env = "CAIRN_QUERY_MEMORY", default_value = "2GiB", value_parser = parse::size)]
+    pub query_memory: usize,
+    /// Wall time a query may run; then it is cancelled and answered 504.
+    #[arg(long, env = "CAIRN_QUERY_TIMEOUT", default_value = "60s", value_parser = parse::span)]
+    pub query_timeout: Duration,
+    /// Directory queries spill to when out of memory; created if missing.
+    #[arg(long, env = "CAIRN_SPILL_DIR", default_value_os_t = std::env::temp_dir().join("cairn-spill"))]
+    pub spill_dir: PathBuf,
+    /// Disk all running queries may spill to together; beyond it a query fails.
+    #[arg(long, env = "CAIRN_SPILL_SIZE", default_value = "10GiB", value_parser = parse::size)]
+    pub spill_size: usize,
+    /// Tools that always need a human approval, whatever the policy in force says, e.g.
+    /// `delete_*,issue_refund` (`*` is a wildcard); used by bypass detection.
+    #[arg(long, env = "CAIRN_APPROVAL_REQUIRED", value_delimiter = ',', value_parser = parse::item)]
+    pub approval_required: Vec<String>,
+}
+
+/// The query API: its listener and its engine.
+#[derive(Debug, Clone, clap::Args)]
+pub struct QueryConfig {
+    /// Query API listen address.
+    #[arg(long, env = "CAIRN_HTTP_ADDR", default_value = "127.0.0.1:3200")]
+    pub http_addr: SocketAddr,
+    #[command(flatten)]
+    pub engine: EngineConfig,
+}
+
+impl QueryConfig {
+    /// The listener limits of the API given those of every listener: requests may take as
+    /// long as a query, and a margin.
+    pub fn limits(&self, base: cairn_net::Limits) -> cairn_net::Limits {
+        cairn_net::Limits {
+            request_timeout: self.engine.query_timeout + REQUEST_MARGIN,
+            ..base
+        }
+    }
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        cairn_config::defaults()
+    }
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        cairn_config::defaults()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_request_limits() {
+        let q = QueryConfig::default();
+        assert_eq!(q.http_addr.port(), 3200);
+        assert_eq!(q.engine.query_timeout, Duration::from_secs(60));
+        assert_eq!(q.engine.spill_size, 10 << 30);
+        assert!(q.engine.spill_dir.ends_with("cairn-spill"));
+        assert!(q.engine.approval_required.is_empty());
+        let limits = q.limits(cairn_net::Limits::default());
+        assert_eq!(limits.request_timeout, Duration::from_secs(90));
+        assert_eq!(limits.max_connections, 1024);
+    }
+}
