@@ -40,6 +40,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "cairn-compactor",
         &[
             "cairn-schema",
+            "cairn-normalize",
             "cairn-store",
             "cairn-telemetry",
             "cairn-config",

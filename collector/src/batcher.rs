@@ -394,7 +394,12 @@ async fn write_partition(
     }
     let spans = group.spans;
     let (bytes, rows) = tokio::task::spawn_blocking(move || {
-        cairn_store::parquet::encode_spans(&spans, Effort::Ingest)
+        // Steps take their agent from ancestors flushed with them; compaction and the run API
+        // resolve those that arrive later.
+        let all = arrow::compute::concat_batches(&cairn_schema::columns::spans_schema(), &spans)
+            .map_err(|e| cairn_store::Error::Internal(format!("concatenating spans: {e}")))?;
+        let all = cairn_normalize::agent::inherit::inherit(&all);
+        cairn_store::parquet::encode_spans(&[all], Effort::Ingest)
     })
     .await??;
     put(

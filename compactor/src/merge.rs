@@ -1,13 +1,15 @@
 //! Merging a run of files into one: read through DataFusion (spans sorted by (trace id, start
 //! time) within the memory budget, spilling to disk beyond it; payloads in file order, first row
 //! of each hash kept) and streamed into one Parquet file by multipart upload, which the store
-//! makes visible only when complete.
+//! makes visible only when complete. Each trace's steps take their agent from their ancestors
+//! again ([`inherit`]), now that the partition's later files are at hand.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use arrow::array::{AsArray, BooleanArray};
-use arrow::compute::filter_record_batch;
+use arrow::array::{AsArray, BooleanArray, RecordBatch};
+use arrow::compute::{concat_batches, filter_record_batch};
+use cairn_normalize::agent::inherit::inherit;
 use cairn_schema::columns::payloads_schema;
 use cairn_schema::columns::spans_schema;
 use cairn_schema::layout::Dataset;
@@ -75,6 +77,9 @@ pub async fn merge(
     let mut seen: HashSet<String> = HashSet::new();
     let mut stream = df.execute_stream().await?;
     let mut written = 0u64;
+    // Spans come sorted by trace: each trace is resolved whole (agent identity inherited from
+    // its ancestors), so the last trace of a batch is held back until the next one.
+    let mut held: Option<RecordBatch> = None;
     while let Some(batch) = stream.next().await {
         let mut batch = batch?;
         if keys.is_empty() {
@@ -88,10 +93,52 @@ pub async fn merge(
                 .map(|h| Some(h.is_some_and(|h| seen.insert(h.to_owned()))))
                 .collect();
             batch = filter_record_batch(&batch, &keep)?;
+        } else {
+            let all = match held.take() {
+                Some(h) => concat_batches(&schema, [&h, &batch])?,
+                None => batch,
+            };
+            let cut = last_trace_start(&all);
+            held = Some(all.slice(cut, all.num_rows() - cut));
+            batch = inherit(&all.slice(0, cut));
         }
-        written += batch.num_rows() as u64;
-        writer.write(&batch).await?;
+        if batch.num_rows() > 0 {
+            written += batch.num_rows() as u64;
+            writer.write(&batch).await?;
+        }
+    }
+    if let Some(rest) = held {
+        written += rest.num_rows() as u64;
+        writer.write(&inherit(&rest)).await?;
     }
     writer.close().await?;
     Ok(written)
+}
+
+/// Most span rows held back for one trace; a larger trace is resolved in parts of this size.
+const MAX_HELD_ROWS: usize = 1 << 20;
+
+/// Where the last trace of `batch` (sorted by trace id) starts, or its end when that trace is
+/// already [`MAX_HELD_ROWS`] long.
+fn last_trace_start(batch: &RecordBatch) -> usize {
+    let rows = batch.num_rows();
+    let Some(traces) = batch
+        .column_by_name(cairn_schema::columns::col::TRACE_ID)
+        .and_then(|c| c.as_string_opt::<i32>())
+    else {
+        return rows;
+    };
+    if rows == 0 {
+        return 0;
+    }
+    let last = traces.value(rows - 1);
+    let mut start = rows - 1;
+    while start > 0 && traces.value(start - 1) == last {
+        start -= 1;
+    }
+    if rows - start >= MAX_HELD_ROWS {
+        rows
+    } else {
+        start
+    }
 }

@@ -190,7 +190,13 @@ fn otel_genai_deprecated_names() {
             i("gen_ai.usage.prompt_tokens", 10),
             i("gen_ai.usage.completion_tokens", 3),
         ],
-        vec![s("k8s.pod.uid", "uid-1")],
+        vec![
+            s("k8s.pod.uid", "uid-1"),
+            s("service.instance.id", "instance-1"),
+            s("host.name", "laptop"),
+            s("container.id", "c0ffee"),
+            i("process.pid", 4242),
+        ],
         "",
     );
     check(
@@ -200,9 +206,19 @@ fn otel_genai_deprecated_names() {
             ("provider", "azure.ai.openai", "gen_ai.system"),
             ("input_tokens", "10", "gen_ai.usage.prompt_tokens"),
             ("output_tokens", "3", "gen_ai.usage.completion_tokens"),
-            ("sandbox_id", "uid-1", "resource:k8s.pod.uid"),
+            ("k8s_pod_uid", "uid-1", "resource:k8s.pod.uid"),
+            (
+                "service_instance_id",
+                "instance-1",
+                "resource:service.instance.id",
+            ),
+            ("host_name", "laptop", "resource:host.name"),
+            ("container_id", "c0ffee", "resource:container.id"),
+            ("process_pid", "4242", "resource:process.pid"),
         ],
     );
+    // A process, container, pod or host is not a sandbox.
+    nulls(&r, &["sandbox_id"]);
 }
 
 #[test]
@@ -602,4 +618,43 @@ fn pydantic_ai_rollups_and_data_lineage() {
         &[("data_read", "[db://postgresql/shop/orders]", "db.system")],
     );
     nulls(&r, &["operation", "data_written"]);
+}
+
+#[test]
+fn providers_from_api_suffixes_model_prefixes_and_model_families() {
+    let call = |attrs: Vec<KeyValue>| promoted("chat", attrs, vec![], "");
+    // An API suffix on the provider id.
+    let r = call(vec![
+        s("gen_ai.operation.name", "chat"),
+        s("gen_ai.provider.name", "openai.responses"),
+        s("gen_ai.request.model", "gpt-4o-mini"),
+        i("gen_ai.usage.input_tokens", 1_000_000),
+        i("gen_ai.usage.output_tokens", 0),
+    ]);
+    check(&r, &[("provider", "openai", "gen_ai.provider.name")]);
+    assert_eq!(r["cost"].as_deref(), Some("0.15"));
+    // A provider prefix on the model name, and nothing else naming the provider.
+    let r = call(vec![
+        s("gen_ai.operation.name", "chat"),
+        s("gen_ai.request.model", "openai/gpt-4o-mini"),
+        i("gen_ai.usage.input_tokens", 1_000_000),
+        i("gen_ai.usage.output_tokens", 0),
+    ]);
+    check(&r, &[("provider", "openai", "rule:model_prefix")]);
+    assert_eq!(r["cost"].as_deref(), Some("0.15"));
+    // A priced model, then a model family.
+    let r = call(vec![
+        s("llm.model_name", "claude-sonnet-4-5"),
+        i("llm.token_count.prompt", 10),
+    ]);
+    assert_eq!(r["provider"].as_deref(), Some("anthropic"));
+    assert!(r["provider_src"]
+        .as_deref()
+        .unwrap()
+        .starts_with("price_table:"));
+    assert!(r["cost"].is_some(), "{r:?}");
+    let r = call(vec![s("gen_ai.request.model", "gemini-9-ultra")]);
+    check(&r, &[("provider", "gcp.gemini", "rule:model_family")]);
+    let r = call(vec![s("gen_ai.request.model", "my-own-model")]);
+    nulls(&r, &["provider"]);
 }

@@ -349,7 +349,7 @@ pub async fn assert_stored(cairn: &Cairn, tenant: Option<&str>, sent: &[SpanData
                         duration_ns, status_code, status_message, service_name,
                         attributes, attribute_types, dropped_attributes_count, events, links,
                         resource_attributes, resource_attribute_types, scope_name, scope_version,
-                        operation, operation_raw, operation_src, agent_name, tool_name, tool_call_id, request_model,
+                        operation, operation_raw, operation_src, agent_name, agent_name_src, tool_name, tool_call_id, request_model,
                         response_model, provider, input_tokens, output_tokens
                  FROM spans WHERE span_id IN ({})",
                 ids.join(",")
@@ -484,9 +484,30 @@ pub async fn assert_stored(cairn: &Cairn, tenant: Option<&str>, sent: &[SpanData
             json!("gen_ai.operation.name"),
             "{what}: operation_src"
         );
+        // A step naming no agent runs in its nearest agent ancestor's.
+        match attr("gen_ai.agent.name") {
+            Some(name) => {
+                assert_eq!(
+                    row["agent_name"],
+                    json!(name.as_str().to_string()),
+                    "{what}"
+                );
+                assert_eq!(row["agent_name_src"], json!("gen_ai.agent.name"), "{what}");
+            }
+            // Filled when the agent span was flushed with it (else by compaction and the run
+            // API, tested in `inheritance`).
+            None => {
+                if let Some(src) = row["agent_name_src"].as_str() {
+                    let from = src.strip_prefix("inherited:").expect("inherited agent");
+                    assert_eq!(
+                        row["agent_name"], by_id[from]["agent_name"],
+                        "{what}: inherited"
+                    );
+                }
+            }
+        }
         for (column, key) in [
             ("operation_raw", "gen_ai.operation.name"),
-            ("agent_name", "gen_ai.agent.name"),
             ("tool_name", "gen_ai.tool.name"),
             ("tool_call_id", "gen_ai.tool.call.id"),
             ("request_model", "gen_ai.request.model"),

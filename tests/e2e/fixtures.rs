@@ -113,7 +113,7 @@ async fn openinference_openai_agents() {
     expect(
         &r,
         "turn#1",
-        json!({"operation": "step", "agent_name": null, "input_tokens": null}),
+        json!({"operation": "step", "agent_name": "weather_agent", "input_tokens": null}),
     );
     let calls = cairn
         .sql(

@@ -14,6 +14,7 @@ mod golden;
 mod hostile_api;
 mod hostile_ingest;
 mod hostile_query;
+mod inheritance;
 mod lineage;
 mod otlp_rust;
 mod overload;

@@ -7,6 +7,7 @@
 //! `conventions.toml` ([`conventions`]); this module only applies them. Raw attributes always stay
 //! in the `attributes` map.
 
+pub mod inherit;
 mod links;
 pub mod prices;
 mod table;
@@ -168,7 +169,7 @@ pub fn promote(view: &SpanView<'_>) -> Vec<Cell> {
     let src = |name: &str| picked.get(name).map(|(_, s)| s.clone());
 
     let (operation, operation_src) = derive_operation(view, conv, &text, &src);
-    let (provider, provider_src, framework, framework_src) = derive_provider(view, conv);
+    let (provider, provider_src, framework, framework_src) = derive_provider(view, conv, &text);
     // Usage on agent and workflow spans sums their children: keep it as a rollup so that totals
     // over leaf model calls never count it twice.
     if matches!(operation.as_deref(), Some("agent_invoke" | "workflow")) {
@@ -193,6 +194,9 @@ pub fn promote(view: &SpanView<'_>) -> Vec<Cell> {
         out.push(Cell::Text(value));
         out.push(Cell::Text(source));
     }
+    // The agent that invoked this one: known only from the span's ancestors (see `inherit`).
+    out.push(Cell::Text(None));
+    out.push(Cell::Text(None));
     let (ids, ids_src) = links::requested_tool_call_ids(view).unzip();
     out.push(Cell::TextList(ids));
     out.push(Cell::Text(ids_src));
@@ -261,7 +265,7 @@ fn derive_cost(
         return;
     };
     let table = prices::prices();
-    let Some(price) = table.find(provider, &model) else {
+    let Some(price) = table.find(provider, bare_model(&model)) else {
         return;
     };
     let cost = table.cost(price, usage);
@@ -335,10 +339,36 @@ fn derive_operation(
     (op, why)
 }
 
+/// The provider a model name implies: its provider prefix (`openai/gpt-4o-mini`), else the
+/// provider whose priced models it starts with (`gpt-`, `claude-`, `gemini-`).
+fn provider_of_model(model: &str, conv: &Conventions) -> Option<(String, String)> {
+    if let Some(provider) = model
+        .split_once('/')
+        .and_then(|(prefix, _)| conv.known_provider(&prefix.to_ascii_lowercase()))
+    {
+        return Some((provider, "rule:model_prefix".into()));
+    }
+    let table = prices::prices();
+    if let Some(provider) = table.provider_of(model) {
+        return Some((
+            provider.to_owned(),
+            format!("price_table:{}", table.version),
+        ));
+    }
+    conv.provider_for_model(model)
+        .map(|p| (p, "rule:model_family".into()))
+}
+
+/// A model name without the provider prefix some instrumentations add (`openai/gpt-4o-mini`).
+fn bare_model(model: &str) -> &str {
+    model.split_once('/').map_or(model, |(_, rest)| rest)
+}
+
 /// (provider, its source, framework, its source).
 fn derive_provider(
     view: &SpanView<'_>,
     conv: &Conventions,
+    text: &Lookup<'_>,
 ) -> (
     Option<String>,
     Option<String>,
@@ -378,6 +408,11 @@ fn derive_provider(
                 .provider_for_host(&host)
                 .map(|p| (p, "server.address".to_owned()));
         }
+    }
+    if provider.is_none() {
+        provider = ["request_model", "response_model"]
+            .iter()
+            .find_map(|column| provider_of_model(&text(column)?, conv));
     }
     if framework.is_none() {
         framework = conv

@@ -65,6 +65,17 @@ impl PriceTable {
             .max_by_key(|m| m.model.len())
     }
 
+    /// The provider whose priced model `model` starts with (the longest prefix), whatever its
+    /// version suffix.
+    pub fn provider_of(&self, model: &str) -> Option<&str> {
+        let model = model.to_ascii_lowercase();
+        self.models
+            .iter()
+            .filter(|m| model.starts_with(&m.model.to_ascii_lowercase()))
+            .max_by_key(|m| m.model.len())
+            .map(|m| m.provider.as_str())
+    }
+
     /// Cost of `usage`: cached input is priced as cache, the rest of the input as input;
     /// reasoning tokens are part of the output count, as providers report them.
     pub fn cost(&self, price: &ModelPrice, usage: Usage) -> f64 {
@@ -111,6 +122,9 @@ mod tests {
             "gpt-4o"
         );
         assert!(t.find("openai", "unknown-model").is_none());
+        assert_eq!(t.provider_of("gpt-4o-mini-2024-07-18"), Some("openai"));
+        assert_eq!(t.provider_of("claude-sonnet-4-5"), Some("anthropic"));
+        assert_eq!(t.provider_of("my-own-model"), None);
         let usage = Usage {
             input: 120,
             output: 30,

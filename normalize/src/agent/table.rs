@@ -121,6 +121,7 @@ pub struct Conventions {
     providers: HashMap<String, String>,
     pub frameworks: HashSet<String>,
     provider_hosts: Vec<(String, String)>,
+    model_providers: Vec<(String, String)>,
     scope_frameworks: Vec<(String, String)>,
 }
 
@@ -158,6 +159,7 @@ struct RawConventions {
     provider: HashMap<String, String>,
     frameworks: Vec<String>,
     provider_hosts: HashMap<String, String>,
+    model_providers: HashMap<String, String>,
     scope_frameworks: HashMap<String, String>,
 }
 
@@ -270,6 +272,7 @@ impl Conventions {
                 .map(|f| f.to_ascii_lowercase())
                 .collect(),
             provider_hosts: by_length(raw.provider_hosts),
+            model_providers: by_length(raw.model_providers),
             scope_frameworks: by_length(raw.scope_frameworks),
         })
     }
@@ -310,10 +313,19 @@ impl Conventions {
 
     /// The canonical provider name of a lower-cased raw value.
     pub fn provider(&self, raw: &str) -> String {
-        self.providers
-            .get(raw)
-            .cloned()
-            .unwrap_or_else(|| raw.to_owned())
+        self.known_provider(raw).unwrap_or_else(|| raw.to_owned())
+    }
+
+    /// The canonical provider `raw` names, if it names one: as it is, or without an API suffix
+    /// (`openai.chat`, `openai.responses` → `openai`).
+    pub fn known_provider(&self, raw: &str) -> Option<String> {
+        let mut name = raw;
+        loop {
+            if let Some(p) = self.providers.get(name) {
+                return Some(p.clone());
+            }
+            name = name.rsplit_once('.')?.0;
+        }
     }
 
     /// The provider a server host name implies (longest matching fragment wins).
@@ -322,6 +334,15 @@ impl Conventions {
         self.provider_hosts
             .iter()
             .find(|(fragment, _)| host.contains(fragment.as_str()))
+            .map(|(_, p)| p.clone())
+    }
+
+    /// The provider a model family implies (longest matching name prefix wins).
+    pub fn provider_for_model(&self, model: &str) -> Option<String> {
+        let model = model.to_ascii_lowercase();
+        self.model_providers
+            .iter()
+            .find(|(prefix, _)| model.starts_with(prefix.as_str()))
             .map(|(_, p)| p.clone())
     }
 

@@ -5,6 +5,7 @@
 
 mod governance;
 mod graph;
+mod inherit;
 mod payloads;
 mod replay;
 mod runs;

@@ -20,7 +20,8 @@ use crate::{Error, QueryEngine, Result};
 
 /// The columns of a step.
 pub const STEP_COLUMNS: &str = "trace_id, span_id, parent_span_id, name, operation, start_time,
-    end_time, duration_ns, status_code, status_message, service_name, agent_name, agent_id,
+    end_time, duration_ns, status_code, status_message, service_name, agent_name, agent_name_src,
+    agent_id, agent_id_src, framework, framework_src, parent_agent_name, parent_agent_name_src,
     conversation_id, tool_name, tool_call_id, tool_type, provider, request_model, response_model,
     input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens,
     rollup_input_tokens, rollup_output_tokens, cost, cost_currency, sandbox_id, k8s_namespace,
@@ -45,6 +46,7 @@ pub async fn steps(
     if rows.is_empty() {
         return Err(Error::NotFound(format!("run {trace_id} not found")));
     }
+    super::inherit::inherit(&mut rows);
     if with_payloads {
         let contents = payloads::contents(engine, tenant, &rows).await?;
         payloads::resolve(&mut rows, &contents);
