@@ -394,11 +394,12 @@ async fn write_partition(
     }
     let spans = group.spans;
     let (bytes, rows) = tokio::task::spawn_blocking(move || {
-        // Steps take their agent from ancestors flushed with them; compaction and the run API
-        // resolve those that arrive later.
+        // Steps take their agent from ancestors flushed with them, and tool calls without ids the
+        // model call that asked for them; compaction (and for agents the run API) resolves
+        // those whose relatives arrive later.
         let all = arrow::compute::concat_batches(&cairn_schema::columns::spans_schema(), &spans)
             .map_err(|e| cairn_store::Error::Internal(format!("concatenating spans: {e}")))?;
-        let all = cairn_normalize::agent::inherit::inherit(&all);
+        let all = cairn_normalize::agent::across_spans(&all);
         cairn_store::parquet::encode_spans(&[all], Effort::Ingest)
     })
     .await??;

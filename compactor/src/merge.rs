@@ -2,14 +2,15 @@
 //! time) within the memory budget, spilling to disk beyond it; payloads in file order, first row
 //! of each hash kept) and streamed into one Parquet file by multipart upload, which the store
 //! makes visible only when complete. Each trace's steps take their agent from their ancestors
-//! again ([`inherit`]), now that the partition's later files are at hand.
+//! again, and tool calls without ids are matched to the model calls that
+//! requested them ([`across_spans`]), now that the partition's later files are at hand.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use arrow::array::{AsArray, BooleanArray, RecordBatch};
 use arrow::compute::{concat_batches, filter_record_batch};
-use cairn_normalize::agent::inherit::inherit;
+use cairn_normalize::agent::across_spans;
 use cairn_schema::columns::payloads_schema;
 use cairn_schema::columns::spans_schema;
 use cairn_schema::layout::Dataset;
@@ -100,7 +101,7 @@ pub async fn merge(
             };
             let cut = last_trace_start(&all);
             held = Some(all.slice(cut, all.num_rows() - cut));
-            batch = inherit(&all.slice(0, cut));
+            batch = across_spans(&all.slice(0, cut));
         }
         if batch.num_rows() > 0 {
             written += batch.num_rows() as u64;
@@ -109,7 +110,7 @@ pub async fn merge(
     }
     if let Some(rest) = held {
         written += rest.num_rows() as u64;
-        writer.write(&inherit(&rest)).await?;
+        writer.write(&across_spans(&rest)).await?;
     }
     writer.close().await?;
     Ok(written)

@@ -4,7 +4,7 @@
 //! rejected one by one and counted, as OTLP partial success asks; the valid spans of the same
 //! request are kept. [`check`] lists the rules.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -291,7 +291,7 @@ struct SpanBatchBuilder {
     promoted: Vec<PromotedBuilder>,
     refs: Vec<(RefBuilder, StringBuilder)>,
     payloads: Vec<Payload>,
-    seen: HashSet<String>,
+    seen: crate::payload::Seen,
 }
 
 impl Default for SpanBatchBuilder {
@@ -352,7 +352,7 @@ impl Default for SpanBatchBuilder {
                 })
                 .collect(),
             payloads: Vec::new(),
-            seen: HashSet::new(),
+            seen: Default::default(),
         }
     }
 }
@@ -414,21 +414,25 @@ impl SpanBatchBuilder {
         self.service_name
             .append_option(find_str(&ctx.resource.attributes, "service.name"));
         let view = SpanView::new(span, &ctx.resource.attributes, ctx.scope);
-        let (span_ex, resource_ex) = extract_span(&view, &mut self.payloads, &mut self.seen);
+        let (span_ex, resource_ex, events_ex) =
+            extract_span(&view, &mut self.payloads, &mut self.seen);
         append_extracted(&mut self.attributes, &mut self.attribute_types, &span_ex);
         self.dropped_attributes_count
             .append_value(span.dropped_attributes_count);
-        append_struct_list(
-            &mut self.events,
-            &span.events,
-            2,
-            |e| &e.attributes,
-            |sb, e| {
-                field::<TimestampNanosecondBuilder>(sb, 0).append_value(e.time_unix_nano as i64);
-                field::<StringBuilder>(sb, 1).append_value(&e.name);
-                field::<UInt32Builder>(sb, 4).append_value(e.dropped_attributes_count);
-            },
-        );
+        // Events keep their attributes with payloads replaced by references.
+        let sb = self.events.values();
+        for (i, e) in span.events.iter().enumerate() {
+            field::<TimestampNanosecondBuilder>(sb, 0).append_value(e.time_unix_nano as i64);
+            field::<StringBuilder>(sb, 1).append_value(&e.name);
+            let attrs = &events_ex.attributes[i];
+            append_values(map_field(sb, 2), attrs);
+            append_types_tagged(map_field(sb, 3), attrs, |j| {
+                events_ex.tags.get(&(i, j)).copied()
+            });
+            field::<UInt32Builder>(sb, 4).append_value(e.dropped_attributes_count);
+            sb.append(true);
+        }
+        self.events.append(true);
         self.dropped_events_count
             .append_value(span.dropped_events_count);
         append_struct_list(

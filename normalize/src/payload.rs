@@ -27,6 +27,12 @@ pub const TAG_LIST: &str = "payload_list";
 /// Same, elements joined by `, ` (Python's default JSON separator).
 pub const TAG_LIST_SPACED: &str = "payload_list_spaced";
 
+/// Type tag of an event attribute whose text is the `content` of a message payload, embedded
+/// there as JSON as it was sent.
+pub const TAG_IN_MESSAGE_JSON: &str = "payload_in_message";
+/// Same, embedded as a JSON string (the text was not JSON).
+pub const TAG_IN_MESSAGE_TEXT: &str = "payload_in_message_text";
+
 /// Hash → content, for restoring references.
 pub type Contents = HashMap<String, String>;
 
@@ -79,21 +85,52 @@ pub struct Extracted {
     pub refs: Vec<Option<(Ref, String)>>,
 }
 
+/// A span's events with payloads replaced by references.
+#[derive(Debug, Default)]
+pub struct ExtractedEvents {
+    /// Per event: its attributes, rewritten where a payload was taken from them.
+    pub attributes: Vec<Vec<KeyValue>>,
+    /// Type tags by (event, attribute) index.
+    pub tags: HashMap<(usize, usize), &'static str>,
+}
+
 impl Extracted {
     pub fn tag(&self, index: usize) -> Option<&'static str> {
         self.tags.get(&index).copied()
     }
 }
 
+/// The payloads one batch has stored so far.
+#[derive(Debug, Default)]
+pub struct Seen {
+    hashes: HashSet<String>,
+    /// Hashes of messages whose role is `system`.
+    system: HashSet<String>,
+}
+
+/// Whether a message payload has the role `system`.
+fn is_system_message(content: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Role<'a> {
+        #[serde(borrow)]
+        role: Option<&'a str>,
+    }
+    content.contains("system")
+        && serde_json::from_str::<Role<'_>>(content).is_ok_and(|m| m.role == Some("system"))
+}
+
 struct Extractor<'p> {
     payloads: &'p mut Vec<Payload>,
-    seen: &'p mut HashSet<String>,
+    seen: &'p mut Seen,
 }
 
 impl Extractor<'_> {
     fn store(&mut self, kind: &str, content: &str) -> String {
         let h = hash(content);
-        if self.seen.insert(h.clone()) {
+        if self.seen.hashes.insert(h.clone()) {
+            if kind == "message" && is_system_message(content) {
+                self.seen.system.insert(h.clone());
+            }
             self.payloads.push(Payload {
                 hash: h.clone(),
                 kind: kind.to_owned(),
@@ -342,13 +379,13 @@ pub fn unflatten(attrs: &[KeyValue], prefix: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Payload extraction for one span: its own attributes and, when a payload column names a
-/// resource attribute, the resource's.
+/// Payload extraction for one span: its own attributes, its events and, when a payload column
+/// names a resource attribute, the resource's.
 pub fn extract_span(
     view: &SpanView<'_>,
     payloads: &mut Vec<Payload>,
-    seen: &mut HashSet<String>,
-) -> (Extracted, Extracted) {
+    seen: &mut Seen,
+) -> (Extracted, Extracted, ExtractedEvents) {
     let conv = conventions();
     let mut span_claims = Vec::new();
     let mut resource_claims = Vec::new();
@@ -377,6 +414,8 @@ pub fn extract_span(
             }
         }
     }
+    let events = extract_events(view, &mut span, &mut ex);
+    system_from_first_message(&mut span, ex.seen);
     let mut resource = extract_list(view.resource, &resource_claims, &mut ex);
     // Resource references count for the span's columns, labelled as resource sources.
     for (c, r) in resource.refs.iter_mut().enumerate() {
@@ -386,7 +425,123 @@ pub fn extract_span(
             }
         }
     }
-    (span, resource)
+    (span, resource, events)
+}
+
+/// Without system instructions of their own, a model call's are its first input message when
+/// that has the role `system` (the way most instrumentations send the system prompt).
+fn system_from_first_message(span: &mut Extracted, seen: &Seen) {
+    let conv = conventions();
+    let column = |name: &str| conv.payload_columns.iter().position(|p| p.name == name);
+    let (Some(input), Some(system)) = (
+        column("input_message_refs"),
+        column("system_instructions_ref"),
+    ) else {
+        return;
+    };
+    if span.refs[system].is_some() {
+        return;
+    }
+    if let Some((Ref::List(hashes), label)) = &span.refs[input] {
+        if let Some(first) = hashes.first().filter(|h| seen.system.contains(*h)) {
+            span.refs[system] = Some((Ref::One(first.clone()), format!("{label}[0]")));
+        }
+    }
+}
+
+/// Fills the payload columns still empty from the span's events: an event attribute a
+/// candidate names (`event:<name>:<key>`, e.g. the messages of
+/// `gen_ai.client.inference.operation.details`), else one message per event of the column's
+/// `message_events` (`gen_ai.user.message`, `gen_ai.choice`, …). The event attributes taken are
+/// replaced by references, so each text is stored once.
+fn extract_events(
+    view: &SpanView<'_>,
+    span: &mut Extracted,
+    ex: &mut Extractor<'_>,
+) -> ExtractedEvents {
+    let conv = conventions();
+    let mut out = ExtractedEvents {
+        attributes: view
+            .span
+            .events
+            .iter()
+            .map(|e| e.attributes.clone())
+            .collect(),
+        tags: HashMap::new(),
+    };
+    if view.span.events.is_empty() {
+        return out;
+    }
+    let system = conv
+        .payload_columns
+        .iter()
+        .position(|p| p.name == "system_instructions_ref")
+        .expect("system_instructions_ref in conventions");
+    for (c, spec) in conv.payload_columns.iter().enumerate() {
+        if span.refs[c].is_some() {
+            continue;
+        }
+        for source in &spec.candidates {
+            let Some((name, key)) = source.event(view) else {
+                continue;
+            };
+            let Some((e, a, _)) = view.event_attr(name, key) else {
+                continue;
+            };
+            if let Some((tag, reference)) =
+                ex.extract(&mut out.attributes[e][a], &spec.kind, spec.split, false)
+            {
+                out.tags.insert((e, a), tag);
+                span.refs[c] = Some((reference, format!("event:{name}.{key}")));
+                break;
+            }
+        }
+        if span.refs[c].is_some() || spec.message_events.is_empty() || spec.skip_events(view) {
+            continue;
+        }
+        let mut hashes = Vec::new();
+        let mut label = None;
+        for (e, event) in view.span.events.iter().enumerate() {
+            let Some((role, key)) = spec.message_event(&event.name) else {
+                continue;
+            };
+            let Some(a) = event.attributes.iter().position(|kv| kv.key == key) else {
+                continue;
+            };
+            let Some(Value::StringValue(text)) = out.attributes[e][a]
+                .value
+                .as_ref()
+                .and_then(|v| v.value.as_ref())
+            else {
+                continue;
+            };
+            let role = event
+                .attributes
+                .iter()
+                .find(|kv| kv.key == "role")
+                .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                    Value::StringValue(r) => Some(r.as_str()),
+                    _ => None,
+                })
+                .unwrap_or(role);
+            let (message, tag) = message_of(role, text);
+            let h = ex.store(&spec.kind, &message);
+            out.attributes[e][a].value = Some(AnyValue {
+                value: Some(Value::StringValue(h.clone())),
+            });
+            out.tags.insert((e, a), tag);
+            label.get_or_insert_with(|| format!("event:{}.{key}", event.name));
+            if role == "system" && span.refs[system].is_none() {
+                span.refs[system] =
+                    Some((Ref::One(h.clone()), format!("event:{}.{key}", event.name)));
+            }
+            hashes.push(h);
+        }
+        if let Some(label) = label {
+            span.refs[c] = Some((Ref::List(hashes), label));
+        }
+    }
+    out
 }
 
 /// What restoring references needs: payload contents, and the hash list of a reference column
@@ -427,14 +582,54 @@ pub fn restore(text: &str, tag: &str, contents: &Contents) -> Result<String> {
             let sep = if tag == TAG_LIST { "," } else { ", " };
             Ok(format!("[{}]", parts.join(sep)))
         }
+        TAG_IN_MESSAGE_JSON | TAG_IN_MESSAGE_TEXT => {
+            let message = get(text)?;
+            content_of(&message, tag == TAG_IN_MESSAGE_JSON)
+                .ok_or_else(|| Error::Corrupt(format!("payload {text} holds no message content")))
+        }
         other => Err(Error::Corrupt(format!("{other:?} is not a payload tag"))),
+    }
+}
+
+/// The `content` of a message payload as it was sent: its exact JSON text, or the string.
+fn content_of(message: &str, json: bool) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Message<'a> {
+        #[serde(borrow)]
+        content: &'a RawValue,
+    }
+    let m: Message<'_> = serde_json::from_str(message).ok()?;
+    if json {
+        Some(m.content.get().to_owned())
+    } else {
+        serde_json::from_str::<String>(m.content.get()).ok()
+    }
+}
+
+/// A message payload for one message sent as an event attribute: `{"role":…,"content":…}`
+/// with the text embedded so that it can be put back exactly, and the tag saying how.
+fn message_of(role: &str, text: &str) -> (String, &'static str) {
+    let role = serde_json::to_string(role).expect("strings serialise");
+    let exact_json = text.trim() == text
+        && serde_json::from_str::<&RawValue>(text).is_ok_and(|raw| raw.get() == text);
+    if exact_json {
+        (
+            format!(r#"{{"role":{role},"content":{text}}}"#),
+            TAG_IN_MESSAGE_JSON,
+        )
+    } else {
+        let quoted = serde_json::to_string(text).expect("strings serialise");
+        (
+            format!(r#"{{"role":{role},"content":{quoted}}}"#),
+            TAG_IN_MESSAGE_TEXT,
+        )
     }
 }
 
 /// The hashes a rewritten attribute value refers to.
 pub fn hashes_of(text: &str, tag: &str) -> Vec<String> {
     match tag {
-        TAG_ONE => vec![text.to_owned()],
+        TAG_ONE | TAG_IN_MESSAGE_JSON | TAG_IN_MESSAGE_TEXT => vec![text.to_owned()],
         TAG_LIST | TAG_LIST_SPACED => serde_json::from_str(text).unwrap_or_default(),
         _ => Vec::new(),
     }
@@ -442,7 +637,10 @@ pub fn hashes_of(text: &str, tag: &str) -> Vec<String> {
 
 /// Is `tag` a payload tag?
 pub fn is_payload_tag(tag: &str) -> bool {
-    matches!(tag, TAG_ONE | TAG_LIST | TAG_LIST_SPACED)
+    matches!(
+        tag,
+        TAG_ONE | TAG_LIST | TAG_LIST_SPACED | TAG_IN_MESSAGE_JSON | TAG_IN_MESSAGE_TEXT
+    )
 }
 
 /// Payload rows as a batch.

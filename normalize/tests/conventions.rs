@@ -658,3 +658,24 @@ fn providers_from_api_suffixes_model_prefixes_and_model_families() {
     let r = call(vec![s("gen_ai.request.model", "my-own-model")]);
     nulls(&r, &["provider"]);
 }
+
+#[test]
+fn a_leading_system_message_is_the_system_instructions() {
+    let r = promoted(
+        "chat",
+        vec![
+            s("gen_ai.operation.name", "chat"),
+            s(
+                "gen_ai.input.messages",
+                r#"[{"role":"system","parts":[{"content":"Be brief.","type":"text"}]},{"role":"user","parts":[{"content":"Hi","type":"text"}]}]"#,
+            ),
+        ],
+        vec![],
+        "",
+    );
+    assert_eq!(
+        r["system_instructions_ref_src"].as_deref(),
+        Some("gen_ai.input.messages[0]"),
+        "{r:?}"
+    );
+}

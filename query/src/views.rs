@@ -63,7 +63,8 @@ const RUNS: &str = "SELECT
         GROUP BY trace_id
     )";
 
-/// Every input and output message of every model call, in order, with its content.
+/// Every input and output message of every model call, in order, with its content (agent and
+/// chain spans that repeat their steps' messages are not model calls).
 const MESSAGES: &str = "SELECT m.trace_id, m.span_id, m.start_time,
         CASE WHEN m.i < m.inputs THEN 'input' ELSE 'output' END AS direction,
         CASE WHEN m.i < m.inputs THEN m.i ELSE m.i - m.inputs END AS position,
@@ -75,7 +76,7 @@ const MESSAGES: &str = "SELECT m.trace_id, m.span_id, m.start_time,
             SELECT trace_id, span_id, start_time,
                    coalesce(cardinality(input_message_refs), 0) AS inputs,
                    array_concat(input_message_refs, output_message_refs) AS refs
-            FROM spans
+            FROM spans WHERE operation = 'llm_call'
         )
         WHERE cardinality(refs) > 0
     ) m

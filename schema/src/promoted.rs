@@ -40,6 +40,7 @@ pub const DERIVED: &[(&str, Kind)] = &[
     ("framework", Kind::Text),
     ("parent_agent_name", Kind::Text),
     ("requested_tool_call_ids", Kind::TextList),
+    ("requested_tool_names", Kind::TextList),
     ("data_read", Kind::TextList),
     ("data_written", Kind::TextList),
 ];

@@ -9,14 +9,14 @@ use serde_json::{json, Value};
 
 use crate::harness::{client, Cairn};
 
-fn fixture(name: &str) -> String {
+pub(crate) fn fixture(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-async fn send_json(cairn: &Cairn, body: String, tenant: &str) {
+pub(crate) async fn send_json(cairn: &Cairn, body: String, tenant: &str) {
     let resp = client()
         .post(format!("http://{}/v1/traces", cairn.otlp_http))
         .header("content-type", "application/json")
@@ -95,7 +95,7 @@ async fn openinference_openai_agents() {
         "response#1",
         json!({
             "operation": "llm_call", "request_model": "gpt-4o-mini-2024-07-18",
-            "request_model_src": "llm.model_name", "response_model": "gpt-4o-mini-2024-07-18",
+            "request_model_src": "llm.invocation_parameters#model", "response_model": "gpt-4o-mini-2024-07-18",
             "provider": "openai", "provider_src": "llm.system",
             "input_tokens": 120, "input_tokens_src": "llm.token_count.prompt", "output_tokens": 30,
             "cache_read_tokens": 80, "cache_read_tokens_src": "llm.token_count.prompt_details.cache_read",

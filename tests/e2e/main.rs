@@ -10,6 +10,7 @@ mod config;
 mod crash;
 mod disk_full;
 mod fixtures;
+mod frameworks;
 mod golden;
 mod hostile_api;
 mod hostile_ingest;

@@ -25,9 +25,20 @@ fn strings(v: &Value) -> Vec<String> {
     }
 }
 
-/// Tool call ids in the parts of OpenTelemetry GenAI output messages.
-fn ids_in_messages(text: &str) -> Vec<String> {
-    let Ok(Json::Array(messages)) = serde_json::from_str::<Json>(text) else {
+/// One tool call a model turn asked for: (id, function name; empty when not sent).
+pub type Requested = (String, String);
+
+fn text(v: &Json, key: &str) -> String {
+    v.get(key)
+        .and_then(Json::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Tool calls in OpenTelemetry GenAI output messages (`parts` of type `tool_call`) and in Chat
+/// Completions messages (`tool_calls`).
+fn calls_in_messages(text_: &str) -> Vec<Requested> {
+    let Ok(Json::Array(messages)) = serde_json::from_str::<Json>(text_) else {
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -40,11 +51,10 @@ fn ids_in_messages(text: &str) -> Vec<String> {
         {
             if part.get("type").and_then(Json::as_str) == Some("tool_call") {
                 if let Some(id) = part.get("id").and_then(Json::as_str) {
-                    out.push(id.to_owned());
+                    out.push((id.to_owned(), text(part, "name")));
                 }
             }
         }
-        // Chat Completions shape: {"tool_calls": [{"id": …}]}
         for call in m
             .get("tool_calls")
             .and_then(Json::as_array)
@@ -52,56 +62,128 @@ fn ids_in_messages(text: &str) -> Vec<String> {
             .flatten()
         {
             if let Some(id) = call.get("id").and_then(Json::as_str) {
-                out.push(id.to_owned());
+                let name = call
+                    .get("function")
+                    .map_or_else(|| text(call, "name"), |f| text(f, "name"));
+                out.push((id.to_owned(), name));
             }
         }
     }
     out
 }
 
-/// The tool call ids a model turn asked for, in order, with the attribute they came from.
-pub fn requested_tool_call_ids(view: &SpanView<'_>) -> Option<(Vec<String>, String)> {
-    if let Some(Value::StringValue(text)) = view.attr("gen_ai.output.messages") {
-        let ids = ids_in_messages(text);
-        if !ids.is_empty() {
-            return Some((ids, "gen_ai.output.messages".into()));
+/// Tool calls in a message's content blocks as Bedrock-style APIs (and Strands) write them:
+/// `[{"toolUse": {"toolUseId": …, "name": …}}]`.
+fn calls_in_content_blocks(text_: &str) -> Vec<Requested> {
+    let Ok(Json::Array(blocks)) = serde_json::from_str::<Json>(text_) else {
+        return Vec::new();
+    };
+    blocks
+        .iter()
+        .filter_map(|b| {
+            let call = b.get("toolUse")?;
+            Some((
+                call.get("toolUseId")?.as_str()?.to_owned(),
+                text(call, "name"),
+            ))
+        })
+        .collect()
+}
+
+/// Flattened tool calls (`<prefix>.<i>.….tool_calls.<j>.<id suffix>` and the name beside it),
+/// in index order.
+fn flattened_calls(
+    view: &SpanView<'_>,
+    prefix: &str,
+    id_suffix: &str,
+    name_suffix: &str,
+) -> Vec<Requested> {
+    let mut found: Vec<(Vec<u32>, Requested)> = view
+        .span
+        .attributes
+        .iter()
+        .filter(|kv| {
+            kv.key.starts_with(prefix)
+                && kv.key.ends_with(id_suffix)
+                && kv.key.contains("tool_calls.")
+                // As deep as a flattened message may be (the prefix has two segments).
+                && kv.key.split('.').nth(MAX_FLATTENED_PATH_SEGMENTS + 2).is_none()
+        })
+        .filter_map(|kv| {
+            let Some(Value::StringValue(id)) = kv.value.as_ref()?.value.as_ref() else {
+                return None;
+            };
+            let stem = &kv.key[..kv.key.len() - id_suffix.len()];
+            let name = match view.attr(&format!("{stem}{name_suffix}")) {
+                Some(Value::StringValue(n)) => n.clone(),
+                _ => String::new(),
+            };
+            let order = kv.key.split('.').filter_map(|s| s.parse().ok()).collect();
+            Some((order, (id.clone(), name)))
+        })
+        .collect();
+    found.sort();
+    found.into_iter().map(|(_, call)| call).collect()
+}
+
+/// The tool calls a model turn asked for, in order, with the attribute they came from.
+pub fn requested_tool_calls(view: &SpanView<'_>) -> Option<(Vec<Requested>, String)> {
+    if let Some(Value::StringValue(t)) = view.attr("gen_ai.output.messages") {
+        let calls = calls_in_messages(t);
+        if !calls.is_empty() {
+            return Some((calls, "gen_ai.output.messages".into()));
         }
     }
+    // The same in the inference details event, and the deprecated per-message choice event.
+    let details = "gen_ai.client.inference.operation.details";
+    if let Some((_, _, Value::StringValue(t))) = view.event_attr(details, "gen_ai.output.messages")
+    {
+        let calls = calls_in_messages(t);
+        if !calls.is_empty() {
+            return Some((calls, format!("event:{details}.gen_ai.output.messages")));
+        }
+    }
+    let choices: Vec<Requested> = view
+        .span
+        .events
+        .iter()
+        .filter(|e| e.name == "gen_ai.choice")
+        .flat_map(|e| &e.attributes)
+        .filter(|kv| kv.key == "message")
+        .filter_map(|kv| match kv.value.as_ref()?.value.as_ref()? {
+            Value::StringValue(t) => Some(t),
+            _ => None,
+        })
+        .flat_map(|t| {
+            let calls = calls_in_content_blocks(t);
+            if calls.is_empty() {
+                calls_in_messages(&format!("[{t}]"))
+            } else {
+                calls
+            }
+        })
+        .collect();
+    if !choices.is_empty() {
+        return Some((choices, "event:gen_ai.choice.message".into()));
+    }
     // Flattened forms: OpenInference and OpenLLMetry (legacy).
-    for (prefix, suffix, label) in [
+    for (prefix, id_suffix, name_suffix, label) in [
         (
             "llm.output_messages.",
             ".tool_call.id",
+            ".tool_call.function.name",
             "llm.output_messages.*.message.tool_calls.*.tool_call.id",
         ),
         (
             "gen_ai.completion.",
             ".id",
+            ".name",
             "gen_ai.completion.*.tool_calls.*.id",
         ),
     ] {
-        let mut found: Vec<(Vec<u32>, String)> = view
-            .span
-            .attributes
-            .iter()
-            .filter(|kv| {
-                kv.key.starts_with(prefix)
-                    && kv.key.ends_with(suffix)
-                    && kv.key.contains("tool_calls.")
-                    // As deep as a flattened message may be (the prefix has two segments).
-                    && kv.key.split('.').nth(MAX_FLATTENED_PATH_SEGMENTS + 2).is_none()
-            })
-            .filter_map(|kv| {
-                let Some(Value::StringValue(id)) = kv.value.as_ref()?.value.as_ref() else {
-                    return None;
-                };
-                let order = kv.key.split('.').filter_map(|s| s.parse().ok()).collect();
-                Some((order, id.clone()))
-            })
-            .collect();
-        if !found.is_empty() {
-            found.sort();
-            return Some((found.into_iter().map(|(_, id)| id).collect(), label.into()));
+        let calls = flattened_calls(view, prefix, id_suffix, name_suffix);
+        if !calls.is_empty() {
+            return Some((calls, label.into()));
         }
     }
     None
@@ -234,14 +316,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tool_call_ids_from_messages() {
+    fn tool_calls_from_messages() {
+        let call = |id: &str, name: &str| (id.to_owned(), name.to_owned());
         let text = r#"[{"role":"assistant","parts":[{"type":"text","content":"x"},{"type":"tool_call","id":"call_1","name":"a"},{"type":"tool_call","id":"call_2","name":"b"}]}]"#;
-        assert_eq!(ids_in_messages(text), ["call_1", "call_2"]);
         assert_eq!(
-            ids_in_messages(r#"[{"role":"assistant","tool_calls":[{"id":"c"}]}]"#),
-            ["c"]
+            calls_in_messages(text),
+            [call("call_1", "a"), call("call_2", "b")]
         );
-        assert!(ids_in_messages("not json").is_empty());
+        assert_eq!(
+            calls_in_messages(
+                r#"[{"role":"assistant","tool_calls":[{"id":"c","function":{"name":"f"}}]}]"#
+            ),
+            [call("c", "f")]
+        );
+        assert!(calls_in_messages("not json").is_empty());
+        assert_eq!(
+            calls_in_content_blocks(r#"[{"toolUse": {"toolUseId": "t1", "name": "get_weather"}}]"#),
+            [call("t1", "get_weather")]
+        );
         assert_eq!(normalise_uri(" S3://Bucket/key/ "), "s3://Bucket/key");
     }
 }

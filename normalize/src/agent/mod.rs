@@ -7,6 +7,7 @@
 //! `conventions.toml` ([`conventions`]); this module only applies them. Raw attributes always stay
 //! in the `attributes` map.
 
+pub mod derived_calls;
 pub mod inherit;
 mod links;
 pub mod prices;
@@ -19,6 +20,14 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 
 pub use cairn_schema::promoted::{output_columns, Kind};
 pub use table::{conventions, Conventions, PayloadColumn, Source};
+
+/// What a span's relatives say about it, resolved over whole traces in `batch` (rows of the
+/// span schema): agent identity inherited from ancestors ([`inherit`]), then tool call ids
+/// matched to the model calls that requested them ([`derived_calls`]). Runs on every flush and
+/// compaction merge.
+pub fn across_spans(batch: &arrow::array::RecordBatch) -> arrow::array::RecordBatch {
+    derived_calls::derive_tool_calls(&inherit::inherit(batch))
+}
 
 /// One promoted value.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,6 +82,32 @@ impl<'a> SpanView<'a> {
     /// Index of the span attribute named `key`.
     pub fn attr_index(&self, key: &str) -> Option<usize> {
         self.span.attributes.iter().position(|kv| kv.key == key)
+    }
+
+    /// The first event named `name` with an attribute `key`: (event index, attribute index,
+    /// value).
+    pub fn event_attr(&self, name: &str, key: &str) -> Option<(usize, usize, &'a Value)> {
+        self.span
+            .events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.name == name)
+            .find_map(|(i, e)| {
+                e.attributes.iter().enumerate().find_map(|(j, kv)| {
+                    (kv.key == key)
+                        .then(|| kv.value.as_ref()?.value.as_ref())
+                        .flatten()
+                        .map(|v| (i, j, v))
+                })
+            })
+    }
+
+    /// A top-level field of the JSON object a span attribute holds.
+    pub fn json_attr(&self, key: &str, field: &str) -> Option<String> {
+        match self.attr(key)? {
+            Value::StringValue(text) => table::json_field(text, &[field.to_owned()]),
+            _ => None,
+        }
     }
 
     fn has_prefix(&self, prefix: &str) -> bool {
@@ -169,7 +204,9 @@ pub fn promote(view: &SpanView<'_>) -> Vec<Cell> {
     let src = |name: &str| picked.get(name).map(|(_, s)| s.clone());
 
     let (operation, operation_src) = derive_operation(view, conv, &text, &src);
-    let (provider, provider_src, framework, framework_src) = derive_provider(view, conv, &text);
+    let model_call = matches!(operation.as_deref(), Some("llm_call" | "embeddings"));
+    let (provider, provider_src, framework, framework_src) =
+        derive_provider(view, conv, &text, model_call);
     // Usage on agent and workflow spans sums their children: keep it as a rollup so that totals
     // over leaf model calls never count it twice.
     if matches!(operation.as_deref(), Some("agent_invoke" | "workflow")) {
@@ -197,9 +234,17 @@ pub fn promote(view: &SpanView<'_>) -> Vec<Cell> {
     // The agent that invoked this one: known only from the span's ancestors (see `inherit`).
     out.push(Cell::Text(None));
     out.push(Cell::Text(None));
-    let (ids, ids_src) = links::requested_tool_call_ids(view).unzip();
+    // Only a model turn requests tool calls; agent and loop spans that repeat its output do not.
+    let (calls, calls_src) = matches!(operation.as_deref(), Some("llm_call") | None)
+        .then(|| links::requested_tool_calls(view))
+        .flatten()
+        .unzip();
+    let (ids, names): (Option<Vec<String>>, Option<Vec<String>>) =
+        calls.map(|c| c.into_iter().unzip()).unzip();
     out.push(Cell::TextList(ids));
-    out.push(Cell::Text(ids_src));
+    out.push(Cell::Text(calls_src.clone()));
+    out.push(Cell::TextList(names));
+    out.push(Cell::Text(calls_src));
     let (read, written) = links::data_accessed(view, operation.as_deref());
     for list in [read, written] {
         let (uris, src) = list.unzip();
@@ -319,6 +364,19 @@ fn derive_operation(
             why = Some("rule:handoff".into());
         }
     }
+    // LangChain (OpenInference) labels AGENT any run whose name mentions an agent, graph nodes
+    // included, and the agent graph itself CHAIN; the agent a run belongs to is in its
+    // metadata. A run named as that agent is the agent; another AGENT run is a step of it.
+    if let Some(agent) = view.json_attr("metadata", "lc_agent_name") {
+        if view.span.name == agent && matches!(op.as_deref(), None | Some("step" | "agent_invoke"))
+        {
+            op = Some("agent_invoke".into());
+            why = Some("rule:lc_agent_name".into());
+        } else if op.as_deref() == Some("agent_invoke") {
+            op = Some("step".into());
+            why = Some("rule:graph_node".into());
+        }
+    }
     if op.is_none() {
         if [
             "gen_ai.agent.name",
@@ -369,6 +427,7 @@ fn derive_provider(
     view: &SpanView<'_>,
     conv: &Conventions,
     text: &Lookup<'_>,
+    model_call: bool,
 ) -> (
     Option<String>,
     Option<String>,
@@ -409,7 +468,8 @@ fn derive_provider(
                 .map(|p| (p, "server.address".to_owned()));
         }
     }
-    if provider.is_none() {
+    // A model call that names no provider: the one its model implies.
+    if provider.is_none() && model_call {
         provider = ["request_model", "response_model"]
             .iter()
             .find_map(|column| provider_of_model(&text(column)?, conv));

@@ -16,18 +16,66 @@ pub enum Source {
     Span(String),
     /// A resource attribute.
     Resource(String),
-    /// A span attribute, only when another span attribute equals a value (case-insensitive).
-    SpanIf {
-        key: String,
+    /// The first capture group of a pattern over the span name.
+    Name(Regex),
+    /// An attribute of the span's first event of a name that has it (`event:<name>:<key>`).
+    Event { name: String, key: String },
+    /// A field (dotted path) of a JSON object held by a span attribute
+    /// (`json:<key>#<path>`), e.g. the model in OpenInference's `llm.invocation_parameters`.
+    Json { key: String, path: Vec<String> },
+    /// Another source, only when a span attribute equals a value, case-insensitive
+    /// (`<source>|if <key>=<value>`).
+    If {
+        source: Box<Source>,
         when: String,
         equals: String,
     },
-    /// The first capture group of a pattern over the span name.
-    Name(Regex),
+}
+
+/// Whether span attribute `when` of `view` equals `equals` (case-insensitive); `*` asks only
+/// that it is present.
+fn holds(view: &SpanView<'_>, when: &str, equals: &str) -> bool {
+    if equals == "*" {
+        return view.attr(when).is_some();
+    }
+    matches!(view.attr(when),
+        Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s))
+            if s.eq_ignore_ascii_case(equals))
+}
+
+/// `key=value` of a `|if` condition.
+fn condition(text: &str, cond: &str) -> Result<(String, String), String> {
+    let (when, equals) = cond
+        .split_once('=')
+        .ok_or_else(|| format!("{text}: condition must be key=value"))?;
+    Ok((when.trim().to_owned(), equals.trim().to_owned()))
+}
+
+/// The field at `path` of the JSON object in `text`, as text (strings as they are, numbers and
+/// booleans printed).
+pub fn json_field(text: &str, path: &[String]) -> Option<String> {
+    let mut node: serde_json::Value = serde_json::from_str(text).ok()?;
+    for segment in path {
+        node = node.get_mut(segment.as_str())?.take();
+    }
+    match node {
+        serde_json::Value::String(s) => Some(s),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
 }
 
 impl Source {
     fn parse(text: &str) -> Result<Self, String> {
+        if let Some((inner, cond)) = text.split_once("|if ") {
+            let (when, equals) = condition(text, cond)?;
+            return Ok(Source::If {
+                source: Box::new(Source::parse(inner)?),
+                when,
+                equals,
+            });
+        }
         if let Some(key) = text.strip_prefix("@res:") {
             return Ok(Source::Resource(key.to_owned()));
         }
@@ -36,46 +84,67 @@ impl Source {
                 .map(Source::Name)
                 .map_err(|e| format!("{text}: {e}"));
         }
-        if let Some((key, cond)) = text.split_once("|if ") {
-            let (when, equals) = cond
-                .split_once('=')
-                .ok_or_else(|| format!("{text}: condition must be key=value"))?;
-            return Ok(Source::SpanIf {
+        if let Some(rest) = text.strip_prefix("event:") {
+            let (name, key) = rest
+                .split_once(':')
+                .ok_or_else(|| format!("{text}: an event source is event:<name>:<key>"))?;
+            return Ok(Source::Event {
+                name: name.to_owned(),
                 key: key.to_owned(),
-                when: when.trim().to_owned(),
-                equals: equals.trim().to_owned(),
+            });
+        }
+        if let Some(rest) = text.strip_prefix("json:") {
+            let (key, path) = rest
+                .split_once('#')
+                .ok_or_else(|| format!("{text}: a JSON source is json:<key>#<path>"))?;
+            return Ok(Source::Json {
+                key: key.to_owned(),
+                path: path.split('.').map(str::to_owned).collect(),
             });
         }
         Ok(Source::Span(text.to_owned()))
     }
 
+    /// The source itself, seen through a condition that holds for `view`.
+    fn active(&self, view: &SpanView<'_>) -> Option<&Source> {
+        match self {
+            Source::If {
+                source,
+                when,
+                equals,
+            } => holds(view, when, equals)
+                .then(|| source.active(view))
+                .flatten(),
+            other => Some(other),
+        }
+    }
+
+    /// The event attribute this source reads for `view`, if it is an event source whose
+    /// condition holds: (event name, attribute key).
+    pub fn event<'s>(&'s self, view: &SpanView<'_>) -> Option<(&'s str, &'s str)> {
+        match self.active(view)? {
+            Source::Event { name, key } => Some((name, key)),
+            _ => None,
+        }
+    }
+
     /// Where the value of this source lives for `view`: (is a resource attribute, key).
     pub fn attribute<'s>(&'s self, view: &SpanView<'_>) -> Option<(bool, &'s str)> {
         self.resolve(view)?;
-        match self {
-            Source::Span(key) | Source::SpanIf { key, .. } => Some((false, key)),
+        match self.active(view)? {
+            Source::Span(key) => Some((false, key)),
             Source::Resource(key) => Some((true, key)),
-            Source::Name(_) => None,
+            _ => None,
         }
     }
 
     /// The value this source yields for `view`, with the label recorded as provenance.
-    pub(super) fn resolve<'a>(&self, view: &SpanView<'a>) -> Option<(Resolved<'a>, String)> {
-        match self {
+    pub(crate) fn resolve<'a>(&self, view: &SpanView<'a>) -> Option<(Resolved<'a>, String)> {
+        match self.active(view)? {
             Source::Span(key) => view.attr(key).map(|v| (Resolved::Value(v), key.clone())),
             Source::Resource(key) => view
                 .resource_attr(key)
                 .map(|v| (Resolved::Value(v), format!("resource:{key}"))),
-            Source::SpanIf { key, when, equals } => {
-                let cond = view.attr(when)?;
-                let matches = matches!(cond,
-                    opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s)
-                        if s.eq_ignore_ascii_case(equals));
-                if !matches {
-                    return None;
-                }
-                view.attr(key).map(|v| (Resolved::Value(v), key.clone()))
-            }
             Source::Name(re) => {
                 let caps = re.captures(&view.span.name)?;
                 let m = caps.get(1)?;
@@ -84,6 +153,20 @@ impl Source {
                     format!("span.name:{}", re.as_str()),
                 ))
             }
+            Source::Event { name, key } => {
+                let (_, _, value) = view.event_attr(name, key)?;
+                Some((Resolved::Value(value), format!("event:{name}.{key}")))
+            }
+            Source::Json { key, path } => {
+                let opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(text) =
+                    view.attr(key)?
+                else {
+                    return None;
+                };
+                let value = json_field(text, path)?;
+                Some((Resolved::Text(value), format!("{key}#{}", path.join("."))))
+            }
+            Source::If { .. } => None,
         }
     }
 }
@@ -106,6 +189,27 @@ pub struct PayloadColumn {
     pub candidates: Vec<Source>,
     /// Prefixes of lists flattened into one attribute per field, re-assembled into elements.
     pub flattened: Vec<String>,
+    /// Events that each carry one message: (event name, attribute with the text, role).
+    pub message_events: Vec<(String, String, String)>,
+    /// A span attribute value (`key=value`) under which `message_events` are not messages.
+    pub message_events_unless: Option<(String, String)>,
+}
+
+impl PayloadColumn {
+    /// The role and text attribute of a message carried by events named `name`.
+    pub fn message_event(&self, name: &str) -> Option<(&str, &str)> {
+        self.message_events
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, key, role)| (role.as_str(), key.as_str()))
+    }
+
+    /// Whether this span's events are not messages of this column.
+    pub fn skip_events(&self, view: &SpanView<'_>) -> bool {
+        self.message_events_unless
+            .as_ref()
+            .is_some_and(|(when, equals)| holds(view, when, equals))
+    }
 }
 
 /// The parsed convention table.
@@ -144,6 +248,10 @@ struct RawPayload {
     candidates: Vec<String>,
     #[serde(default)]
     flattened: Vec<String>,
+    #[serde(default)]
+    message_events: Vec<String>,
+    #[serde(default)]
+    message_events_unless: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -232,6 +340,23 @@ impl Conventions {
                     .map(|s| Source::parse(s))
                     .collect::<Result<Vec<_>, _>>()?,
                 flattened: p.flattened,
+                message_events: p
+                    .message_events
+                    .iter()
+                    .map(|m| {
+                        let mut parts = m.splitn(3, ':');
+                        match (parts.next(), parts.next(), parts.next()) {
+                            (Some(n), Some(k), Some(r)) => {
+                                Ok((n.to_owned(), k.to_owned(), r.to_owned()))
+                            }
+                            _ => Err(format!("{m}: a message event is <name>:<key>:<role>")),
+                        }
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+                message_events_unless: p
+                    .message_events_unless
+                    .map(|c| condition(&c, &c))
+                    .transpose()?,
             });
         }
         let lower = |m: HashMap<String, String>| {
