@@ -1,6 +1,7 @@
 //! Throughput of each stage of ingest on a realistic agent workload: OTLP protobuf and JSON
 //! decoding, normalisation into Arrow (agent columns, payload extraction and hashing), Parquet
-//! encoding of spans and payloads, and hashing alone. Run with
+//! encoding of spans and payloads, the trace-wide pass each flush makes (agents inherited, tool
+//! calls matched), and hashing alone. Run with
 //! `cargo bench -p cairn-bench --bench ingest`; see `benches/README.md`.
 
 use std::hint::black_box;
@@ -33,6 +34,13 @@ fn stages(c: &mut Criterion) {
     });
     g.bench_function("normalise_to_arrow", |b| {
         b.iter(|| encode(black_box(&request)).unwrap())
+    });
+    // The trace-wide pass each flush makes before writing (inherited agents, model calls
+    // counted once, tool calls matched to the turn that asked for them).
+    let all_spans = arrow::compute::concat_batches(&span_batches[0].schema(), &span_batches)
+        .expect("one schema");
+    g.bench_function("resolve_across_spans", |b| {
+        b.iter(|| cairn_normalize::agent::across_spans(black_box(&all_spans)))
     });
     g.bench_function("parquet_spans", |b| {
         b.iter(|| {

@@ -303,6 +303,61 @@ async fn check(cairn: &Cairn, name: &str) -> Vec<String> {
     wrong
 }
 
+/// Attributes, and events with theirs, of every span in an OTLP/JSON document, by span id.
+fn sent_spans(doc: &Value) -> BTreeMap<String, Value> {
+    let attrs = |list: &Value| -> BTreeMap<String, Value> {
+        list.as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|a| (a["key"].as_str().unwrap().to_owned(), a["value"].clone()))
+            .collect()
+    };
+    let mut out = BTreeMap::new();
+    for rs in doc["resourceSpans"].as_array().unwrap() {
+        for ss in rs["scopeSpans"].as_array().unwrap() {
+            for span in ss["spans"].as_array().unwrap() {
+                let events: Vec<Value> = span["events"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|e| json!({"name": e["name"], "attributes": attrs(&e["attributes"])}))
+                    .collect();
+                out.insert(
+                    span["spanId"].as_str().unwrap().to_ascii_lowercase(),
+                    json!({"attributes": attrs(&span["attributes"]), "events": events}),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// The trace API gives back exactly the attributes and events each span was sent with, although
+/// their messages are stored once as payloads.
+async fn lossless(cairn: &Cairn, name: &str) {
+    let raw: Value = serde_json::from_str(&fixture(&format!("{name}.otlp.json"))).unwrap();
+    let sent = sent_spans(&raw);
+    let trace_ids: std::collections::BTreeSet<String> = raw["resourceSpans"][0]["scopeSpans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|ss| ss["spans"].as_array().unwrap())
+        .map(|s| s["traceId"].as_str().unwrap().to_ascii_lowercase())
+        .collect();
+    let mut got = BTreeMap::new();
+    for trace_id in trace_ids {
+        let (status, body) = cairn.trace(Some(&name.replace('_', "-")), &trace_id).await;
+        assert_eq!(status, 200, "{name} {trace_id}");
+        got.extend(sent_spans(&body));
+    }
+    assert_eq!(got.len(), sent.len(), "{name}");
+    for (id, span) in &sent {
+        assert_eq!(&got[id], span, "{name} span {id}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn each_framework_answers_who_why_and_what_the_model_saw() {
     let cairn = Cairn::start(&[]);
@@ -334,6 +389,7 @@ async fn each_framework_answers_who_why_and_what_the_model_saw() {
     }
     let mut wrong = Vec::new();
     for name in FIXTURES {
+        lossless(&cairn, name).await;
         wrong.extend(check(&cairn, name).await);
     }
     for (gap, why) in KNOWN_GAPS {

@@ -185,3 +185,234 @@ pub fn derive_tool_calls(batch: &RecordBatch) -> RecordBatch {
     }
     RecordBatch::try_new(schema, out).expect("same schema, same row count")
 }
+
+/// Source of the operation of a span demoted from `llm_call` because it wraps one, followed by
+/// the wrapped call's span id.
+pub const WRAPS_MODEL_CALL: &str = "rule:wraps_model_call:";
+
+/// `batch` with each model call that wraps another model call (an SDK-level "generate" span
+/// around the provider call it makes, a request-building step marked as an LLM span) demoted to
+/// a `step`, so that only the call that went to the model counts, and its tokens and cost once.
+pub fn count_model_calls_once(batch: &RecordBatch) -> RecordBatch {
+    let (Some(trace), Some(span), Some(parent), Some(operation), Some(operation_src)) = (
+        text(batch, "trace_id"),
+        text(batch, "span_id"),
+        text(batch, "parent_span_id"),
+        text(batch, "operation"),
+        text(batch, "operation_src"),
+    ) else {
+        return batch.clone();
+    };
+    let rows = batch.num_rows();
+    let is_call = |r: usize| operation.is_valid(r) && operation.value(r) == "llm_call";
+    // (trace, parent span id) of every model call → one such call.
+    let mut wrapped: HashMap<(&str, &str), usize> = HashMap::new();
+    for r in (0..rows).filter(|&r| is_call(r) && parent.is_valid(r)) {
+        wrapped
+            .entry((trace.value(r), parent.value(r)))
+            .or_insert(r);
+    }
+    let demoted: HashMap<usize, usize> = (0..rows)
+        .filter(|&r| is_call(r))
+        .filter_map(|r| {
+            wrapped
+                .get(&(trace.value(r), span.value(r)))
+                .map(|&child| (r, child))
+        })
+        .collect();
+    if demoted.is_empty() {
+        return batch.clone();
+    }
+    let (mut v, mut s) = (StringBuilder::new(), StringBuilder::new());
+    for r in 0..rows {
+        match demoted.get(&r) {
+            Some(&child) => {
+                v.append_value("step");
+                s.append_value(format!("{WRAPS_MODEL_CALL}{}", span.value(child)));
+            }
+            None => {
+                v.append_option(operation.is_valid(r).then(|| operation.value(r)));
+                s.append_option(operation_src.is_valid(r).then(|| operation_src.value(r)));
+            }
+        }
+    }
+    let schema = batch.schema();
+    let mut out: Vec<ArrayRef> = batch.columns().to_vec();
+    out[schema.index_of("operation").expect("checked")] = Arc::new(v.finish());
+    out[schema.index_of("operation_src").expect("checked")] = Arc::new(s.finish());
+    RecordBatch::try_new(schema, out).expect("same schema, same row count")
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{ListBuilder, TimestampNanosecondArray};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+
+    use super::*;
+
+    /// (span, parent, operation, tool name, tool call id, requested (id, name) calls)
+    type Row<'a> = (
+        &'a str,
+        Option<&'a str>,
+        &'a str,
+        Option<&'a str>,
+        Option<&'a str>,
+        &'a [(&'a str, &'a str)],
+    );
+
+    fn batch(rows: &[Row<'_>]) -> RecordBatch {
+        let texts = |f: &dyn Fn(&Row<'_>) -> Option<String>| -> ArrayRef {
+            Arc::new(rows.iter().map(f).collect::<StringArray>())
+        };
+        let lists = |second: bool| -> ArrayRef {
+            let mut b = ListBuilder::new(StringBuilder::new());
+            for r in rows {
+                for (id, name) in r.5 {
+                    b.values().append_value(if second { name } else { id });
+                }
+                b.append(true);
+            }
+            Arc::new(b.finish())
+        };
+        let text_field = |n: &str| Field::new(n, DataType::Utf8, true);
+        let list_field = |n: &str| {
+            Field::new(
+                n,
+                DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+                true,
+            )
+        };
+        let schema = Schema::new(vec![
+            text_field("trace_id"),
+            text_field("span_id"),
+            text_field("parent_span_id"),
+            text_field("operation"),
+            text_field("operation_src"),
+            text_field("agent_name"),
+            text_field("tool_name"),
+            text_field("tool_name_src"),
+            text_field("tool_call_id"),
+            text_field("tool_call_id_src"),
+            list_field("requested_tool_call_ids"),
+            list_field("requested_tool_names"),
+            Field::new(
+                "start_time",
+                DataType::Timestamp(TimeUnit::Nanosecond, None),
+                false,
+            ),
+        ]);
+        let columns: Vec<ArrayRef> = vec![
+            texts(&|_| Some("t".into())),
+            texts(&|r| Some(r.0.into())),
+            texts(&|r| r.1.map(Into::into)),
+            texts(&|r| Some(r.2.into())),
+            texts(&|_| Some("test".into())),
+            texts(&|r| (r.2 == "agent_invoke").then(|| r.0.to_owned())),
+            texts(&|r| r.3.map(Into::into)),
+            texts(&|r| r.3.map(|_| "tool.name".into())),
+            texts(&|r| r.4.map(Into::into)),
+            texts(&|r| r.4.map(|_| "gen_ai.tool.call.id".into())),
+            lists(false),
+            lists(true),
+            Arc::new(TimestampNanosecondArray::from(
+                (0..rows.len() as i64).collect::<Vec<_>>(),
+            )),
+        ];
+        RecordBatch::try_new(Arc::new(schema), columns).unwrap()
+    }
+
+    fn column(batch: &RecordBatch, name: &str) -> Vec<Option<String>> {
+        let c = batch.column_by_name(name).unwrap().as_string::<i32>();
+        (0..c.len())
+            .map(|i| c.is_valid(i).then(|| c.value(i).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn tool_calls_and_managed_agents_match_the_turn_that_asked() {
+        let out = derive_tool_calls(&batch(&[
+            ("step1", None, "step", None, None, &[]),
+            (
+                "model1",
+                Some("step1"),
+                "llm_call",
+                None,
+                None,
+                &[("c_agent", "helper"), ("c_1", "search")],
+            ),
+            ("helper", Some("step1"), "agent_invoke", None, None, &[]),
+            (
+                "search1",
+                Some("step1"),
+                "tool_call",
+                Some("search"),
+                None,
+                &[],
+            ),
+            ("step2", None, "step", None, None, &[]),
+            // The same id again in a later turn: answered once per turn.
+            (
+                "model2",
+                Some("step2"),
+                "llm_call",
+                None,
+                None,
+                &[("c_1", "search")],
+            ),
+            (
+                "search2",
+                Some("step2"),
+                "tool_call",
+                Some("search"),
+                None,
+                &[],
+            ),
+            (
+                "sent",
+                Some("step2"),
+                "tool_call",
+                Some("search"),
+                Some("own"),
+                &[],
+            ),
+            (
+                "other",
+                Some("step2"),
+                "tool_call",
+                Some("unasked"),
+                None,
+                &[],
+            ),
+        ]));
+        let ids = column(&out, "tool_call_id");
+        let src = column(&out, "tool_call_id_src");
+        assert_eq!(ids[2].as_deref(), Some("c_agent"));
+        assert_eq!(column(&out, "tool_name")[2].as_deref(), Some("helper"));
+        assert_eq!(src[2].as_deref(), Some("derived:model1"));
+        assert_eq!(ids[3].as_deref(), Some("c_1"));
+        assert_eq!(ids[6].as_deref(), Some("c_1"));
+        assert_eq!(src[6].as_deref(), Some("derived:model2"));
+        assert_eq!(ids[7].as_deref(), Some("own"));
+        assert_eq!(src[7].as_deref(), Some("gen_ai.tool.call.id"));
+        assert_eq!(ids[8], None);
+        // A second pass gives the same answer.
+        assert_eq!(column(&derive_tool_calls(&out), "tool_call_id"), ids);
+    }
+
+    #[test]
+    fn a_model_call_wrapping_another_counts_once() {
+        let out = count_model_calls_once(&batch(&[
+            ("generate", None, "llm_call", None, None, &[]),
+            ("do_generate", Some("generate"), "llm_call", None, None, &[]),
+            ("alone", None, "llm_call", None, None, &[]),
+        ]));
+        let ops = column(&out, "operation");
+        assert_eq!(ops[0].as_deref(), Some("step"));
+        assert_eq!(
+            column(&out, "operation_src")[0].as_deref(),
+            Some("rule:wraps_model_call:do_generate")
+        );
+        assert_eq!(ops[1].as_deref(), Some("llm_call"));
+        assert_eq!(ops[2].as_deref(), Some("llm_call"));
+    }
+}

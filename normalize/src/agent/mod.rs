@@ -22,11 +22,13 @@ pub use cairn_schema::promoted::{output_columns, Kind};
 pub use table::{conventions, Conventions, PayloadColumn, Source};
 
 /// What a span's relatives say about it, resolved over whole traces in `batch` (rows of the
-/// span schema): agent identity inherited from ancestors ([`inherit`]), then tool call ids
-/// matched to the model calls that requested them ([`derived_calls`]). Runs on every flush and
+/// span schema): agent identity inherited from ancestors ([`inherit`]), model calls that wrap
+/// another demoted to steps, then tool call ids matched to the model calls that requested them
+/// ([`derived_calls`]). Runs on every flush and
 /// compaction merge.
 pub fn across_spans(batch: &arrow::array::RecordBatch) -> arrow::array::RecordBatch {
-    derived_calls::derive_tool_calls(&inherit::inherit(batch))
+    let batch = derived_calls::count_model_calls_once(&inherit::inherit(batch));
+    derived_calls::derive_tool_calls(&batch)
 }
 
 /// One promoted value.
@@ -239,8 +241,15 @@ pub fn promote(view: &SpanView<'_>) -> Vec<Cell> {
         .then(|| links::requested_tool_calls(view))
         .flatten()
         .unzip();
-    let (ids, names): (Option<Vec<String>>, Option<Vec<String>>) =
-        calls.map(|c| c.into_iter().unzip()).unzip();
+    // A streamed output may repeat a call in its partial messages: each id counts once.
+    let (ids, names): (Option<Vec<String>>, Option<Vec<String>>) = calls
+        .map(|c| {
+            let mut seen = std::collections::HashSet::new();
+            c.into_iter()
+                .filter(|(id, _)| seen.insert(id.clone()))
+                .unzip()
+        })
+        .unzip();
     out.push(Cell::TextList(ids));
     out.push(Cell::Text(calls_src.clone()));
     out.push(Cell::TextList(names));
