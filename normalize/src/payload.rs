@@ -379,6 +379,23 @@ pub fn unflatten(attrs: &[KeyValue], prefix: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// A flattened tool definition (`{"tool": {"json_schema": "<JSON>"}}`) as the definition itself,
+/// when its schema is JSON; else as it is.
+fn schema_of(item: &str) -> String {
+    let schema = serde_json::from_str::<serde_json::Value>(item)
+        .ok()
+        .and_then(|v| {
+            v.get("tool")?
+                .get("json_schema")?
+                .as_str()
+                .map(str::to_owned)
+        });
+    match schema {
+        Some(text) if serde_json::from_str::<&RawValue>(&text).is_ok() => text,
+        _ => item.to_owned(),
+    }
+}
+
 /// Payload extraction for one span: its own attributes, its events and, when a payload column
 /// names a resource attribute, the resource's.
 pub fn extract_span(
@@ -408,8 +425,15 @@ pub fn extract_span(
         for prefix in &spec.flattened {
             let items = unflatten(&view.span.attributes, prefix);
             if !items.is_empty() {
-                let hashes = items.iter().map(|m| ex.store(&spec.kind, m)).collect();
-                span.refs[c] = Some((Ref::List(hashes), format!("{prefix}.*")));
+                // A list column keeps one payload per element; another (tool definitions) one
+                // payload of the re-assembled JSON array.
+                let reference = if spec.split {
+                    Ref::List(items.iter().map(|m| ex.store(&spec.kind, m)).collect())
+                } else {
+                    let items: Vec<String> = items.iter().map(|i| schema_of(i)).collect();
+                    Ref::One(ex.store(&spec.kind, &format!("[{}]", items.join(","))))
+                };
+                span.refs[c] = Some((reference, format!("{prefix}.*")));
                 break;
             }
         }

@@ -5,7 +5,7 @@ use cairn_bench::generate::{self, GenerateArgs};
 use cairn_bench::load::{self, LoadArgs};
 use cairn_bench::send::Protocol;
 
-use crate::harness::{client, run_python, Cairn};
+use crate::harness::{run_python, Cairn};
 
 fn load_args(cairn: &Cairn, protocol: Protocol, store: &str, first_run: u64) -> LoadArgs {
     LoadArgs {
@@ -108,15 +108,7 @@ async fn generated_store_is_served_as_written() {
         .await;
     assert_eq!(unresolved[0]["n"], 0, "{unresolved:?}");
     let large = summary.large_run_trace_id.as_deref().unwrap();
-    let trail: serde_json::Value = client()
-        .get(format!("http://{}/api/v1/runs/{large}", cairn.http))
-        .header("X-Scope-OrgID", "bench")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let trail = cairn.run(Some("bench"), large).await;
     assert!(
         trail["run"]["span_count"].as_i64().unwrap() >= 600,
         "{trail}"

@@ -198,6 +198,17 @@ impl Cairn {
         rows[0]["n"].as_i64().expect("count")
     }
 
+    /// `GET /api/v1/runs/{id}`, the run trail, which must succeed.
+    pub async fn run(&self, tenant: Option<&str>, trace_id: &str) -> Value {
+        let mut req = client().get(format!("http://{}/api/v1/runs/{trace_id}", self.http));
+        if let Some(t) = tenant {
+            req = req.header("X-Scope-OrgID", t);
+        }
+        let resp = req.send().await.expect("run request");
+        assert_eq!(resp.status().as_u16(), 200, "run {trace_id}");
+        resp.json().await.expect("JSON")
+    }
+
     /// `GET /api/v1/traces/{id}`: (status, JSON body).
     pub async fn trace(&self, tenant: Option<&str>, trace_id: &str) -> (u16, Value) {
         let mut req = client().get(format!("http://{}/api/v1/traces/{trace_id}", self.http));

@@ -38,7 +38,7 @@ fn now() -> u64 {
         .as_nanos() as u64
 }
 
-fn text(key: &str, value: &str) -> KeyValue {
+pub(crate) fn text(key: &str, value: &str) -> KeyValue {
     KeyValue {
         key: key.into(),
         value: Some(AnyValue {

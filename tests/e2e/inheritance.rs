@@ -4,25 +4,16 @@
 
 use std::time::{Duration, Instant};
 
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 use serde_json::Value;
 
 use crate::bad_input::{post, request, PB};
-use crate::harness::{client, temp_dir, Cairn};
+use crate::harness::{temp_dir, Cairn};
+use crate::hostile_api::text;
 
 const TRACE: [u8; 16] = [0x1a; 16];
-
-fn text(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.into())),
-        }),
-        ..Default::default()
-    }
-}
 
 /// A span of an hour that is over (so compaction merges its partition from two files).
 fn step(id: u8, parent: Option<u8>, name: &str, attrs: Vec<KeyValue>) -> Span {
@@ -135,15 +126,7 @@ async fn steps_take_their_agent_from_an_ancestor_exported_later() {
         assert_eq!(rows[5]["agent_name_src"], format!("inherited:{}", hex(1)));
 
         // The run API resolves the whole run as it reads it.
-        let url = format!("http://{}/api/v1/runs/{}", cairn.http, "1a".repeat(16));
-        let run: Value = client()
-            .get(url)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let run = cairn.run(None, &"1a".repeat(16)).await;
         let mut all = Vec::new();
         flatten(run["steps"].as_array().unwrap(), &mut all);
         let by_id = |id: u8| {

@@ -172,17 +172,8 @@ pub fn derive_tool_calls(batch: &RecordBatch) -> RecordBatch {
             .get(&r)
             .and_then(|(_, name, m)| name.clone().map(|n| (n, source_of(*m))))
     });
-    for (name, values, sources) in [
-        ("tool_call_id", ids_out, ids_src),
-        ("tool_name", tools_out, tools_src),
-    ] {
-        let v = schema.index_of(name).expect("column checked above");
-        let s = schema
-            .index_of(&format!("{name}_src"))
-            .expect("column checked above");
-        out[v] = Arc::new(values);
-        out[s] = Arc::new(sources);
-    }
+    super::inherit::replace(&mut out, &schema, "tool_call_id", ids_out, ids_src);
+    super::inherit::replace(&mut out, &schema, "tool_name", tools_out, tools_src);
     RecordBatch::try_new(schema, out).expect("same schema, same row count")
 }
 

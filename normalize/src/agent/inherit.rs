@@ -247,17 +247,17 @@ pub fn inherit(batch: &RecordBatch) -> RecordBatch {
     RecordBatch::try_new(schema, out).expect("same schema, same row count")
 }
 
-fn replace(
+pub(crate) fn replace(
     out: &mut [ArrayRef],
     schema: &arrow::datatypes::SchemaRef,
     name: &str,
     values: StringArray,
     sources: StringArray,
 ) {
-    let v = schema.index_of(name).expect("column checked above");
+    let v = schema.index_of(name).expect("column checked by the caller");
     let s = schema
         .index_of(&format!("{name}_src"))
-        .expect("column checked above");
+        .expect("column checked by the caller");
     out[v] = Arc::new(values);
     out[s] = Arc::new(sources);
 }
