@@ -7,38 +7,50 @@
 //! - `GET /health`: liveness.
 //!
 //! Every request is scoped to the tenant of its `X-Scope-OrgID` header (default `default`).
-//! Errors are JSON `{"error": "…"}` with a 4xx/5xx status: among them 400 for a statement
-//! beyond the guard's size limits, 503 when a query needs more memory or spill space than is
+//! Path ids and query parameters are typed ([`crate::api::extract`]): an unknown or malformed one
+//! is a 400 naming it. Errors are JSON `{"error": "…"}` with a 4xx/5xx status; a fault of ours
+//! (500, 502) says only `internal error (error id …)` with `error_id`, the id the log line
+//! carries. Among them: 400 for a statement beyond the guard's size limits, 503 when a query needs more memory or spill space than is
 //! left, 504 when it runs longer than the query timeout. A client that goes away cancels its
 //! query.
 
 use std::task::Poll;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use cairn_schema::tenant::{Tenant, TENANT_HEADER};
 use futures::StreamExt;
 use serde::Deserialize;
 
+use crate::api::extract::{ApiPath, TenantOf, TraceId};
 use crate::format::Format;
 use crate::{trace, Error, QueryEngine, Result};
 
 impl IntoResponse for Error {
+    /// The one mapping of errors to answers. A fault of the client's is explained to it; one of
+    /// ours (a bug, a failing store) is logged with an id, and the client gets only the id to
+    /// quote, not our internals.
     fn into_response(self) -> Response {
-        match self {
-            Error::Internal(_) | Error::Storage(_) => tracing::warn!(error = %self, "query failed"),
-            Error::ResourcesExhausted(_) => crate::metrics::memory_refused(),
-            _ => {}
-        }
-        (
-            self.http_status(),
-            Json(serde_json::json!({ "error": self.to_string() })),
-        )
-            .into_response()
+        let body = match &self {
+            Error::Internal(_) | Error::Storage(_) => {
+                let id = uuid::Uuid::now_v7().simple().to_string();
+                tracing::warn!(error = %self, error_id = %id, "query failed");
+                let what = match self {
+                    Error::Storage(_) => "storage error",
+                    _ => "internal error",
+                };
+                serde_json::json!({ "error": format!("{what} (error id {id})"), "error_id": id })
+            }
+            Error::ResourcesExhausted(_) => {
+                crate::metrics::memory_refused();
+                serde_json::json!({ "error": self.to_string() })
+            }
+            _ => serde_json::json!({ "error": self.to_string() }),
+        };
+        (self.http_status(), Json(body)).into_response()
     }
 }
 
@@ -54,12 +66,6 @@ pub fn router(engine: QueryEngine) -> Router {
         .with_state(engine)
 }
 
-pub(crate) fn tenant(headers: &HeaderMap) -> Result<Tenant> {
-    Ok(Tenant::from_header_bytes(
-        headers.get(TENANT_HEADER).map(|v| v.as_bytes()),
-    )?)
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SqlRequest {
@@ -68,10 +74,10 @@ struct SqlRequest {
 
 async fn sql(
     State(engine): State<QueryEngine>,
+    TenantOf(tenant): TenantOf,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response> {
-    let tenant = tenant(&headers)?;
     let request: SqlRequest = serde_json::from_slice(&body)
         .map_err(|e| Error::BadRequest(format!("body must be JSON {{\"sql\": \"…\"}}: {e}")))?;
     let format = Format::from_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
@@ -101,10 +107,9 @@ async fn sql(
 
 async fn trace_by_id(
     State(engine): State<QueryEngine>,
-    headers: HeaderMap,
-    Path(trace_id): Path<String>,
+    TenantOf(tenant): TenantOf,
+    ApiPath(trace_id): ApiPath<TraceId>,
 ) -> Result<Response> {
-    let tenant = tenant(&headers)?;
-    let data = trace::fetch(&engine, &tenant, &trace_id).await?;
+    let data = trace::fetch(&engine, &tenant, trace_id.as_str()).await?;
     Ok(Json(data).into_response())
 }

@@ -371,3 +371,34 @@ async fn hostile_runs_are_answered_completely() {
     still_up(&mut cairn, &stored).await;
     assert!(cairn.stop(), "clean shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn parameters_are_typed_and_named_when_wrong() {
+    let cairn = Cairn::start(&[]);
+    let run = "0af7651916cd43dd8448eb211c80319c";
+    for (path, names) in [
+        (
+            format!("/api/v1/runs/{run}?payload=true"),
+            "unknown field `payload`",
+        ),
+        (format!("/api/v1/runs/{run}?payloads=yes"), "payloads"),
+        (format!("/api/v1/runs/{run}/lineage?depth=deep"), "depth"),
+        ("/api/v1/runs/not-a-trace".to_owned(), "trace id"),
+        (format!("/api/v1/runs/{run}/steps/xyz/why"), "span id"),
+        (format!("/api/v1/diff?left={run}&right=zz"), "right"),
+        ("/api/v1/data?uri=s3://b&match=fuzzy".to_owned(), "match"),
+        (
+            "/api/v1/governance/bypasses?from=yesterday".to_owned(),
+            "from",
+        ),
+        (
+            "/api/v1/costs?by=run&currency=eur".to_owned(),
+            "unknown field `currency`",
+        ),
+    ] {
+        let (status, body) = get(&cairn, "default", &path).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(error.contains(names), "{path}: {error}");
+    }
+}

@@ -14,37 +14,37 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::extract::State;
 use axum::Json;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{field, text, time_param, trace_param, Conditions};
-use crate::http::tenant;
-use crate::{Error, QueryEngine, Result};
+use super::extract::{ApiPath, Params, TenantOf, Time, TraceId};
+use super::{field, text, Conditions};
+use crate::{Error, QueryEngine};
 
-/// `from`/`to` bounds on `column`, from the query string.
-fn time_bounds(q: &HashMap<String, String>, column: &str, c: &mut Conditions) -> Result<()> {
-    if let Some(v) = q.get("from") {
-        c.add(&format!("{column} >= $?"), time_param("from", v)?);
+type Result<T> = crate::Result<T>;
+
+/// `from`/`to` bounds on `column`.
+fn time_bounds(from: Option<Time>, to: Option<Time>, column: &str, c: &mut Conditions) {
+    if let Some(from) = from {
+        c.add(&format!("{column} >= $?"), from.0);
     }
-    if let Some(v) = q.get("to") {
-        c.add(&format!("{column} < $?"), time_param("to", v)?);
+    if let Some(to) = to {
+        c.add(&format!("{column} < $?"), to.0);
     }
-    Ok(())
 }
 
 pub async fn run_data(
     State(engine): State<QueryEngine>,
-    headers: HeaderMap,
-    Path(trace_id): Path<String>,
+    TenantOf(tenant): TenantOf,
+    ApiPath(trace_id): ApiPath<TraceId>,
 ) -> Result<Json<Value>> {
-    let tenant = tenant(&headers)?;
     let rows = engine
         .rows(
             &tenant,
             "SELECT * FROM data_access WHERE trace_id = $1 ORDER BY start_time, span_id, access, uri",
-            vec![trace_param(&trace_id)?],
+            vec![trace_id.param()],
         )
         .await?;
     if rows.is_empty() {
@@ -52,7 +52,7 @@ pub async fn run_data(
             .rows(
                 &tenant,
                 "SELECT 1 AS one FROM spans WHERE trace_id = $1 LIMIT 1",
-                vec![trace_param(&trace_id)?],
+                vec![trace_id.param()],
             )
             .await?;
         if known.is_empty() {
@@ -66,34 +66,45 @@ pub async fn run_data(
             .collect()
     };
     Ok(Json(json!({
-        "trace_id": trace_id.to_ascii_lowercase(),
+        "trace_id": trace_id.as_str(),
         "read": set("read"),
         "written": set("write"),
         "accesses": rows,
     })))
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Match {
+    Exact,
+    Prefix,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataParams {
+    uri: String,
+    #[serde(rename = "match")]
+    mode: Option<Match>,
+    from: Option<Time>,
+    to: Option<Time>,
+}
+
 pub async fn data_users(
     State(engine): State<QueryEngine>,
-    headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
+    TenantOf(tenant): TenantOf,
+    Params(q): Params<DataParams>,
 ) -> Result<Json<Value>> {
-    let tenant = tenant(&headers)?;
-    let uri = q
-        .get("uri")
-        .filter(|u| !u.is_empty())
-        .ok_or_else(|| Error::BadRequest("uri is required".into()))?;
-    let mut c = Conditions::default();
-    match q.get("match").map(String::as_str) {
-        None | Some("exact") => c.add("uri = $?", text(uri)),
-        Some("prefix") => c.add("starts_with(uri, $?)", text(uri)),
-        Some(other) => {
-            return Err(Error::BadRequest(format!(
-                "match={other:?} is not exact or prefix"
-            )))
-        }
+    let uri = q.uri.as_str();
+    if uri.is_empty() {
+        return Err(Error::BadRequest("uri must not be empty".into()));
     }
-    time_bounds(&q, "start_time", &mut c)?;
+    let mut c = Conditions::default();
+    match q.mode {
+        None | Some(Match::Exact) => c.add("uri = $?", text(uri)),
+        Some(Match::Prefix) => c.add("starts_with(uri, $?)", text(uri)),
+    }
+    time_bounds(q.from, q.to, "start_time", &mut c);
     let rows = c
         .select(
             &engine,
@@ -117,17 +128,24 @@ pub async fn data_users(
     })))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalParams {
+    state: Option<String>,
+    from: Option<Time>,
+    to: Option<Time>,
+}
+
 pub async fn approvals(
     State(engine): State<QueryEngine>,
-    headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
+    TenantOf(tenant): TenantOf,
+    Params(q): Params<ApprovalParams>,
 ) -> Result<Json<Value>> {
-    let tenant = tenant(&headers)?;
     let mut c = Conditions::default();
-    if let Some(state) = q.get("state") {
+    if let Some(state) = &q.state {
         c.add("state = $?", text(state));
     }
-    time_bounds(&q, "requested_at", &mut c)?;
+    time_bounds(q.from, q.to, "requested_at", &mut c);
     let gates = c
         .select(&engine, &tenant, "approval_gates", "requested_at, gate")
         .await?;
@@ -140,28 +158,40 @@ pub async fn approvals(
     Ok(Json(json!({ "counts": counts, "gates": gates })))
 }
 
+/// Only `from` and `to`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoundsParams {
+    from: Option<Time>,
+    to: Option<Time>,
+}
+
 pub async fn bypasses(
     State(engine): State<QueryEngine>,
-    headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
+    TenantOf(tenant): TenantOf,
+    Params(q): Params<BoundsParams>,
 ) -> Result<Json<Value>> {
-    let tenant = tenant(&headers)?;
     let mut c = Conditions::default();
-    time_bounds(&q, "start_time", &mut c)?;
+    time_bounds(q.from, q.to, "start_time", &mut c);
     let rows = c
         .select(&engine, &tenant, "bypasses", "start_time, span_id")
         .await?;
     Ok(Json(json!({ "bypasses": rows })))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyParams {
+    agent: Option<String>,
+}
+
 pub async fn policy_changes(
     State(engine): State<QueryEngine>,
-    headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
+    TenantOf(tenant): TenantOf,
+    Params(q): Params<PolicyParams>,
 ) -> Result<Json<Value>> {
-    let tenant = tenant(&headers)?;
     let mut c = Conditions::default();
-    if let Some(agent) = q.get("agent") {
+    if let Some(agent) = &q.agent {
         c.add("agent_name = $?", text(agent));
     }
     let rows = c
@@ -170,13 +200,20 @@ pub async fn policy_changes(
     Ok(Json(json!({ "changes": rows })))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CostParams {
+    by: Option<String>,
+    from: Option<Time>,
+    to: Option<Time>,
+}
+
 pub async fn costs(
     State(engine): State<QueryEngine>,
-    headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
+    TenantOf(tenant): TenantOf,
+    Params(q): Params<CostParams>,
 ) -> Result<Json<Value>> {
-    let tenant = tenant(&headers)?;
-    let by = q.get("by").map(String::as_str).unwrap_or("run");
+    let by = q.by.as_deref().unwrap_or("run");
     // Time buckets in time order, the rest by cost.
     let order = if matches!(by, "hour" | "day") {
         "key"
@@ -197,7 +234,7 @@ pub async fn costs(
         }
     };
     let mut c = Conditions::default();
-    time_bounds(&q, "start_time", &mut c)?;
+    time_bounds(q.from, q.to, "start_time", &mut c);
     let sql = format!(
         "SELECT {key} AS key, count(*) AS calls,
                 sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,

@@ -19,15 +19,15 @@
 //! `runs_beyond_bounds` counts the linked runs that were not looked up (by depth or budget);
 //! `edges_beyond_bounds` the edges found with an end outside the returned steps.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 
-use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::extract::State;
 use axum::Json;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{field, in_list, number, rows_in, Row, MAX_IN_LIST};
-use crate::http::tenant;
+use super::extract::{ApiPath, Params, TenantOf, TraceId};
+use super::{field, in_list, rows_in, Row, MAX_IN_LIST};
 use crate::{Error, QueryEngine, Result};
 
 /// Hops between runs: default and maximum.
@@ -43,18 +43,22 @@ fn key(row: &Row, trace: &str, span: &str) -> Option<(String, String)> {
     Some((field(row, trace)?.to_owned(), field(row, span)?.to_owned()))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineageParams {
+    depth: Option<usize>,
+    max_nodes: Option<usize>,
+}
+
 pub async fn lineage(
     State(engine): State<QueryEngine>,
-    headers: HeaderMap,
-    Path(trace_id): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    TenantOf(tenant): TenantOf,
+    ApiPath(trace_id): ApiPath<TraceId>,
+    Params(q): Params<LineageParams>,
 ) -> Result<Json<Value>> {
-    let tenant = tenant(&headers)?;
-    let depth = number(&q, "depth")?.unwrap_or(DEFAULT_DEPTH).min(MAX_DEPTH);
-    let max_nodes = number(&q, "max_nodes")?
-        .unwrap_or(DEFAULT_MAX_NODES)
-        .clamp(1, MAX_NODES);
-    let start = cairn_schema::ids::parse_trace_id(&trace_id)?;
+    let depth = q.depth.unwrap_or(DEFAULT_DEPTH).min(MAX_DEPTH);
+    let max_nodes = q.max_nodes.unwrap_or(DEFAULT_MAX_NODES).clamp(1, MAX_NODES);
+    let start = trace_id.as_str().to_owned();
     let mut visited: HashSet<String> = HashSet::from([start.clone()]);
     let mut frontier = vec![start.clone()];
     let mut looked_up = 0;

@@ -3,6 +3,7 @@
 //! the views of [`crate::views`], so the same question can be asked in SQL; Rust only assembles
 //! trees, walks graphs and compares runs.
 
+pub(crate) mod extract;
 mod governance;
 mod graph;
 mod inherit;
@@ -54,17 +55,6 @@ fn trace_param(id: &str) -> Result<ScalarValue> {
     Ok(text(&parse_trace_id(id)?))
 }
 
-/// A span id (16 hex digits), normalised to lower case.
-fn span_id(id: &str) -> Result<String> {
-    if id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        Ok(id.to_ascii_lowercase())
-    } else {
-        Err(Error::BadRequest(format!(
-            "span id {id:?} is not 16 hex digits"
-        )))
-    }
-}
-
 /// An RFC 3339 time parameter, as a timestamp literal (so hour partitions are pruned).
 fn time_param(name: &str, value: &str) -> Result<ScalarValue> {
     let t = chrono::DateTime::parse_from_rfc3339(value)
@@ -73,19 +63,6 @@ fn time_param(name: &str, value: &str) -> Result<ScalarValue> {
         t.timestamp_nanos_opt(),
         Some("UTC".into()),
     ))
-}
-
-/// A query-string parameter parsed as `T`, if present.
-fn number<T: std::str::FromStr>(
-    q: &std::collections::HashMap<String, String>,
-    name: &str,
-) -> Result<Option<T>> {
-    q.get(name)
-        .map(|v| {
-            v.parse()
-                .map_err(|_| Error::BadRequest(format!("{name}={v:?} is not valid")))
-        })
-        .transpose()
 }
 
 /// Keys per `IN (…)` list: lookups of many keys are batched in queries of at most this many.

@@ -12,16 +12,16 @@
 
 use std::collections::{HashMap, HashSet};
 
-use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::extract::State;
 use axum::Json;
 use cairn_schema::tenant::Tenant;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::extract::{ApiPath, Params, TenantOf, TraceId};
 use super::runs::steps;
 use super::{field, payloads, trace_param, Row};
-use crate::http::tenant;
-use crate::{Error, QueryEngine, Result};
+use crate::{QueryEngine, Result};
 
 /// Operations on the decision path.
 const DECISIONS: &[&str] = &[
@@ -142,18 +142,17 @@ fn replay_step(index: usize, s: &Row) -> Value {
 
 pub async fn replay(
     State(engine): State<QueryEngine>,
-    headers: HeaderMap,
-    Path(trace_id): Path<String>,
+    TenantOf(tenant): TenantOf,
+    ApiPath(trace_id): ApiPath<TraceId>,
 ) -> Result<Json<Value>> {
-    let tenant = tenant(&headers)?;
-    let path = path_of(&engine, &tenant, &trace_id, true).await?;
+    let path = path_of(&engine, &tenant, trace_id.as_str(), true).await?;
     let steps: Vec<Value> = path
         .iter()
         .enumerate()
         .map(|(i, s)| replay_step(i, s))
         .collect();
     Ok(Json(
-        json!({ "trace_id": trace_id.to_ascii_lowercase(), "steps": steps }),
+        json!({ "trace_id": trace_id.as_str(), "steps": steps }),
     ))
 }
 
@@ -165,11 +164,10 @@ pub fn canonical(value: &Value) -> String {
 
 pub async fn bundle(
     State(engine): State<QueryEngine>,
-    headers: HeaderMap,
-    Path(trace_id): Path<String>,
+    TenantOf(tenant): TenantOf,
+    ApiPath(trace_id): ApiPath<TraceId>,
 ) -> Result<Json<Value>> {
-    let tenant = tenant(&headers)?;
-    let path = path_of(&engine, &tenant, &trace_id, true).await?;
+    let path = path_of(&engine, &tenant, trace_id.as_str(), true).await?;
     let mut turns: HashMap<String, usize> = HashMap::new();
     let mut model_calls = Vec::new();
     let mut tool_results = Vec::new();
@@ -222,7 +220,7 @@ pub async fn bundle(
     let policy = path.iter().find(|s| s.get("policy_ref").is_some());
     Ok(Json(json!({
         "format": BUNDLE_FORMAT,
-        "trace_id": trace_id.to_ascii_lowercase(),
+        "trace_id": trace_id.as_str(),
         "policy": policy.map(|p| json!({
             "policy_ref": p.get("policy_ref"),
             "policy_hash": p.get("policy_hash"),
@@ -306,19 +304,21 @@ pub fn diff(left: &[Row], right: &[Row]) -> Value {
     })
 }
 
+/// The two runs compared.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiffParams {
+    left: TraceId,
+    right: TraceId,
+}
+
 pub async fn diff_runs(
     State(engine): State<QueryEngine>,
-    headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
+    TenantOf(tenant): TenantOf,
+    Params(q): Params<DiffParams>,
 ) -> Result<Json<Value>> {
-    let tenant = tenant(&headers)?;
-    let run = |side: &str| {
-        q.get(side)
-            .filter(|v| !v.is_empty())
-            .ok_or_else(|| Error::BadRequest("left and right run ids are required".into()))
-    };
-    let left = path_of(&engine, &tenant, run("left")?, true).await?;
-    let right = path_of(&engine, &tenant, run("right")?, true).await?;
+    let left = path_of(&engine, &tenant, q.left.as_str(), true).await?;
+    let right = path_of(&engine, &tenant, q.right.as_str(), true).await?;
     let mut out = diff(&left, &right);
     if let Some(d) = out.get_mut("first_divergence").filter(|d| !d.is_null()) {
         // What each side did at the divergence.

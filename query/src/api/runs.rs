@@ -8,14 +8,14 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::extract::{Query, State};
 use axum::Json;
 use datafusion::common::ScalarValue;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::extract::{ApiPath, Params, TenantOf, TraceId};
 use super::{field, payloads, text, time_param, trace_param, Conditions, Row};
-use crate::http::tenant;
 use crate::{Error, QueryEngine, Result};
 
 /// The columns of a step.
@@ -209,20 +209,31 @@ pub fn tree(steps: Vec<Row>, max_depth: usize) -> Tree {
     }
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrailParams {
+    /// Include payload contents (messages, arguments, results).
+    payloads: Option<bool>,
+}
+
 pub async fn trail(
     State(engine): State<QueryEngine>,
-    headers: HeaderMap,
-    Path(trace_id): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    TenantOf(tenant): TenantOf,
+    ApiPath(trace_id): ApiPath<TraceId>,
+    Params(q): Params<TrailParams>,
 ) -> Result<Json<Value>> {
-    let tenant = tenant(&headers)?;
-    let payloads = super::number::<bool>(&q, "payloads")?.unwrap_or(false);
-    let steps = steps(&engine, &tenant, &trace_id, payloads).await?;
+    let steps = steps(
+        &engine,
+        &tenant,
+        trace_id.as_str(),
+        q.payloads.unwrap_or(false),
+    )
+    .await?;
     let run = engine
         .rows(
             &tenant,
             "SELECT * FROM runs WHERE trace_id = $1",
-            vec![trace_param(&trace_id)?],
+            vec![trace_id.param()],
         )
         .await?;
     let tree = tree(steps, MAX_TREE_DEPTH);
@@ -250,10 +261,9 @@ pub const MAX_SEARCH_PARAMS: usize = 32;
 /// previous page); at most [`MAX_SEARCH_PARAMS`] parameters in all.
 pub async fn search(
     State(engine): State<QueryEngine>,
-    headers: HeaderMap,
+    TenantOf(tenant): TenantOf,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>> {
-    let tenant = tenant(&headers)?;
     if q.len() > MAX_SEARCH_PARAMS {
         return Err(Error::BadRequest(format!(
             "{} parameters; a search takes at most {MAX_SEARCH_PARAMS}",

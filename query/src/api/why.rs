@@ -6,14 +6,13 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::extract::State;
 use axum::Json;
 use serde_json::{json, Value};
 
+use super::extract::{ApiPath, SpanId, TenantOf, TraceId};
 use super::runs::steps;
 use super::{field, payloads, Row};
-use crate::http::tenant;
 use crate::{Error, QueryEngine, Result};
 
 /// Whether `turn` (a model call) asked for `tool_call_id`.
@@ -27,12 +26,11 @@ fn requested(turn: &Row, tool_call_id: &str) -> bool {
 
 pub async fn why(
     State(engine): State<QueryEngine>,
-    headers: HeaderMap,
-    Path((trace_id, span_id)): Path<(String, String)>,
+    TenantOf(tenant): TenantOf,
+    ApiPath((trace_id, span_id)): ApiPath<(TraceId, SpanId)>,
 ) -> Result<Json<Value>> {
-    let tenant = tenant(&headers)?;
-    let span_id = super::span_id(&span_id)?;
-    let all = steps(&engine, &tenant, &trace_id, false).await?;
+    let span_id = span_id.as_str().to_owned();
+    let all = steps(&engine, &tenant, trace_id.as_str(), false).await?;
     let index = all
         .iter()
         .position(|s| field(s, "span_id") == Some(span_id.as_str()))
