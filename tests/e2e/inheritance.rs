@@ -1,6 +1,7 @@
 //! Agent identity inherited from ancestors that arrive later: the steps of an agent are
-//! exported before the agent span itself (it ends last). The run API shows the inherited agent
-//! at once; the stored rows get it when compaction merges the partition.
+//! exported before the agent span itself (it ends last); and a tool run without a call id
+//! exported before the model turn that asked for it. The run API shows both at once; the
+//! stored rows get them when compaction merges the partition.
 
 use std::time::{Duration, Instant};
 
@@ -56,7 +57,8 @@ async fn stored(cairn: &Cairn) -> Vec<Value> {
     cairn
         .sql(
             None,
-            "SELECT span_id, agent_name, agent_name_src, framework, parent_agent_name
+            "SELECT span_id, agent_name, agent_name_src, framework, parent_agent_name,
+                    tool_call_id, tool_call_id_src
              FROM spans ORDER BY span_id",
         )
         .await
@@ -91,13 +93,28 @@ async fn steps_take_their_agent_from_an_ancestor_exported_later() {
     {
         let cairn = Cairn::start_on(&store, &[], &[]);
         // The sub-agent's steps, then (a flush later) the agents, as a batching SDK sends them.
+        // A tool run that sends no call id, flushed before the model turn that asked for it.
+        let lookup = vec![
+            text("gen_ai.operation.name", "execute_tool"),
+            text("gen_ai.tool.name", "lookup"),
+        ];
         let steps = export(vec![
             step(4, Some(3), "chat", chat.clone()),
             step(5, Some(3), "execute_tool get_weather", tool),
-            step(2, Some(1), "chat", chat),
+            step(2, Some(1), "chat", chat.clone()),
+            step(8, Some(3), "execute_tool lookup", lookup),
         ]);
         assert_eq!(post(&cairn, PB, None, steps).await.0, 200);
-        assert_eq!(cairn.wait_for_count(None, "spans", 3).await, 3);
+        assert_eq!(cairn.wait_for_count(None, "spans", 4).await, 4);
+        let asks = [
+            chat,
+            vec![text(
+                "gen_ai.output.messages",
+                r#"[{"role":"assistant","parts":[{"type":"tool_call","id":"c9","name":"lookup","arguments":{}}]}]"#,
+            )],
+        ]
+        .concat();
+        let delegate = vec![text("gen_ai.tool.name", "delegate")];
         let agents = export(vec![
             step(
                 3,
@@ -105,16 +122,12 @@ async fn steps_take_their_agent_from_an_ancestor_exported_later() {
                 "invoke_agent weather_agent",
                 agent("weather_agent"),
             ),
-            step(
-                6,
-                Some(1),
-                "execute_tool delegate",
-                vec![text("gen_ai.tool.name", "delegate")],
-            ),
+            step(6, Some(1), "execute_tool delegate", delegate),
             step(1, None, "invoke_agent supervisor", agent("supervisor")),
+            step(7, Some(3), "chat", asks),
         ]);
         assert_eq!(post(&cairn, PB, None, agents).await.0, 200);
-        assert_eq!(cairn.wait_for_count(None, "spans", 6).await, 6);
+        assert_eq!(cairn.wait_for_count(None, "spans", 8).await, 8);
 
         let rows = stored(&cairn).await;
         // Written before their agent arrived: not yet resolved in storage.
@@ -147,6 +160,10 @@ async fn steps_take_their_agent_from_an_ancestor_exported_later() {
             format!("ancestor:{}", hex(1))
         );
         assert!(by_id(1).get("parent_agent_name").is_none());
+        // The tool run is matched to the turn that asked for it, marked as derived.
+        assert_eq!(rows[7]["tool_call_id"], Value::Null, "{rows:?}");
+        assert_eq!(by_id(8)["tool_call_id"], "c9");
+        assert_eq!(by_id(8)["tool_call_id_src"], format!("derived:{}", hex(7)));
         assert!(cairn.stop());
     }
 
@@ -172,6 +189,8 @@ async fn steps_take_their_agent_from_an_ancestor_exported_later() {
             assert_eq!(rows[4]["agent_name"], "weather_agent");
             assert_eq!(rows[1]["agent_name"], "supervisor");
             assert_eq!(rows[2]["parent_agent_name"], "supervisor");
+            assert_eq!(rows[7]["tool_call_id"], "c9");
+            assert_eq!(rows[7]["tool_call_id_src"], format!("derived:{}", hex(7)));
             break;
         }
         assert!(

@@ -48,6 +48,108 @@ fn sent<'a>(values: &'a StringArray, sources: &'a StringArray, row: usize) -> Op
     (values.is_valid(row) && !derived).then(|| values.value(row))
 }
 
+/// One span as far as matching tool calls is concerned.
+#[derive(Debug, Clone, Copy)]
+pub struct CallStep<'a> {
+    pub trace: &'a str,
+    pub parent: Option<&'a str>,
+    /// Orders the spans in time (start time, or position in a list in start order).
+    pub order: i64,
+    pub operation: Option<&'a str>,
+    /// The agent a span runs (after inheritance).
+    pub agent: Option<&'a str>,
+    /// The tool name and call id the span sent (not derived).
+    pub tool: Option<&'a str>,
+    pub call_id: Option<&'a str>,
+    /// The calls a model turn requested: ids and function names, aligned.
+    pub requested_ids: &'a [String],
+    pub requested_names: &'a [String],
+}
+
+/// A tool call matched to the model turn that requested it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Matched {
+    pub id: String,
+    /// For a managed agent without a tool name: the name it was called by.
+    pub tool_name: Option<String>,
+    /// The model turn (index).
+    pub turn: usize,
+}
+
+/// For each step without a call id of its own that is a tool execution (or an agent run as
+/// one): the call of the nearest earlier model turn under the same parent that requested its
+/// function (or agent) name, each turn's calls answered once.
+pub fn match_calls(steps: &[CallStep<'_>]) -> Vec<Option<Matched>> {
+    let mut out = vec![None; steps.len()];
+    // Model turns that requested calls, by (trace, parent), latest first.
+    let mut turns: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
+    for (r, s) in steps.iter().enumerate() {
+        if s.operation == Some("llm_call") && !s.requested_ids.is_empty() {
+            if let Some(p) = s.parent {
+                turns.entry((s.trace, p)).or_default().push(r);
+            }
+        }
+    }
+    if turns.is_empty() {
+        return out;
+    }
+    for list in turns.values_mut() {
+        list.sort_by_key(|&r| std::cmp::Reverse(steps[r].order));
+    }
+    // Ids a span already answers, per trace, and calls of a model turn answered by a derived
+    // match (ids repeat across turns: each turn's calls are answered once).
+    let answered: HashSet<(&str, &str)> = steps
+        .iter()
+        .filter_map(|s| Some((s.trace, s.call_id?)))
+        .collect();
+    let mut claimed: HashSet<(usize, &str)> = HashSet::new();
+    let mut waiting: Vec<usize> = (0..steps.len())
+        .filter(|&r| steps[r].call_id.is_none())
+        .filter(|&r| matches!(steps[r].operation, Some("tool_call" | "agent_invoke")))
+        .collect();
+    waiting.sort_by_key(|&r| steps[r].order);
+    for r in waiting {
+        let s = &steps[r];
+        let is_agent = s.operation == Some("agent_invoke");
+        let name = if is_agent { s.agent } else { s.tool };
+        let (Some(name), Some(p)) = (name, s.parent) else {
+            continue;
+        };
+        let Some(candidates) = turns.get(&(s.trace, p)) else {
+            continue;
+        };
+        let hit = candidates
+            .iter()
+            .filter(|&&m| steps[m].order <= s.order)
+            .find_map(|&m| {
+                let t = &steps[m];
+                t.requested_ids
+                    .iter()
+                    .zip(t.requested_names)
+                    .find(|(id, n)| {
+                        n.as_str() == name
+                            && !answered.contains(&(s.trace, id.as_str()))
+                            && !claimed.contains(&(m, id.as_str()))
+                    })
+                    .map(|(id, _)| (id.as_str(), m))
+            });
+        if let Some((id, m)) = hit {
+            claimed.insert((m, id));
+            out[r] = Some(Matched {
+                id: id.to_owned(),
+                tool_name: (is_agent && s.tool.is_none()).then(|| name.to_owned()),
+                turn: m,
+            });
+        }
+    }
+    out
+}
+
+/// Whether a value at `row` was derived by an earlier pass (and so is recomputed).
+fn derived_before(sources: &StringArray, row: usize) -> bool {
+    sources.is_valid(row) && sources.value(row).starts_with(DERIVED)
+}
+
 /// `batch` with tool call ids (and, for managed agents, tool names) derived where sent ones are
 /// missing. A batch without the columns involved is returned as it is.
 pub fn derive_tool_calls(batch: &RecordBatch) -> RecordBatch {
@@ -81,67 +183,31 @@ pub fn derive_tool_calls(batch: &RecordBatch) -> RecordBatch {
         return batch.clone();
     };
     let rows = batch.num_rows();
-    let op = |r: usize| operation.is_valid(r).then(|| operation.value(r));
-    let parent_of = |r: usize| parent.is_valid(r).then(|| parent.value(r));
-    // Model calls that requested calls, by (trace, parent), latest first.
-    let mut turns: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
-    for r in 0..rows {
-        if op(r) == Some("llm_call") && ids.is_valid(r) && !ids.value(r).is_empty() {
-            if let Some(p) = parent_of(r) {
-                turns.entry((trace.value(r), p)).or_default().push(r);
-            }
-        }
-    }
-    if turns.is_empty() {
+    let owned: Vec<(Vec<String>, Vec<String>)> = (0..rows)
+        .map(|r| (items(ids, r), items(names, r)))
+        .collect();
+    let steps: Vec<CallStep<'_>> = (0..rows)
+        .map(|r| CallStep {
+            trace: trace.value(r),
+            parent: parent.is_valid(r).then(|| parent.value(r)),
+            order: start.value(r),
+            operation: operation.is_valid(r).then(|| operation.value(r)),
+            agent: agent.is_valid(r).then(|| agent.value(r)),
+            tool: sent(tool, tool_src, r),
+            call_id: sent(call, call_src, r),
+            requested_ids: &owned[r].0,
+            requested_names: &owned[r].1,
+        })
+        .collect();
+    let found: HashMap<usize, Matched> = match_calls(&steps)
+        .into_iter()
+        .enumerate()
+        .filter_map(|(r, m)| Some((r, m?)))
+        .collect();
+    if found.is_empty()
+        && !(0..rows).any(|r| derived_before(call_src, r) || derived_before(tool_src, r))
+    {
         return batch.clone();
-    }
-    for list in turns.values_mut() {
-        list.sort_by_key(|&r| std::cmp::Reverse(start.value(r)));
-    }
-    // Ids a span already answers, per trace, and calls of a model turn answered by a derived
-    // match (ids repeat across turns: each turn's calls are answered once).
-    let answered: HashSet<(&str, String)> = (0..rows)
-        .filter_map(|r| sent(call, call_src, r).map(|id| (trace.value(r), id.to_owned())))
-        .collect();
-    let mut claimed: HashSet<(usize, String)> = HashSet::new();
-    let mut waiting: Vec<usize> = (0..rows)
-        .filter(|&r| sent(call, call_src, r).is_none())
-        .filter(|&r| matches!(op(r), Some("tool_call" | "agent_invoke")))
-        .collect();
-    waiting.sort_by_key(|&r| start.value(r));
-    // Per row: (derived id, derived tool name, model span).
-    let mut found: HashMap<usize, (String, Option<String>, usize)> = HashMap::new();
-    for r in waiting {
-        let (name, is_agent) = match op(r) {
-            Some("agent_invoke") => (agent.is_valid(r).then(|| agent.value(r)), true),
-            _ => (sent(tool, tool_src, r), false),
-        };
-        let (Some(name), Some(p)) = (name, parent_of(r)) else {
-            continue;
-        };
-        let Some(candidates) = turns.get(&(trace.value(r), p)) else {
-            continue;
-        };
-        let hit = candidates
-            .iter()
-            .filter(|&&m| start.value(m) <= start.value(r))
-            .find_map(|&m| {
-                let (ids, names) = (items(ids, m), items(names, m));
-                ids.into_iter()
-                    .zip(names)
-                    .find(|(id, n)| {
-                        n == name
-                            && !answered.contains(&(trace.value(r), id.clone()))
-                            && !claimed.contains(&(m, id.clone()))
-                    })
-                    .map(|(id, _)| (id, m))
-            });
-        if let Some((id, m)) = hit {
-            claimed.insert((m, id.clone()));
-            let tool_name =
-                (is_agent && sent(tool, tool_src, r).is_none()).then(|| name.to_owned());
-            found.insert(r, (id, tool_name, m));
-        }
     }
     let mut out: Vec<ArrayRef> = batch.columns().to_vec();
     let schema = batch.schema();
@@ -165,12 +231,12 @@ pub fn derive_tool_calls(batch: &RecordBatch) -> RecordBatch {
     };
     let source_of = |m: usize| format!("{DERIVED}{}", span.value(m));
     let (ids_out, ids_src) = rebuild(call, call_src, &|r| {
-        found.get(&r).map(|(id, _, m)| (id.clone(), source_of(*m)))
+        found.get(&r).map(|m| (m.id.clone(), source_of(m.turn)))
     });
     let (tools_out, tools_src) = rebuild(tool, tool_src, &|r| {
         found
             .get(&r)
-            .and_then(|(_, name, m)| name.clone().map(|n| (n, source_of(*m))))
+            .and_then(|m| m.tool_name.clone().map(|n| (n, source_of(m.turn))))
     });
     super::inherit::replace(&mut out, &schema, "tool_call_id", ids_out, ids_src);
     super::inherit::replace(&mut out, &schema, "tool_name", tools_out, tools_src);

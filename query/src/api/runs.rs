@@ -22,12 +22,13 @@ use crate::{Error, QueryEngine, Result};
 pub const STEP_COLUMNS: &str = "trace_id, span_id, parent_span_id, name, operation, start_time,
     end_time, duration_ns, status_code, status_message, service_name, agent_name, agent_name_src,
     agent_id, agent_id_src, framework, framework_src, parent_agent_name, parent_agent_name_src,
-    conversation_id, tool_name, tool_call_id, tool_type, provider, request_model, response_model,
+    conversation_id, tool_name, tool_name_src, tool_call_id, tool_call_id_src, tool_type, provider,
+    request_model, response_model,
     input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens,
     rollup_input_tokens, rollup_output_tokens, cost, cost_currency, sandbox_id, k8s_namespace,
     k8s_pod_name, k8s_node_name, k8s_service_account, policy_ref, policy_hash, guardrail_verdict,
     approval_state, approver, approval_request_id, data_read, data_written,
-    requested_tool_call_ids, input_message_refs, output_message_refs, system_instructions_ref,
+    requested_tool_call_ids, requested_tool_names, input_message_refs, output_message_refs, system_instructions_ref,
     tool_definitions_ref, tool_arguments_ref, tool_result_ref, policy_document_ref";
 
 /// The steps of a run in start order (optionally with payload contents).
@@ -47,6 +48,7 @@ pub async fn steps(
         return Err(Error::NotFound(format!("run {trace_id} not found")));
     }
     super::inherit::inherit(&mut rows);
+    super::inherit::derive_calls(&mut rows);
     if with_payloads {
         let contents = payloads::contents(engine, tenant, &rows).await?;
         payloads::resolve(&mut rows, &contents);
