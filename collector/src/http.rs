@@ -110,19 +110,19 @@ async fn read_body(
     charge: &mut Charge,
 ) -> Result<Bytes, Error> {
     let too_large = || Error::TooLarge(format!("body is larger than {limit} bytes"));
-    let mut frames = body.into_data_stream();
     if length.is_some_and(|n| n > limit) {
-        drain(frames, limit);
+        cairn_net::drain(body, limit);
         return Err(too_large());
     }
     let mut buf = BytesMut::with_capacity(0);
     if let Some(n) = length {
         if let Err(refused) = charge.grow_to(n, "the request body") {
-            drain(frames, limit);
+            cairn_net::drain(body, limit);
             return Err(refused);
         }
         buf.reserve(n);
     }
+    let mut frames = body.into_data_stream();
     while let Some(chunk) = frames.next().await {
         let chunk =
             chunk.map_err(|e| Error::BadRequest(format!("request body is unreadable: {e}")))?;
@@ -138,27 +138,6 @@ async fn read_body(
         buf.extend_from_slice(&chunk);
     }
     Ok(buf.freeze())
-}
-
-/// Longest the unread body of a refused export is read for.
-const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Reads and discards what is left of a refused export's body, at most `limit` bytes within
-/// [`DRAIN_TIME`], without buffering it: the refusal is answered at once, and a client still
-/// sending its body then reads that answer (and retries) instead of a reset connection.
-fn drain(mut frames: axum::body::BodyDataStream, limit: usize) {
-    tokio::spawn(async move {
-        let mut read = 0usize;
-        let _ = tokio::time::timeout(DRAIN_TIME, async {
-            while let Some(Ok(chunk)) = frames.next().await {
-                read += chunk.len();
-                if read > limit {
-                    break;
-                }
-            }
-        })
-        .await;
-    });
 }
 
 fn encoded(

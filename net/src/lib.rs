@@ -212,6 +212,32 @@ fn unavailable(message: String) -> Response {
     response
 }
 
+/// Longest the unread body of a refused request is read for.
+pub const DRAIN_TIME: Duration = Duration::from_secs(5);
+
+/// Most bytes of a request refused for lack of a slot that are read and discarded.
+const DRAIN_MAX_BYTES: usize = 16 << 20;
+
+/// Reads and discards what is left of a refused request's body, at most `limit` bytes within
+/// [`DRAIN_TIME`], without buffering it: the refusal is answered at once, and a client still
+/// sending its body then reads that answer (and retries) instead of a reset connection.
+pub fn drain(body: axum::body::Body, limit: usize) {
+    use futures::StreamExt;
+    let mut frames = body.into_data_stream();
+    tokio::spawn(async move {
+        let mut read = 0usize;
+        let _ = tokio::time::timeout(DRAIN_TIME, async {
+            while let Some(Ok(chunk)) = frames.next().await {
+                read += chunk.len();
+                if read > limit {
+                    break;
+                }
+            }
+        })
+        .await;
+    });
+}
+
 /// Wraps `router` so that every request takes a slot or is refused with 503, and is answered
 /// 503 if it takes longer than `limits.request_timeout` (its handler is dropped, which cancels
 /// whatever it awaited).
@@ -223,6 +249,7 @@ pub fn limit_requests(router: Router, limits: Limits) -> Router {
             let slots = slots.clone();
             async move {
                 let Some(_slot) = slots.try_enter() else {
+                    drain(request.into_body(), DRAIN_MAX_BYTES);
                     return unavailable(slots.refusal());
                 };
                 match tokio::time::timeout(timeout, next.run(request)).await {

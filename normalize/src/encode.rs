@@ -424,7 +424,7 @@ impl SpanBatchBuilder {
         for (i, e) in span.events.iter().enumerate() {
             field::<TimestampNanosecondBuilder>(sb, 0).append_value(e.time_unix_nano as i64);
             field::<StringBuilder>(sb, 1).append_value(&e.name);
-            let attrs = &events_ex.attributes[i];
+            let attrs = events_ex.attributes(i, &e.attributes);
             append_values(map_field(sb, 2), attrs);
             append_types_tagged(map_field(sb, 3), attrs, |j| {
                 events_ex.tags.get(&(i, j)).copied()

@@ -85,13 +85,29 @@ pub struct Extracted {
     pub refs: Vec<Option<(Ref, String)>>,
 }
 
-/// A span's events with payloads replaced by references.
+/// A span's events with payloads replaced by references. Only the events a payload was taken
+/// from are copied; the others keep their attributes as sent.
 #[derive(Debug, Default)]
 pub struct ExtractedEvents {
-    /// Per event: its attributes, rewritten where a payload was taken from them.
-    pub attributes: Vec<Vec<KeyValue>>,
+    /// Rewritten attributes, by event index.
+    rewritten: HashMap<usize, Vec<KeyValue>>,
     /// Type tags by (event, attribute) index.
     pub tags: HashMap<(usize, usize), &'static str>,
+}
+
+impl ExtractedEvents {
+    /// The attributes to store for event `i`, whose attributes as sent are `sent`.
+    pub fn attributes<'a>(&'a self, i: usize, sent: &'a [KeyValue]) -> &'a [KeyValue] {
+        self.rewritten.get(&i).map_or(sent, Vec::as_slice)
+    }
+
+    /// Attribute `a` of event `e` of `view`'s span, to be rewritten.
+    fn attribute_mut(&mut self, view: &SpanView<'_>, e: usize, a: usize) -> &mut KeyValue {
+        &mut self
+            .rewritten
+            .entry(e)
+            .or_insert_with(|| view.span.events[e].attributes.clone())[a]
+    }
 }
 
 impl Extracted {
@@ -484,15 +500,7 @@ fn extract_events(
     ex: &mut Extractor<'_>,
 ) -> ExtractedEvents {
     let conv = conventions();
-    let mut out = ExtractedEvents {
-        attributes: view
-            .span
-            .events
-            .iter()
-            .map(|e| e.attributes.clone())
-            .collect(),
-        tags: HashMap::new(),
-    };
+    let mut out = ExtractedEvents::default();
     if view.span.events.is_empty() {
         return out;
     }
@@ -513,7 +521,7 @@ fn extract_events(
                 continue;
             };
             if let Some((tag, reference)) =
-                ex.extract(&mut out.attributes[e][a], &spec.kind, spec.split, false)
+                ex.extract(out.attribute_mut(view, e, a), &spec.kind, spec.split, false)
             {
                 out.tags.insert((e, a), tag);
                 span.refs[c] = Some((reference, format!("event:{name}.{key}")));
@@ -532,13 +540,16 @@ fn extract_events(
             let Some(a) = event.attributes.iter().position(|kv| kv.key == key) else {
                 continue;
             };
-            let Some(Value::StringValue(text)) = out.attributes[e][a]
+            let Some(Value::StringValue(text)) = event.attributes[a]
                 .value
                 .as_ref()
                 .and_then(|v| v.value.as_ref())
             else {
                 continue;
             };
+            if out.tags.contains_key(&(e, a)) {
+                continue;
+            }
             let role = event
                 .attributes
                 .iter()
@@ -550,7 +561,7 @@ fn extract_events(
                 .unwrap_or(role);
             let (message, tag) = message_of(role, text);
             let h = ex.store(&spec.kind, &message);
-            out.attributes[e][a].value = Some(AnyValue {
+            out.attribute_mut(view, e, a).value = Some(AnyValue {
                 value: Some(Value::StringValue(h.clone())),
             });
             out.tags.insert((e, a), tag);

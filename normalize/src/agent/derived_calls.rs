@@ -13,12 +13,10 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray, ListArray, RecordBatch, StringArray, StringBuilder};
 use arrow::datatypes::TimestampNanosecondType;
 
+use super::inherit::{filled_by, sent_value, text};
+
 /// Prefix of the source of a derived value, followed by the model call's span id.
 pub const DERIVED: &str = "derived:";
-
-fn text<'a>(batch: &'a RecordBatch, name: &str) -> Option<&'a StringArray> {
-    batch.column_by_name(name)?.as_string_opt::<i32>()
-}
 
 fn list<'a>(batch: &'a RecordBatch, name: &str) -> Option<&'a ListArray> {
     batch.column_by_name(name)?.as_list_opt::<i32>()
@@ -44,8 +42,7 @@ fn items(list: &ListArray, row: usize) -> Vec<String> {
 
 /// A value the span sent (not derived by an earlier pass).
 fn sent<'a>(values: &'a StringArray, sources: &'a StringArray, row: usize) -> Option<&'a str> {
-    let derived = sources.is_valid(row) && sources.value(row).starts_with(DERIVED);
-    (values.is_valid(row) && !derived).then(|| values.value(row))
+    sent_value(values, sources, row, DERIVED)
 }
 
 /// One span as far as matching tool calls is concerned.
@@ -145,11 +142,6 @@ pub fn match_calls(steps: &[CallStep<'_>]) -> Vec<Option<Matched>> {
     out
 }
 
-/// Whether a value at `row` was derived by an earlier pass (and so is recomputed).
-fn derived_before(sources: &StringArray, row: usize) -> bool {
-    sources.is_valid(row) && sources.value(row).starts_with(DERIVED)
-}
-
 /// `batch` with tool call ids (and, for managed agents, tool names) derived where sent ones are
 /// missing. A batch without the columns involved is returned as it is.
 pub fn derive_tool_calls(batch: &RecordBatch) -> RecordBatch {
@@ -205,7 +197,7 @@ pub fn derive_tool_calls(batch: &RecordBatch) -> RecordBatch {
         .filter_map(|(r, m)| Some((r, m?)))
         .collect();
     if found.is_empty()
-        && !(0..rows).any(|r| derived_before(call_src, r) || derived_before(tool_src, r))
+        && !(0..rows).any(|r| filled_by(call_src, r, DERIVED) || filled_by(tool_src, r, DERIVED))
     {
         return batch.clone();
     }

@@ -155,14 +155,30 @@ pub fn invoking_agent<'a>(
 /// The columns inheritance reads and writes, each followed by its `_src`.
 const IDENTITY: [&str; 3] = ["agent_name", "agent_id", "framework"];
 
-fn text<'a>(batch: &'a RecordBatch, name: &str) -> Option<&'a StringArray> {
+/// A text column of `batch`.
+pub(crate) fn text<'a>(batch: &'a RecordBatch, name: &str) -> Option<&'a StringArray> {
     batch.column_by_name(name)?.as_string_opt::<i32>()
+}
+
+/// Whether the value at `row` was filled by an earlier pass whose sources start with
+/// `prefix` (and so is recomputed rather than kept).
+pub(crate) fn filled_by(sources: &StringArray, row: usize, prefix: &str) -> bool {
+    sources.is_valid(row) && sources.value(row).starts_with(prefix)
+}
+
+/// The value at `row` if the span sent it, not an earlier pass of the kind `prefix` names.
+pub(crate) fn sent_value<'a>(
+    values: &'a StringArray,
+    sources: &'a StringArray,
+    row: usize,
+    prefix: &str,
+) -> Option<&'a str> {
+    (values.is_valid(row) && !filled_by(sources, row, prefix)).then(|| values.value(row))
 }
 
 /// A value the span sent itself (not one an earlier pass inherited).
 fn own<'a>(values: &'a StringArray, sources: &'a StringArray, row: usize) -> Option<&'a str> {
-    let inherited = sources.is_valid(row) && sources.value(row).starts_with(INHERITED);
-    (values.is_valid(row) && !inherited).then(|| values.value(row))
+    sent_value(values, sources, row, INHERITED)
 }
 
 /// `batch` (rows of the span schema, any number of traces) with `agent_name`, `agent_id`,
