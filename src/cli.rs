@@ -11,6 +11,7 @@ use cairn_collector::CollectorConfig;
 use cairn_compactor::CompactionConfig;
 use cairn_config::{config_path, ConfigError, FileLayer};
 use cairn_query::{EngineConfig, QueryConfig};
+use cairn_schema::tenant::Tenant;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
@@ -42,6 +43,8 @@ pub enum Command {
     Sql(SqlArgs),
     /// Print the settings in force, each with where its value came from, as a config file.
     Config(ServeArgs),
+    /// Build the trace index of tenants whose spans were written before it existed.
+    Reindex(ReindexArgs),
 }
 
 /// Settings of every command.
@@ -121,8 +124,34 @@ pub struct SqlArgs {
     pub engine: EngineConfig,
 }
 
+#[derive(Debug, Args, Clone)]
+pub struct ReindexArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Tenants to index (all tenants with spans when none is given).
+    #[arg(long = "tenant", env = "CAIRN_REINDEX_TENANTS", value_delimiter = ',', value_parser = parse_tenant)]
+    pub tenants: Vec<Tenant>,
+    /// Index tenants whose index is already complete too.
+    #[arg(long, env = "CAIRN_REINDEX_FORCE")]
+    pub force: bool,
+    /// Memory the read of one hour partition may use.
+    #[arg(long, env = "CAIRN_COMPACTION_MEMORY", default_value = "512MiB", value_parser = cairn_config::parse::size)]
+    pub compaction_memory: usize,
+}
+
+fn parse_tenant(text: &str) -> Result<Tenant, String> {
+    Tenant::new(text).map_err(|e| e.to_string())
+}
+
 /// Settings that are not config file keys: they name one invocation's input or output.
-pub const PER_INVOCATION: &[&str] = &["config", "ready_file", "format", "tenant"];
+pub const PER_INVOCATION: &[&str] = &[
+    "config",
+    "ready_file",
+    "format",
+    "tenant",
+    "tenants",
+    "force",
+];
 
 /// The command line read over the config file's settings.
 pub struct Parsed {

@@ -3,7 +3,8 @@
 //! `cairn serve` runs the OTLP receivers, the Parquet writer, compaction and the query API in one
 //! process on a local data directory by default; `cairn collector`, `cairn query` and
 //! `cairn compact` run the parts alone (they share nothing but the object store); `cairn sql`
-//! runs one query against the store and prints it; `cairn config` prints the settings in force.
+//! runs one query against the store and prints it; `cairn config` prints the settings in force;
+//! `cairn reindex` builds the trace index of a store written before it existed.
 //! Settings come from flags, `CAIRN_*` environment variables and an optional TOML file, in that
 //! order of precedence (see [`cli`]).
 
@@ -20,7 +21,7 @@ use cairn_query::{QueryEngine, QueryServer};
 use cairn_schema::tenant::Tenant;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Command, ServeArgs, SqlArgs, Switch};
+use crate::cli::{Command, ReindexArgs, ServeArgs, SqlArgs, Switch};
 use crate::supervise::{supervise, BoxError, Role as Part};
 
 /// Many threads allocate and free Arrow buffers and decoded requests concurrently; mimalloc's
@@ -67,6 +68,7 @@ fn main() -> ExitCode {
             Command::Compact(args) => serve(Role::Compactor, args).await,
             Command::Sql(args) => sql(args).await,
             Command::Config(_) => Ok(()),
+            Command::Reindex(args) => reindex(args).await,
         }
     });
     match result {
@@ -209,5 +211,22 @@ async fn sql(args: SqlArgs) -> Result<(), BoxError> {
     if format == Format::Json {
         out.write_all(b"\n")?;
     }
+    Ok(())
+}
+
+async fn reindex(args: ReindexArgs) -> Result<(), BoxError> {
+    let _tracing = cairn_telemetry::tracing_setup::init(&args.common.log, None)?;
+    let store = cairn_store::open(&args.common.store)?;
+    let started = std::time::Instant::now();
+    let report =
+        cairn_compactor::reindex(store, &args.tenants, args.force, args.compaction_memory).await?;
+    println!(
+        "indexed {} tenant(s): {} hour partitions, {} entries in {:.1?}; {} already complete",
+        report.tenants,
+        report.hours,
+        report.entries,
+        started.elapsed(),
+        report.already_complete
+    );
     Ok(())
 }

@@ -9,7 +9,7 @@
 //! while the next batch accumulates. When the queue closes, what is buffered is written before
 //! the batcher returns.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,6 +18,7 @@ use cairn_normalize::encode::Partition;
 use cairn_schema::layout::{self, Dataset};
 use cairn_schema::tenant::Tenant;
 use cairn_store::file_format::Effort;
+use cairn_store::trace_index;
 use futures::{stream, StreamExt};
 use object_store::{path::Path, ObjectStore, ObjectStoreExt, PutPayload};
 use tokio::sync::mpsc;
@@ -45,6 +46,8 @@ const REMEMBERED_HASHES: usize = 1 << 20;
 struct KnownPayloads {
     by_tenant: HashMap<Tenant, HashMap<String, i64>>,
     count: usize,
+    /// Tenants whose trace index marker was checked ([`trace_index::prepare_tenant`]).
+    index_checked: HashSet<Tenant>,
 }
 
 impl KnownPayloads {
@@ -256,6 +259,26 @@ async fn write_all(
     groups: &BTreeMap<(Tenant, i64), Group>,
     naming: &Naming,
 ) -> Result<usize, WriteError> {
+    let unchecked: Vec<Tenant> = {
+        let k = known.lock().expect("known payloads");
+        let mut t: Vec<Tenant> = groups.keys().map(|(t, _)| t.clone()).collect();
+        t.dedup();
+        t.retain(|t| !k.index_checked.contains(t));
+        t
+    };
+    for tenant in unchecked {
+        trace_index::prepare_tenant(store.as_ref(), &tenant)
+            .await
+            .map_err(|e| WriteError::Store {
+                path: cairn_schema::trace_index::marker(&tenant).to_string(),
+                source: Arc::new(e),
+            })?;
+        known
+            .lock()
+            .expect("known payloads")
+            .index_checked
+            .insert(tenant);
+    }
     let owned: Vec<((Tenant, i64), Group)> =
         groups.iter().map(|(k, g)| (k.clone(), g.clone())).collect();
     let results: Vec<Result<Written, WriteError>> = stream::iter(owned)
@@ -304,12 +327,11 @@ async fn flush(store: Arc<dyn ObjectStore>, known: Known, buffer: Buffer, naming
 async fn put(store: &dyn ObjectStore, path: Path, bytes: Vec<u8>) -> Result<(), WriteError> {
     let m = crate::metrics::metrics();
     let dataset = crate::metrics::DatasetLabel {
-        dataset: if path.as_ref().starts_with(Dataset::Payloads.prefix()) {
-            Dataset::Payloads
-        } else {
-            Dataset::Spans
-        }
-        .prefix(),
+        dataset: [Dataset::Payloads, Dataset::TraceIndex]
+            .into_iter()
+            .find(|d| path.as_ref().starts_with(d.prefix()))
+            .unwrap_or(Dataset::Spans)
+            .prefix(),
     };
     let size = bytes.len() as u64;
     let started = std::time::Instant::now();
@@ -341,8 +363,8 @@ async fn put_once(store: &dyn ObjectStore, path: Path, bytes: Vec<u8>) -> Result
 /// Rows written and payload hashes committed by one flush.
 type Written = (usize, Vec<(Tenant, i64, Vec<String>)>);
 
-/// Writes the group's new payloads, then its spans: a span file never refers to a payload that
-/// is not yet stored. The payload hashes are remembered by the caller only once the whole flush
+/// Writes the group's new payloads, then its spans, then their trace index entries: a span file
+/// never refers to a payload that is not yet stored. The payload hashes are remembered by the caller only once the whole flush
 /// has succeeded, because a failed flush of a segment is written again under the same names.
 async fn write_partition(
     store: Arc<dyn ObjectStore>,
@@ -393,21 +415,27 @@ async fn write_partition(
         }
     }
     let spans = group.spans;
-    let (bytes, rows) = tokio::task::spawn_blocking(move || {
+    let (bytes, rows, index) = tokio::task::spawn_blocking(move || {
         // Steps take their agent from ancestors flushed with them, and tool calls without ids the
         // model call that asked for them; compaction (and for agents the run API) resolves
         // those whose relatives arrive later.
         let all = arrow::compute::concat_batches(&cairn_schema::columns::spans_schema(), &spans)
             .map_err(|e| cairn_store::Error::Internal(format!("concatenating spans: {e}")))?;
         let all = cairn_normalize::agent::across_spans(&all);
-        cairn_store::parquet::encode_spans(&[all], Effort::Ingest)
+        let (bytes, rows) =
+            cairn_store::parquet::encode_spans(std::slice::from_ref(&all), Effort::Ingest)?;
+        let entries = trace_index::entries(&all, hour)?;
+        let (index, _) = cairn_store::parquet::encode_trace_index(&[entries], Effort::Ingest)?;
+        Ok::<_, cairn_store::Error>((bytes, rows, index))
     })
     .await??;
-    put(
-        store.as_ref(),
-        naming.path(Dataset::Spans, &tenant, hour),
-        bytes,
-    )
-    .await?;
+    let path = naming.path(Dataset::Spans, &tenant, hour);
+    let index_path = cairn_schema::trace_index::dir(&tenant).join(
+        cairn_schema::trace_index::delta_name(hour, path.filename().unwrap_or_default()),
+    );
+    put(store.as_ref(), path, bytes).await?;
+    // After the span file: an index entry never points at spans not yet stored. The segment (or
+    // the waiting exports) is released only once both are written.
+    put(store.as_ref(), index_path, index).await?;
     Ok((rows, committed))
 }

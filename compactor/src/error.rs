@@ -18,6 +18,8 @@ pub enum Error {
     #[error("merge: {0}")]
     Merge(#[from] datafusion::error::DataFusionError),
     /// A manifest could not be encoded.
+    #[error("encoding: {0}")]
+    Encode(#[from] cairn_store::Error),
     #[error("manifest: {0}")]
     Manifest(#[from] serde_json::Error),
 }

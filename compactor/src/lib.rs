@@ -6,8 +6,11 @@
 //! DataFusion sort that keeps the (trace id, start time) order and spills to disk within its
 //! memory budget; payloads in arrival order, one row per hash) and commits each merge with a
 //! manifest ([`cairn_schema::compaction`]), so queries running meanwhile see every span exactly
-//! once. Partitions past the tenant's retention are deleted whole ([`retention`]). Only one
-//! compactor may run against a store.
+//! once. Partitions past the tenant's retention are deleted whole ([`retention`]). Each tenant's
+//! trace index (`trace_index/tenant=*`, one flat directory) is merged the same way, first, into
+//! one entry per (trace, hour), and loses the entries of expired hours before their spans go.
+//! [`reindex`] builds the index of a store written before it existed. Only one compactor may run
+//! against a store.
 
 mod config;
 mod error;
@@ -15,9 +18,11 @@ mod merge;
 pub mod metrics;
 mod pass;
 mod plan;
+mod reindex;
 mod retention;
 
 pub use config::CompactionConfig;
 pub use error::{Error, Result};
 pub use pass::{run, Compactor, PassReport};
+pub use reindex::{reindex, ReindexReport};
 pub use retention::Retention;

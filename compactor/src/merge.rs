@@ -3,24 +3,28 @@
 //! of each hash kept) and streamed into one Parquet file by multipart upload, which the store
 //! makes visible only when complete. Each trace's steps take their agent from their ancestors
 //! again, and tool calls without ids are matched to the model calls that
-//! requested them ([`across_spans`]), now that the partition's later files are at hand.
+//! requested them ([`across_spans`]), now that the partition's later files are at hand. Trace
+//! index files merge into one entry per (trace, hour), sorted, without the hours past retention.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use arrow::array::{AsArray, BooleanArray, RecordBatch};
 use arrow::compute::{concat_batches, filter_record_batch};
+use arrow::datatypes::SchemaRef;
 use cairn_normalize::agent::across_spans;
 use cairn_schema::columns::payloads_schema;
 use cairn_schema::columns::spans_schema;
 use cairn_schema::layout::Dataset;
+use cairn_schema::trace_index;
 use cairn_store::file_format::{lookup_column, sort_keys, writer_properties, Effort};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::prelude::{col, SessionConfig, SessionContext};
+use datafusion::functions_aggregate::expr_fn::{max, min};
+use datafusion::prelude::{col, lit, DataFrame, SessionConfig, SessionContext};
 use futures::StreamExt;
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
@@ -31,42 +35,28 @@ use crate::Result;
 
 const STORE_URL: &str = "cairn://compactor";
 
-/// Merges `files` of `dataset` into a new file at `output`; returns its rows.
+/// Merges `files` of `dataset` into a new file at `output`; returns its rows. Trace index
+/// entries of hours before `first_kept_hour` are left out (retention).
 pub async fn merge(
     store: &Arc<dyn ObjectStore>,
     dataset: Dataset,
     files: &[ObjectMeta],
     output: &Path,
     memory_bytes: usize,
+    first_kept_hour: Option<i64>,
 ) -> Result<u64> {
     let schema = match dataset {
         Dataset::Spans => spans_schema(),
         Dataset::Payloads => payloads_schema(),
+        Dataset::TraceIndex => trace_index::schema(),
     };
     let keys = sort_keys(dataset);
-    let runtime = RuntimeEnvBuilder::new()
-        .with_memory_limit(memory_bytes, 1.0)
-        .build_arc()?;
     // Payloads keep file order, which one partition preserves.
     let partitions = if keys.is_empty() { 1 } else { 2 };
-    let ctx = SessionContext::new_with_config_rt(
-        SessionConfig::new().with_target_partitions(partitions),
-        runtime,
-    );
-    let url = url::Url::parse(STORE_URL).expect("static url");
-    ctx.register_object_store(&url, Arc::clone(store));
-    let urls = files
-        .iter()
-        .map(|m| ListingTableUrl::parse(format!("{STORE_URL}/{}", m.location)))
-        .collect::<datafusion::error::Result<Vec<_>>>()?;
-    let options =
-        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-    let table = ListingTable::try_new(
-        ListingTableConfig::new_with_multi_paths(urls)
-            .with_listing_options(options)
-            .with_schema(Arc::clone(&schema)),
-    )?;
-    let mut df = ctx.read_table(Arc::new(table))?;
+    let mut df = read(store, files, &schema, memory_bytes, partitions)?;
+    if dataset == Dataset::TraceIndex {
+        df = index_entries(df, first_kept_hour)?;
+    }
     if !keys.is_empty() {
         df = df.sort(keys.iter().map(|k| col(*k).sort(true, false)).collect())?;
     }
@@ -83,7 +73,10 @@ pub async fn merge(
     let mut held: Option<RecordBatch> = None;
     while let Some(batch) = stream.next().await {
         let mut batch = batch?;
-        if keys.is_empty() {
+        if dataset == Dataset::TraceIndex {
+            // Aggregates are nullable; the index columns never hold a null.
+            batch = RecordBatch::try_new(Arc::clone(&schema), batch.columns().to_vec())?;
+        } else if keys.is_empty() {
             // One row per payload hash.
             let hashes = batch
                 .column_by_name(lookup_column(dataset))
@@ -114,6 +107,55 @@ pub async fn merge(
     }
     writer.close().await?;
     Ok(written)
+}
+
+/// The rows of `files`, read through DataFusion in `partitions` streams within `memory_bytes`.
+pub fn read(
+    store: &Arc<dyn ObjectStore>,
+    files: &[ObjectMeta],
+    schema: &SchemaRef,
+    memory_bytes: usize,
+    partitions: usize,
+) -> Result<DataFrame> {
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_limit(memory_bytes, 1.0)
+        .build_arc()?;
+    let ctx = SessionContext::new_with_config_rt(
+        SessionConfig::new().with_target_partitions(partitions),
+        runtime,
+    );
+    let url = url::Url::parse(STORE_URL).expect("static url");
+    ctx.register_object_store(&url, Arc::clone(store));
+    let urls = files
+        .iter()
+        .map(|m| ListingTableUrl::parse(format!("{STORE_URL}/{}", m.location)))
+        .collect::<datafusion::error::Result<Vec<_>>>()?;
+    let options =
+        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    let table = ListingTable::try_new(
+        ListingTableConfig::new_with_multi_paths(urls)
+            .with_listing_options(options)
+            .with_schema(Arc::clone(schema)),
+    )?;
+    Ok(ctx.read_table(Arc::new(table))?)
+}
+
+/// One entry per (trace, hour, linked from) of the index rows `df`, from `first_kept_hour` on.
+fn index_entries(df: DataFrame, first_kept_hour: Option<i64>) -> Result<DataFrame> {
+    use cairn_schema::trace_index::column::{FIRST_START, HOUR, LAST_END, LINKED_FROM, TRACE_ID};
+    let df = match first_kept_hour {
+        Some(first) => df.filter(col(HOUR).gt_eq(lit(first)))?,
+        None => df,
+    };
+    Ok(df
+        .aggregate(
+            vec![col(TRACE_ID), col(HOUR), col(LINKED_FROM)],
+            vec![
+                min(col(FIRST_START)).alias(FIRST_START),
+                max(col(LAST_END)).alias(LAST_END),
+            ],
+        )?
+        .select_columns(&[TRACE_ID, HOUR, FIRST_START, LAST_END, LINKED_FROM])?)
 }
 
 /// Most span rows held back for one trace; a larger trace is resolved in parts of this size.

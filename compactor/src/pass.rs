@@ -5,9 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::metrics::{label, metrics};
+use arrow::array::{Array, AsArray};
 use cairn_schema::compaction::{self, Manifest, PartitionFiles};
 use cairn_schema::layout::{self, Dataset, HOUR_NANOS};
 use cairn_schema::tenant::Tenant;
+use cairn_schema::trace_index;
 use cairn_store::visible::VisibleStore;
 use chrono::{DateTime, Utc};
 use object_store::path::Path;
@@ -56,12 +58,18 @@ impl Compactor {
     #[tracing::instrument(name = "compaction.pass", skip_all)]
     pub async fn pass(&self) -> PassReport {
         let mut report = PassReport::default();
-        for dataset in [Dataset::Spans, Dataset::Payloads] {
+        // One moment for the whole pass: the index drops an hour's entries in the same pass as,
+        // and before, retention deletes that hour's spans.
+        let now = Utc::now();
+        for dataset in [Dataset::TraceIndex, Dataset::Spans, Dataset::Payloads] {
             let mut files = 0;
             match self.tenants(dataset).await {
                 Ok(tenants) => {
                     for tenant in tenants {
-                        files += self.tenant(dataset, &tenant, &mut report).await;
+                        files += match dataset {
+                            Dataset::TraceIndex => self.index(&tenant, now, &mut report).await,
+                            _ => self.tenant(dataset, &tenant, now, &mut report).await,
+                        };
                     }
                 }
                 Err(e) => {
@@ -91,7 +99,13 @@ impl Compactor {
     }
 
     /// One tenant's partitions of a dataset; returns the readable files left.
-    async fn tenant(&self, dataset: Dataset, tenant: &Tenant, report: &mut PassReport) -> usize {
+    async fn tenant(
+        &self,
+        dataset: Dataset,
+        tenant: &Tenant,
+        now: DateTime<Utc>,
+        report: &mut PassReport,
+    ) -> usize {
         let listing = match self
             .raw
             .list_with_delimiter(Some(&layout::tenant_prefix(dataset, tenant)))
@@ -104,7 +118,6 @@ impl Compactor {
                 return 0;
             }
         };
-        let now = Utc::now();
         let first_kept = self
             .config
             .retention
@@ -129,6 +142,90 @@ impl Compactor {
             }
         }
         files
+    }
+
+    /// One tenant's trace index: cleans up, then merges small files (and rewrites those holding
+    /// entries of hours past retention); returns the readable files left. Failures are counted
+    /// and logged.
+    async fn index(&self, tenant: &Tenant, now: DateTime<Utc>, report: &mut PassReport) -> usize {
+        let prefix = trace_index::dir(tenant);
+        let result = async {
+            let files = self.classify(&prefix).await?;
+            report.partitions += 1;
+            report.files_deleted += self
+                .delete(Dataset::TraceIndex, self.garbage(&files, now))
+                .await?;
+            let first_kept =
+                self.config
+                    .retention
+                    .first_kept_hour(tenant, Dataset::TraceIndex, nanos(now));
+            let mut expired = Vec::new();
+            if let Some(first) = first_kept {
+                for meta in &files.visible {
+                    if self.first_hour(meta).await?.is_some_and(|h| h < first) {
+                        expired.push(meta.clone());
+                    }
+                }
+            }
+            let mut bins = plan::bins(
+                &files.visible,
+                self.config.compaction_target_size as u64,
+                self.config.compaction_min_files,
+                false,
+            );
+            if !expired.is_empty() {
+                // One merge rewrites every file with expired entries, with the small ones.
+                let mut bin = expired;
+                for meta in bins.into_iter().flatten() {
+                    if !bin.iter().any(|m| m.location == meta.location) {
+                        bin.push(meta);
+                    }
+                }
+                bins = vec![bin];
+            }
+            let mut readable = files.visible.len();
+            for bin in bins {
+                self.merge(Dataset::TraceIndex, &prefix, &files, &bin, first_kept)
+                    .await?;
+                report.merges += 1;
+                report.files_merged += bin.len();
+                readable = readable + 1 - bin.len();
+            }
+            Ok::<_, crate::Error>(readable)
+        }
+        .await;
+        result.unwrap_or_else(|e| {
+            report.failures += 1;
+            tracing::warn!(error = %e, %tenant, "compaction of a trace index failed");
+            0
+        })
+    }
+
+    /// The earliest hour an index file holds entries of (answered from its statistics).
+    async fn first_hour(&self, meta: &ObjectMeta) -> Result<Option<i64>> {
+        use datafusion::functions_aggregate::expr_fn::min;
+        use datafusion::prelude::col;
+        let hour = trace_index::column::HOUR;
+        let batches = merge::read(
+            &self.raw,
+            std::slice::from_ref(meta),
+            &trace_index::schema(),
+            64 << 20,
+            1,
+        )?
+        .aggregate(vec![], vec![min(col(hour)).alias(hour)])?
+        .collect()
+        .await?;
+        Ok(batches
+            .first()
+            .filter(|b| b.num_rows() > 0)
+            .and_then(|b| {
+                b.column(0)
+                    .as_primitive_opt::<arrow::datatypes::Int64Type>()
+                    .cloned()
+            })
+            .filter(|a| a.is_valid(0))
+            .map(|a| a.value(0)))
     }
 
     async fn classify(&self, prefix: &Path) -> Result<PartitionFiles> {
@@ -183,7 +280,7 @@ impl Compactor {
         );
         let mut readable = files.visible.len();
         for bin in bins {
-            self.merge(dataset, &prefix, &files, &bin).await?;
+            self.merge(dataset, &prefix, &files, &bin, None).await?;
             report.merges += 1;
             report.files_merged += bin.len();
             readable = readable + 1 - bin.len();
@@ -229,6 +326,7 @@ impl Compactor {
         prefix: &Path,
         files: &PartitionFiles,
         bin: &[ObjectMeta],
+        first_kept_hour: Option<i64>,
     ) -> Result<()> {
         let (output, manifest_name) = compaction::new_output();
         let started = std::time::Instant::now();
@@ -238,6 +336,7 @@ impl Compactor {
             bin,
             &prefix.clone().join(output.as_str()),
             self.config.compaction_memory,
+            first_kept_hour,
         )
         .await?;
         // The output supersedes its inputs and whatever they superseded.

@@ -41,7 +41,8 @@ impl Retention {
         // The hour holding the cutoff is kept whole.
         let first = hour_of(now_nanos.saturating_sub(keep));
         Some(match dataset {
-            Dataset::Spans => first,
+            // Index entries of an hour go with (in fact just before) its spans.
+            Dataset::Spans | Dataset::TraceIndex => first,
             Dataset::Payloads => first - PAYLOAD_REUSE_HOURS,
         })
     }

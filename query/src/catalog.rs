@@ -1,14 +1,23 @@
 //! One tenant's view of a dataset (`spans` or `payloads`): hour partitions pruned by
-//! `start_time` bounds before any listing, then a Parquet listing scan over the surviving
-//! partitions (statistics, page index and bloom filters prune within files).
+//! `start_time` bounds before any listing and, for spans filtered by trace id, found through the
+//! trace index ([`cairn_schema::trace_index`]) without listing the tenant's hours at all; then a
+//! Parquet listing scan over the surviving partitions (statistics, page index and bloom filters
+//! prune within files).
 
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::Int64Type;
 
 use async_trait::async_trait;
 use cairn_schema::columns::payloads_schema;
 use cairn_schema::columns::{col, spans_schema};
 use cairn_schema::layout::{self, hour_of, Dataset};
 use cairn_schema::tenant::Tenant;
+use cairn_schema::trace_index;
+use cairn_store::trace_index as trace_index_store;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
 use datafusion::common::{project_schema, ScalarValue};
@@ -20,8 +29,8 @@ use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::Result;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::empty::EmptyExec;
-use datafusion::physical_plan::ExecutionPlan;
-use datafusion::prelude::col as column;
+use datafusion::physical_plan::{collect, ExecutionPlan};
+use datafusion::prelude::{col as column, lit};
 use object_store::ObjectStore;
 
 /// URL under which the Cairn store is registered in every session.
@@ -35,7 +44,12 @@ pub struct TenantTable {
     dataset: Dataset,
     schema: SchemaRef,
     sort: &'static [&'static str],
+    /// Whether the tenant's trace index was seen complete (it stays so).
+    indexed: AtomicBool,
 }
+
+/// Most trace ids looked up in the index for one scan; a filter naming more lists every hour.
+pub const MAX_INDEXED_IDS: usize = 10_000;
 
 impl TenantTable {
     /// The tenant's spans, sorted in each file by (trace id, start time).
@@ -46,6 +60,7 @@ impl TenantTable {
             dataset: Dataset::Spans,
             schema: spans_schema(),
             sort: &[col::TRACE_ID, col::START_TIME],
+            indexed: AtomicBool::new(false),
         }
     }
 
@@ -57,6 +72,7 @@ impl TenantTable {
             dataset: Dataset::Payloads,
             schema: payloads_schema(),
             sort: &[],
+            indexed: AtomicBool::new(false),
         }
     }
 
@@ -72,6 +88,162 @@ impl TenantTable {
             .collect();
         hours.sort_unstable();
         Ok(hours)
+    }
+}
+
+impl TenantTable {
+    /// The hours holding spans of `ids` according to the trace index, or `None` when the
+    /// tenant's index is not complete (written before the index existed and not reindexed).
+    async fn indexed_hours(
+        &self,
+        state: &dyn Session,
+        ids: &BTreeSet<String>,
+    ) -> Result<Option<BTreeSet<i64>>> {
+        if !self.indexed.load(Ordering::Relaxed) {
+            if !trace_index_store::is_complete(self.store.as_ref(), &self.tenant).await? {
+                return Ok(None);
+            }
+            self.indexed.store(true, Ordering::Relaxed);
+        }
+        let entries = index_entries(state, &self.tenant, ids).await?;
+        Ok(Some(
+            entries
+                .into_iter()
+                .filter(|e| e.linked_from.is_none())
+                .map(|e| e.hour)
+                .collect(),
+        ))
+    }
+}
+
+/// One entry of the trace index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub trace_id: String,
+    pub hour: i64,
+    /// The trace whose spans link to `trace_id` (`None`: `trace_id`'s own spans).
+    pub linked_from: Option<String>,
+}
+
+/// The entries of `ids` in `tenant`'s trace index (whether or not it is complete), read from
+/// the store registered as [`STORE_URL`] in `state`.
+pub async fn index_entries(
+    state: &dyn Session,
+    tenant: &Tenant,
+    ids: &BTreeSet<String>,
+) -> Result<Vec<IndexEntry>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let url = ListingTableUrl::parse(format!("{STORE_URL}/{}/", trace_index::dir(tenant)))?;
+    let options =
+        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    let table = ListingTable::try_new(
+        ListingTableConfig::new(url)
+            .with_listing_options(options)
+            .with_schema(trace_index::schema()),
+    )?;
+    let filter =
+        column(col::TRACE_ID).in_list(ids.iter().map(|id| lit(id.as_str())).collect(), false);
+    // Pruned by the files' bloom filters, row group statistics and page index; the rows that
+    // come through are checked here.
+    let plan = table
+        .scan(state, Some(&vec![0, 1, 4]), &[filter], None)
+        .await?;
+    let mut out = Vec::new();
+    for batch in collect(plan, state.task_ctx()).await? {
+        let traces = batch.column(0).as_string::<i32>();
+        let hours = batch.column(1).as_primitive::<Int64Type>();
+        let from = batch.column(2).as_string::<i32>();
+        for i in 0..batch.num_rows() {
+            if ids.contains(traces.value(i)) {
+                out.push(IndexEntry {
+                    trace_id: traces.value(i).to_owned(),
+                    hour: hours.value(i),
+                    linked_from: from.is_valid(i).then(|| from.value(i).to_owned()),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A string literal's text.
+fn literal_text(expr: &Expr) -> Option<&str> {
+    match expr {
+        Expr::Literal(
+            ScalarValue::Utf8(Some(v))
+            | ScalarValue::Utf8View(Some(v))
+            | ScalarValue::LargeUtf8(Some(v)),
+            _,
+        ) => Some(v),
+        _ => None,
+    }
+}
+
+fn is_trace_id(expr: &Expr) -> bool {
+    matches!(expr, Expr::Column(c) if c.name == col::TRACE_ID)
+}
+
+/// The trace ids one conjunct allows, when it allows only listed ones: `trace_id = 'x'`,
+/// `trace_id IN ('x', …)`, or a disjunction of such.
+fn ids_of(expr: &Expr) -> Option<BTreeSet<String>> {
+    match expr {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Eq,
+            right,
+        }) => {
+            let id = if is_trace_id(left) {
+                literal_text(right)
+            } else if is_trace_id(right) {
+                literal_text(left)
+            } else {
+                None
+            }?;
+            Some(BTreeSet::from([id.to_owned()]))
+        }
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Or,
+            right,
+        }) => {
+            let mut ids = ids_of(left)?;
+            ids.extend(ids_of(right)?);
+            Some(ids)
+        }
+        Expr::InList(l) if !l.negated && is_trace_id(&l.expr) => l
+            .list
+            .iter()
+            .map(|e| literal_text(e).map(str::to_owned))
+            .collect(),
+        _ => None,
+    }
+}
+
+/// The trace ids `filters` restrict rows to, if any (the smallest such set of a conjunct).
+pub fn trace_ids(filters: &[Expr]) -> Option<BTreeSet<String>> {
+    let mut conjuncts = Vec::new();
+    for f in filters {
+        split_conjunction_into(f, &mut conjuncts);
+    }
+    conjuncts
+        .into_iter()
+        .filter_map(ids_of)
+        .min_by_key(BTreeSet::len)
+}
+
+fn split_conjunction_into<'a>(expr: &'a Expr, out: &mut Vec<&'a Expr>) {
+    match expr {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::And,
+            right,
+        }) => {
+            split_conjunction_into(left, out);
+            split_conjunction_into(right, out);
+        }
+        other => out.push(other),
     }
 }
 
@@ -173,7 +345,19 @@ impl TableProvider for TenantTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let (lo, hi) = hour_bounds(filters);
-        let hours = self.hours(lo, hi).await?;
+        let indexed = match (self.dataset, trace_ids(filters)) {
+            (Dataset::Spans, Some(ids)) if ids.len() <= MAX_INDEXED_IDS => {
+                self.indexed_hours(state, &ids).await?
+            }
+            _ => None,
+        };
+        let hours = match indexed {
+            Some(hours) => hours
+                .into_iter()
+                .filter(|h| lo.is_none_or(|lo| *h >= lo) && hi.is_none_or(|hi| *h <= hi))
+                .collect(),
+            None => self.hours(lo, hi).await?,
+        };
         if hours.is_empty() {
             let schema = project_schema(&self.schema, projection)?;
             return Ok(Arc::new(EmptyExec::new(schema)));
@@ -210,7 +394,6 @@ impl TableProvider for TenantTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::prelude::lit;
 
     fn ts(nanos: i64) -> Expr {
         lit(ScalarValue::TimestampNanosecond(

@@ -217,6 +217,30 @@ impl QueryEngine {
         })
     }
 
+    /// The traces with spans that link to one of `ids`, from the trace index; `None` when the
+    /// tenant's index is not complete.
+    pub async fn linking_traces(
+        &self,
+        tenant: &Tenant,
+        ids: &std::collections::BTreeSet<String>,
+    ) -> Result<Option<std::collections::BTreeSet<String>>> {
+        if !cairn_store::trace_index::is_complete(self.store.as_ref(), tenant)
+            .await
+            .map_err(|e| Error::Storage(e.to_string()))?
+        {
+            return Ok(None);
+        }
+        let ctx = self.session(tenant).await?;
+        let (tenant, ids) = (tenant.clone(), ids.clone());
+        self.run(async move {
+            let entries = crate::catalog::index_entries(&ctx.state(), &tenant, &ids).await?;
+            Ok(Some(
+                entries.into_iter().filter_map(|e| e.linked_from).collect(),
+            ))
+        })
+        .await
+    }
+
     /// Tool name patterns that always need an approval (see [`crate::policy`]).
     pub fn with_approval_rules(self, rules: Vec<String>) -> Self {
         Self {

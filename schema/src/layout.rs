@@ -3,6 +3,7 @@
 //! ```text
 //! spans/tenant=<tenant>/hour=<YYYY-MM-DDTHH>/<file>.parquet
 //! payloads/tenant=<tenant>/hour=<YYYY-MM-DDTHH>/<file>.parquet
+//! trace_index/tenant=<tenant>/<file>.parquet       (see crate::trace_index)
 //! ```
 //!
 //! `<file>` is `<collector id>-<write-ahead-log segment>` ([`segment_file`]) or a UUID v7
@@ -25,6 +26,8 @@ use crate::tenant::Tenant;
 pub enum Dataset {
     Spans,
     Payloads,
+    /// Not hour-partitioned: see [`crate::trace_index`].
+    TraceIndex,
 }
 
 impl Dataset {
@@ -33,6 +36,7 @@ impl Dataset {
         match self {
             Dataset::Spans => "spans",
             Dataset::Payloads => "payloads",
+            Dataset::TraceIndex => "trace_index",
         }
     }
 }

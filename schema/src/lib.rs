@@ -3,7 +3,8 @@
 //! What is stored, and where: the Arrow schema of the `spans` and `payloads` tables
 //! ([`columns`], with the promoted agent columns of [`promoted`]), the ids and tenants rows are
 //! keyed by ([`ids`], [`tenant`]), the object-store paths of hourly partitions ([`layout`]), and
-//! the records with which compaction replaces small files by large ones ([`compaction`]).
+//! the records with which compaction replaces small files by large ones ([`compaction`]), and
+//! the trace index that finds a trace's partitions by its id ([`trace_index`]).
 //!
 //! Data flow around it: `cairn-normalize` turns OTLP into batches of this schema and back;
 //! `cairn-store` writes them as Parquet under these paths and shows readers only committed
@@ -17,5 +18,6 @@ pub mod ids;
 pub mod layout;
 pub mod promoted;
 pub mod tenant;
+pub mod trace_index;
 
 pub use error::{Error, Result};

@@ -14,12 +14,20 @@ use cairn_schema::layout::Dataset;
 /// Rows per row group: small enough for statistics to prune, large enough to compress well.
 pub const ROW_GROUP_ROWS: usize = 64 * 1024;
 
+/// Rows per page of trace index files.
+pub const INDEX_PAGE_ROWS: usize = 1024;
+
 /// The columns a dataset's files are sorted by (none for payloads, kept in arrival order so the
 /// messages of one conversation stay together, which compresses far better).
 pub fn sort_keys(dataset: Dataset) -> &'static [&'static str] {
     match dataset {
         Dataset::Spans => &[col::TRACE_ID, col::START_TIME],
         Dataset::Payloads => &[],
+        Dataset::TraceIndex => &[
+            col::TRACE_ID,
+            cairn_schema::trace_index::column::HOUR,
+            cairn_schema::trace_index::column::LINKED_FROM,
+        ],
     }
 }
 
@@ -28,6 +36,7 @@ pub fn lookup_column(dataset: Dataset) -> &'static str {
     match dataset {
         Dataset::Spans => col::TRACE_ID,
         Dataset::Payloads => "hash",
+        Dataset::TraceIndex => col::TRACE_ID,
     }
 }
 
@@ -67,7 +76,16 @@ pub fn writer_properties(
             })
             .collect()
     });
-    WriterProperties::builder()
+    let builder = WriterProperties::builder();
+    // A lookup by trace id reads the one page of the index that can hold it: small pages keep
+    // that read small (the page index records each page's range of ids).
+    let builder = match dataset {
+        Dataset::TraceIndex => builder
+            .set_data_page_row_count_limit(INDEX_PAGE_ROWS)
+            .set_write_batch_size(INDEX_PAGE_ROWS),
+        Dataset::Spans | Dataset::Payloads => builder,
+    };
+    builder
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(effort.zstd_level()).expect("valid level"),
         ))

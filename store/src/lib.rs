@@ -3,7 +3,8 @@
 //! Data flow: [`open`] turns a URL or a directory into an object store (local directory, S3 or
 //! any S3-compatible server, memory); writers encode batches of the span schema as Parquet with
 //! the settings of [`file_format`] ([`parquet`]: sorted, deduplicated, zstd) and put them under
-//! the `cairn_schema::layout` paths; readers list through [`visible`], which applies the
+//! the `cairn_schema::layout` paths, with the trace index entries of each span file
+//! ([`trace_index`]); readers list through [`visible`], which applies the
 //! compaction records so that every span is seen exactly once, also while files are replaced.
 //! Every store is wrapped in [`metered`], which counts requests, bytes and latency per
 //! operation. With the `faults` feature, `faults` fails a fraction of writes, for the
@@ -16,6 +17,7 @@ pub mod file_format;
 pub mod metered;
 mod open;
 pub mod parquet;
+pub mod trace_index;
 pub mod visible;
 
 pub use error::{Error, Result};

@@ -1,6 +1,6 @@
 //! Parquet encoding of one partition's files, with the settings of
 //! [`crate::file_format`]. Spans: sorted by (trace id, start time). Payloads: one row per
-//! hash, in arrival order.
+//! hash, in arrival order. Trace index: sorted by (trace id, hour), one row per pair.
 
 use crate::file_format::{sort_keys, writer_properties, Effort};
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
@@ -85,6 +85,22 @@ pub fn encode_payloads(batches: &[RecordBatch], effort: Effort) -> Result<(Vec<u
         .collect();
     let distinct = filter_record_batch(&all, &keep).map_err(internal)?;
     write(&distinct, Dataset::Payloads, effort)
+}
+
+/// Index rows sorted by (trace id, hour, linked from).
+pub fn sort_index(batches: &[RecordBatch]) -> Result<RecordBatch> {
+    sort(
+        &cairn_schema::trace_index::schema(),
+        batches,
+        sort_keys(Dataset::TraceIndex),
+    )
+}
+
+/// Trace index rows as one file: sorted by (trace id, hour, linked from), one row per key
+/// ([`crate::trace_index::combine`]).
+pub fn encode_trace_index(batches: &[RecordBatch], effort: Effort) -> Result<(Vec<u8>, usize)> {
+    let combined = crate::trace_index::combine(&sort_index(batches)?)?;
+    write(&combined, Dataset::TraceIndex, effort)
 }
 
 /// Drops payload rows whose hash `known` says is already stored.

@@ -239,6 +239,13 @@ async fn retention_deletes_old_partitions_payloads_last() {
         assert!(Instant::now() < deadline, "retention did not run");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The index lost the expired hours' entries no later than their spans.
+    let hours: Vec<i64> = crate::harness::index_entries(&store.display().to_string(), "default")
+        .await
+        .into_iter()
+        .map(|(_, h)| h)
+        .collect();
+    assert_eq!(hours, [hour], "entries of expired hours are gone");
     assert!(!partition("spans", hour - 30).exists());
     assert!(
         partition("payloads", hour - 5).exists(),

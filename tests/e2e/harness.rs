@@ -318,3 +318,36 @@ pub fn run_python(args: &[&str]) -> String {
     );
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
+
+/// The entries of `tenant`'s trace index in the store at `store`, as readers see them: (trace
+/// id, hour since the epoch), sorted.
+pub async fn index_entries(store: &str, tenant: &str) -> Vec<(String, i64)> {
+    use arrow::array::AsArray;
+    use futures::TryStreamExt;
+    use object_store::{ObjectStore, ObjectStoreExt};
+    let raw = cairn_store::open(store).expect("store");
+    let visible = cairn_store::visible::VisibleStore::new(raw.clone());
+    let dir = cairn_schema::trace_index::dir(&cairn_schema::tenant::Tenant::new(tenant).unwrap());
+    let files: Vec<object_store::ObjectMeta> =
+        visible.list(Some(&dir)).try_collect().await.unwrap();
+    let mut out = Vec::new();
+    for f in files {
+        let bytes = raw.get(&f.location).await.unwrap().bytes().await.unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .unwrap()
+            .build()
+            .unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let ids = batch.column(0).as_string::<i32>();
+            let hours = batch
+                .column(1)
+                .as_primitive::<arrow::datatypes::Int64Type>();
+            for i in 0..batch.num_rows() {
+                out.push((ids.value(i).to_owned(), hours.value(i)));
+            }
+        }
+    }
+    out.sort();
+    out
+}

@@ -24,3 +24,4 @@ mod s3;
 mod sql_api;
 mod store_faults;
 mod telemetry;
+mod trace_index;

@@ -2,7 +2,7 @@
 //! and the edges of the `lineage_edges` view — parent/child, model turn to requested tool call,
 //! approval to gated call, span links by kind (retries, async hand-offs, resumes, …), approval
 //! requests decided in later runs, and runs continuing a conversation — followed into other
-//! runs breadth first.
+//! runs breadth first. The edges are those of the `lineage_edges` view, found without it.
 //!
 //! Both parameters bound the work, not only the answer:
 //!
@@ -12,9 +12,10 @@
 //!   step), runs beyond the budget are not looked up, and no query is issued once it is spent;
 //!   it also bounds the edges read, to [`EDGES_PER_NODE`] per unit (in edge order).
 //!
-//! Each hop costs three queries whatever the number of runs it reaches (the runs of the hop are
-//! looked up together, [`super::MAX_IN_LIST`] per query): their steps (in trace id, start time
-//! and span id order, at most the budget left), their `runs` rows and their edges. Each run is
+//! Each hop reads the steps of the runs it reaches once (looked up together by trace id,
+//! [`super::MAX_IN_LIST`] per query, through the trace index), in trace id, start time and span
+//! id order, returns at most the budget left of them, builds the runs' edges from them and a few
+//! targeted lookups ([`super::lineage`]), and reads their `runs` rows. Each run is
 //! visited once, so cycles end. `truncated` says that a budget cut the graph short;
 //! `runs_beyond_bounds` counts the linked runs that were not looked up (by depth or budget);
 //! `edges_beyond_bounds` the edges found with an end outside the returned steps.
@@ -27,7 +28,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::extract::{ApiPath, Params, TenantOf, TraceId};
-use super::{field, in_list, rows_in, Row, MAX_IN_LIST};
+use super::{field, in_list, lineage, rows_in, Row, MAX_IN_LIST};
 use crate::{Error, QueryEngine, Result};
 
 /// Hops between runs: default and maximum.
@@ -38,6 +39,22 @@ pub const DEFAULT_MAX_NODES: usize = 2000;
 pub const MAX_NODES: usize = 20_000;
 /// Edges read per step of the budget: at most `EDGES_PER_NODE * max_nodes` edges are read.
 pub const EDGES_PER_NODE: usize = 10;
+
+/// The columns of a node (a step).
+const NODE_COLUMNS: &[&str] = &[
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "name",
+    "operation",
+    "agent_name",
+    "tool_name",
+    "tool_call_id",
+    "status_code",
+    "approval_state",
+    "start_time",
+    "end_time",
+];
 
 fn key(row: &Row, trace: &str, span: &str) -> Option<(String, String)> {
     Some((field(row, trace)?.to_owned(), field(row, span)?.to_owned()))
@@ -83,7 +100,8 @@ pub async fn lineage(
             break;
         }
         // Their steps, chunk by chunk in trace id order (each sorted), while the budget lasts;
-        // runs of chunks after the budget is spent are not looked up.
+        // runs of chunks after the budget is spent are not looked up. The steps also give the
+        // runs' edges, so a run's steps are read whole (up to the edge budget's worth).
         let budget = max_nodes - nodes.len();
         let mut spans = Vec::new();
         let mut chunks = 0;
@@ -91,16 +109,15 @@ pub async fn lineage(
             chunks += 1;
             let (list, params) = in_list(chunk);
             let sql = format!(
-                "SELECT trace_id, span_id, parent_span_id, name, operation, agent_name, tool_name,
-                        tool_call_id, status_code, approval_state, start_time, end_time
-                 FROM spans WHERE trace_id IN ({list})
+                "SELECT {}, {} FROM spans WHERE trace_id IN ({list})
                  ORDER BY trace_id, start_time, span_id LIMIT {}",
-                budget - spans.len() + 1
+                NODE_COLUMNS.join(", "),
+                lineage::EDGE_COLUMNS.join(", "),
+                edge_budget.max(budget) - spans.len() + 1
             );
             spans.extend(engine.rows(&tenant, &sql, params).await?);
             if spans.len() > budget {
                 truncated = true;
-                spans.truncate(budget);
                 break;
             }
         }
@@ -110,8 +127,19 @@ pub async fn lineage(
         let looked = (chunks * MAX_IN_LIST).min(frontier.len());
         beyond.extend(frontier.drain(looked..));
         looked_up += frontier.len();
+        // Their edges, at most the edge budget left (in edge order, so a cut is deterministic).
+        let left = edge_budget - edges_read;
+        let mut found = lineage::edges(&engine, &tenant, &frontier, &spans).await?;
+        if found.len() > left {
+            truncated = true;
+            found.truncate(left);
+        }
+        edges_read += found.len();
         let mut with_steps: Vec<String> = Vec::new();
-        for s in spans {
+        for mut s in spans.into_iter().take(budget) {
+            for c in lineage::EDGE_COLUMNS {
+                s.remove(*c);
+            }
             if let Some(k) = key(&s, "trace_id", "span_id") {
                 if with_steps.last() != Some(&k.0) {
                     with_steps.push(k.0.clone());
@@ -129,39 +157,8 @@ pub async fn lineage(
             })
             .await?,
         );
-        // Their edges, at most the edge budget left (in edge order, so a cut is deterministic).
-        let mut found = Vec::new();
-        for chunk in frontier.chunks(MAX_IN_LIST) {
-            let left = edge_budget - edges_read;
-            let (list, params) = in_list(chunk);
-            let sql = format!(
-                "SELECT from_trace_id, from_span_id, to_trace_id, to_span_id, kind
-                 FROM lineage_edges
-                 WHERE from_trace_id IN ({list}) OR to_trace_id IN ({list})
-                 ORDER BY from_trace_id, from_span_id, to_trace_id, to_span_id, kind
-                 LIMIT {}",
-                left + 1
-            );
-            let mut rows = engine.rows(&tenant, &sql, params).await?;
-            if rows.len() > left {
-                truncated = true;
-                rows.truncate(left);
-            }
-            edges_read += rows.len();
-            found.extend(rows);
-            if truncated {
-                break;
-            }
-        }
         let mut next = Vec::new();
-        for e in found {
-            let (Some((ft, fs)), Some((tt, ts)), Some(kind)) = (
-                key(&e, "from_trace_id", "from_span_id"),
-                key(&e, "to_trace_id", "to_span_id"),
-                field(&e, "kind"),
-            ) else {
-                continue;
-            };
+        for (ft, fs, tt, ts, kind) in found {
             for other in [&ft, &tt] {
                 if visited.contains(other.as_str()) {
                     continue;
@@ -173,7 +170,7 @@ pub async fn lineage(
                     beyond.insert(other.clone());
                 }
             }
-            edges.insert((ft, fs, tt, ts, kind.to_owned()));
+            edges.insert((ft, fs, tt, ts, kind));
         }
         if truncated {
             beyond.extend(next);

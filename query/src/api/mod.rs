@@ -7,6 +7,7 @@ pub(crate) mod extract;
 mod governance;
 mod graph;
 mod inherit;
+mod lineage;
 mod payloads;
 mod replay;
 mod runs;

@@ -1,0 +1,111 @@
+//! `cairn reindex`: builds the trace index ([`cairn_schema::trace_index`]) of tenants whose
+//! spans were written before it existed. For each hour partition, the entries of the visible span
+//! files (read a batch at a time) are written as one index file named after the hour (so a run
+//! that is stopped and started again rewrites the same files); once every hour is done, the
+//! tenant's index is marked complete and readers start to use it. Spans written meanwhile are
+//! indexed by the collectors themselves. The next compaction pass merges the files.
+
+use std::sync::Arc;
+
+use cairn_schema::columns::{col, spans_schema};
+use cairn_schema::layout::{self, Dataset};
+use cairn_schema::tenant::Tenant;
+use cairn_schema::trace_index;
+use cairn_store::file_format::Effort;
+use cairn_store::visible::VisibleStore;
+use futures::StreamExt;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use crate::{merge, Result};
+
+/// What a reindex did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReindexReport {
+    /// Tenants indexed now.
+    pub tenants: usize,
+    /// Tenants whose index was already complete (left alone without `force`).
+    pub already_complete: usize,
+    /// Hour partitions read.
+    pub hours: usize,
+    /// Index entries written.
+    pub entries: u64,
+}
+
+/// Indexes `tenants` (every tenant with spans when empty); tenants already complete are skipped
+/// unless `force`. Reads with at most `memory_bytes` per hour partition.
+pub async fn reindex(
+    store: Arc<dyn ObjectStore>,
+    tenants: &[Tenant],
+    force: bool,
+    memory_bytes: usize,
+) -> Result<ReindexReport> {
+    let tenants = if tenants.is_empty() {
+        let listing = store
+            .list_with_delimiter(Some(&object_store::path::Path::from(
+                Dataset::Spans.prefix(),
+            )))
+            .await?;
+        listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| Tenant::new(p.filename()?.strip_prefix("tenant=")?).ok())
+            .collect()
+    } else {
+        tenants.to_vec()
+    };
+    let mut report = ReindexReport::default();
+    for tenant in tenants {
+        if !force && cairn_store::trace_index::is_complete(store.as_ref(), &tenant).await? {
+            report.already_complete += 1;
+            continue;
+        }
+        tenant_index(&store, &tenant, memory_bytes, &mut report).await?;
+        cairn_store::trace_index::mark_complete(store.as_ref(), &tenant).await?;
+        report.tenants += 1;
+        tracing::info!(%tenant, "trace index built");
+    }
+    Ok(report)
+}
+
+async fn tenant_index(
+    store: &Arc<dyn ObjectStore>,
+    tenant: &Tenant,
+    memory_bytes: usize,
+    report: &mut ReindexReport,
+) -> Result<()> {
+    let visible = VisibleStore::new(Arc::clone(store));
+    let listing = store
+        .list_with_delimiter(Some(&layout::tenant_prefix(Dataset::Spans, tenant)))
+        .await?;
+    for hour in listing
+        .common_prefixes
+        .iter()
+        .filter_map(|p| layout::parse_hour_segment(p.filename()?))
+    {
+        let prefix = layout::hour_prefix(Dataset::Spans, tenant, hour);
+        let objects = store.list_with_delimiter(Some(&prefix)).await?.objects;
+        let files = visible.partition(objects).await?.visible;
+        report.hours += 1;
+        if files.is_empty() {
+            continue;
+        }
+        let mut stream = merge::read(store, &files, &spans_schema(), memory_bytes, 2)?
+            .select_columns(&[col::TRACE_ID, col::START_TIME, col::END_TIME, col::LINKS])?
+            .execute_stream()
+            .await?;
+        let mut entries = Vec::new();
+        while let Some(batch) = stream.next().await {
+            let batch = cairn_store::trace_index::entries(&batch?, hour)?;
+            entries.push(batch);
+        }
+        let (bytes, rows) = cairn_store::parquet::encode_trace_index(&entries, Effort::Compaction)?;
+        report.entries += rows as u64;
+        store
+            .put(
+                &trace_index::dir(tenant).join(trace_index::reindex_name(hour).as_str()),
+                PutPayload::from(bytes),
+            )
+            .await?;
+    }
+    Ok(())
+}
