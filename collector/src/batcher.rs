@@ -51,12 +51,14 @@ struct KnownPayloads {
 }
 
 impl KnownPayloads {
-    /// Whether spans of `hour` may refer to the stored payload `hash`.
+    /// Whether spans of `hour` may refer to the stored payload `hash`: only to a copy in their
+    /// own hour or up to [`layout::PAYLOAD_REUSE_HOURS`] before it, never a later one, so
+    /// readers find a span's payloads in those hours.
     fn contains(&self, tenant: &Tenant, hash: &str, hour: i64) -> bool {
         self.by_tenant
             .get(tenant)
             .and_then(|s| s.get(hash))
-            .is_some_and(|stored| hour - stored <= layout::PAYLOAD_REUSE_HOURS)
+            .is_some_and(|stored| (0..=layout::PAYLOAD_REUSE_HOURS).contains(&(hour - stored)))
     }
 
     fn remember(&mut self, tenant: &Tenant, hour: i64, hashes: impl Iterator<Item = String>) {

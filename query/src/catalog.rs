@@ -46,6 +46,8 @@ pub struct TenantTable {
     sort: &'static [&'static str],
     /// Whether the tenant's trace index was seen complete (it stays so).
     indexed: AtomicBool,
+    /// Hours (inclusive) outside which nothing is read, whatever the filters.
+    within: Option<(i64, i64)>,
 }
 
 /// Most trace ids looked up in the index for one scan; a filter naming more lists every hour.
@@ -61,6 +63,7 @@ impl TenantTable {
             schema: spans_schema(),
             sort: &[col::TRACE_ID, col::START_TIME],
             indexed: AtomicBool::new(false),
+            within: None,
         }
     }
 
@@ -73,6 +76,15 @@ impl TenantTable {
             schema: payloads_schema(),
             sort: &[],
             indexed: AtomicBool::new(false),
+            within: None,
+        }
+    }
+
+    /// The same table, reading only hours `lo..=hi`.
+    pub fn within_hours(self, lo: i64, hi: i64) -> Self {
+        Self {
+            within: Some((lo, hi)),
+            ..self
         }
     }
 
@@ -344,7 +356,11 @@ impl TableProvider for TenantTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let (lo, hi) = hour_bounds(filters);
+        let (mut lo, mut hi) = hour_bounds(filters);
+        if let Some((first, last)) = self.within {
+            lo = Some(lo.map_or(first, |lo| lo.max(first)));
+            hi = Some(hi.map_or(last, |hi| hi.min(last)));
+        }
         let indexed = match (self.dataset, trace_ids(filters)) {
             (Dataset::Spans, Some(ids)) if ids.len() <= MAX_INDEXED_IDS => {
                 self.indexed_hours(state, &ids).await?

@@ -241,6 +241,11 @@ impl QueryEngine {
         .await
     }
 
+    /// The store, as readers see it.
+    pub(crate) fn store(&self) -> Arc<dyn ObjectStore> {
+        Arc::clone(&self.store)
+    }
+
     /// Tool name patterns that always need an approval (see [`crate::policy`]).
     pub fn with_approval_rules(self, rules: Vec<String>) -> Self {
         Self {

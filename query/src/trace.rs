@@ -1,14 +1,20 @@
 //! A whole trace as OTLP JSON (`TracesData`), rebuilt losslessly from the stored rows and the
 //! payloads they reference.
 
-use arrow::array::{Array, AsArray};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::TimestampNanosecondType;
 use cairn_normalize::decode::{decode, referenced_payloads};
 use cairn_normalize::otlp::trace::v1::TracesData;
 use cairn_normalize::payload::Contents;
 use cairn_schema::ids::parse_trace_id;
+use cairn_schema::layout::{hour_of, PAYLOAD_REUSE_HOURS};
 use cairn_schema::tenant::Tenant;
-use datafusion::prelude::{col, lit, SessionContext};
+use datafusion::prelude::{col, lit, DataFrame, SessionContext};
 
+use crate::catalog::TenantTable;
 use crate::{Error, QueryEngine, Result};
 
 /// The spans of `trace_id` for `tenant`, in start order (run on the query runtime).
@@ -33,25 +39,76 @@ async fn fetch_on(engine: &QueryEngine, tenant: &Tenant, trace_id: String) -> Re
     if batches.iter().all(|b| b.num_rows() == 0) {
         return Err(Error::NotFound(format!("trace {trace_id} not found")));
     }
-    let contents = payload_contents(&ctx, referenced_payloads(&batches)?).await?;
+    let contents = payload_contents(
+        engine,
+        &ctx,
+        tenant,
+        referenced_payloads(&batches)?,
+        span_hours(&batches),
+    )
+    .await?;
     Ok(TracesData {
         resource_spans: decode(&batches, &contents)?,
     })
 }
 
-/// The contents of `hashes` from the `payloads` table.
+/// The first and last hour partition of the spans in `batches`.
+fn span_hours(batches: &[RecordBatch]) -> Option<(i64, i64)> {
+    let mut range: Option<(i64, i64)> = None;
+    for b in batches {
+        let Some(starts) = b.column_by_name(cairn_schema::columns::col::START_TIME) else {
+            continue;
+        };
+        let starts = starts.as_primitive::<TimestampNanosecondType>();
+        for t in starts.iter().flatten() {
+            let h = hour_of(t);
+            range = Some(range.map_or((h, h), |(lo, hi)| (lo.min(h), hi.max(h))));
+        }
+    }
+    range
+}
+
+/// The contents of `hashes` from the `payloads` table. Given the first and last hour of the
+/// spans that refer to them, only the payload partitions that can hold them are read (a span
+/// refers to a copy stored in its hour or up to [`PAYLOAD_REUSE_HOURS`] before); hashes not
+/// found there (written under an earlier layout) are looked up in every partition.
 pub async fn payload_contents(
+    engine: &QueryEngine,
     ctx: &SessionContext,
-    hashes: std::collections::HashSet<String>,
+    tenant: &Tenant,
+    hashes: HashSet<String>,
+    span_hours: Option<(i64, i64)>,
 ) -> Result<Contents> {
     let mut contents = Contents::new();
     if hashes.is_empty() {
         return Ok(contents);
     }
-    let list = hashes.iter().map(|h| lit(h.as_str())).collect();
-    let batches = ctx
-        .table("payloads")
-        .await?
+    let mut missing = hashes;
+    if let Some((lo, hi)) = span_hours {
+        let table = TenantTable::payloads(engine.store(), tenant.clone())
+            .within_hours(lo - PAYLOAD_REUSE_HOURS, hi);
+        read_contents(
+            ctx.read_table(Arc::new(table))?,
+            &mut missing,
+            &mut contents,
+        )
+        .await?;
+    }
+    if !missing.is_empty() {
+        read_contents(ctx.table("payloads").await?, &mut missing, &mut contents).await?;
+    }
+    Ok(contents)
+}
+
+/// Reads the contents of `missing` hashes from `payloads` into `contents`, leaving in `missing`
+/// those not found.
+async fn read_contents(
+    payloads: DataFrame,
+    missing: &mut HashSet<String>,
+    contents: &mut Contents,
+) -> Result<()> {
+    let list = missing.iter().map(|h| lit(h.as_str())).collect();
+    let batches = payloads
         .filter(col("hash").in_list(list, false))?
         .select_columns(&["hash", "content"])?
         .collect()
@@ -62,10 +119,10 @@ pub async fn payload_contents(
             b.column(1).as_string::<i32>(),
         );
         for i in 0..b.num_rows() {
-            if h.is_valid(i) && c.is_valid(i) {
+            if h.is_valid(i) && c.is_valid(i) && missing.remove(h.value(i)) {
                 contents.insert(h.value(i).to_owned(), c.value(i).to_owned());
             }
         }
     }
-    Ok(contents)
+    Ok(())
 }

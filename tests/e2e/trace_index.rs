@@ -242,3 +242,62 @@ async fn compaction_merges_the_index_into_one_entry_per_trace_and_hour() {
     let counts = counts_by_id(&cairn, &(0..4).map(trace).collect::<Vec<_>>()).await;
     assert!(counts.values().all(|n| *n == 12), "{counts:?}");
 }
+
+/// A span refers only to a payload copy stored in its own hour or up to a day before, so the
+/// trace API reads only those payload partitions: a late span of an earlier hour stores its own
+/// copy instead of referring to a later one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_late_span_stores_its_own_payload_copy_and_reads_it_back() {
+    let dir = temp_dir();
+    let data = dir.path().join("data");
+    let store = data.display().to_string();
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap() / HOUR_NANOS;
+    let cairn = Cairn::start_on(&store, &[], &[]);
+    let message =
+        json!([{"role": "user", "parts": [{"type": "text", "content": "the same question"}]}])
+            .to_string();
+    let chat = |trace: &str, start: i64| {
+        json!({"resourceSpans": [{"scopeSpans": [{"spans": [{
+            "traceId": trace,
+            "spanId": format!("{:016x}", start),
+            "name": "chat",
+            "startTimeUnixNano": start.to_string(),
+            "endTimeUnixNano": (start + 1000).to_string(),
+            "attributes": [
+                {"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
+                {"key": "gen_ai.input.messages", "value": {"stringValue": message}},
+            ],
+        }]}]}]})
+        .to_string()
+    };
+    send(&cairn, chat(&trace(1), now * HOUR_NANOS + 1)).await;
+    send(&cairn, chat(&trace(2), (now - 3) * HOUR_NANOS + 1)).await;
+    let payload_hours: BTreeSet<String> = std::fs::read_dir(data.join("payloads/tenant=default"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        payload_hours,
+        BTreeSet::from([
+            format!("hour={}", hour_text(now - 3)),
+            format!("hour={}", hour_text(now))
+        ])
+    );
+    for t in [trace(1), trace(2)] {
+        let (status, body) = cairn.trace(None, &t).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.to_string().contains("the same question"), "{body}");
+        let run = client()
+            .get(format!(
+                "http://{}/api/v1/runs/{t}?payloads=true",
+                cairn.http
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap();
+        assert!(run.to_string().contains("the same question"), "{run}");
+    }
+}

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
+use cairn_schema::layout::hour_of;
 use cairn_schema::tenant::Tenant;
 use serde_json::Value;
 
@@ -39,6 +40,18 @@ fn hashes(rows: &[Row]) -> BTreeSet<String> {
     out
 }
 
+/// The first and last hour partition of rows with a `start_time` (RFC 3339); `None` if any row
+/// has none, so that every partition is read.
+fn span_hours(rows: &[Row]) -> Option<(i64, i64)> {
+    let mut range: Option<(i64, i64)> = None;
+    for row in rows {
+        let t = chrono::DateTime::parse_from_rfc3339(row.get("start_time")?.as_str()?).ok()?;
+        let h = hour_of(t.timestamp_nanos_opt()?);
+        range = Some(range.map_or((h, h), |(lo, hi)| (lo.min(h), hi.max(h))));
+    }
+    range
+}
+
 /// Contents as JSON when they are JSON, else as text.
 fn value(content: &str) -> Value {
     serde_json::from_str(content).unwrap_or_else(|_| Value::String(content.to_owned()))
@@ -54,12 +67,13 @@ pub async fn contents(
     if wanted.is_empty() {
         return Ok(HashMap::new());
     }
+    let hours = span_hours(rows);
     let (runner, tenant) = (engine.clone(), tenant.clone());
     let engine = engine.clone();
     let found = runner
         .run(async move {
             let ctx = engine.session(&tenant).await?;
-            crate::trace::payload_contents(&ctx, wanted).await
+            crate::trace::payload_contents(&engine, &ctx, &tenant, wanted, hours).await
         })
         .await?;
     Ok(found.into_iter().map(|(h, c)| (h, value(&c))).collect())
