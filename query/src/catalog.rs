@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray};
-use arrow::datatypes::Int64Type;
+use arrow::datatypes::{DataType, Int64Type};
 
 use async_trait::async_trait;
 use cairn_schema::columns::payloads_schema;
@@ -30,7 +30,7 @@ use datafusion::error::Result;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::{collect, ExecutionPlan};
-use datafusion::prelude::{col as column, lit};
+use datafusion::prelude::{cast, col as column, lit, SessionContext};
 use object_store::ObjectStore;
 
 /// URL under which the Cairn store is registered in every session.
@@ -128,6 +128,62 @@ impl TenantTable {
     }
 }
 
+/// The listing table of `tenant`'s trace index files.
+fn index_table(tenant: &Tenant) -> Result<ListingTable> {
+    let url = ListingTableUrl::parse(format!("{STORE_URL}/{}/", trace_index::dir(tenant)))?;
+    let options =
+        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    ListingTable::try_new(
+        ListingTableConfig::new(url)
+            .with_listing_options(options)
+            .with_schema(trace_index::schema()),
+    )
+}
+
+/// The `limit` traces of `tenant` that started last (by their earliest span, then trace id,
+/// both descending), from the trace index alone; only those that started before `before`
+/// (start in nanoseconds, trace id) when given.
+pub async fn newest_traces(
+    ctx: &SessionContext,
+    tenant: &Tenant,
+    before: Option<(i64, String)>,
+    limit: usize,
+) -> Result<Vec<String>> {
+    use datafusion::functions_aggregate::expr_fn::min;
+    use trace_index::column::{FIRST_START, LINKED_FROM};
+    let started = || cast(column(FIRST_START), DataType::Int64);
+    let mut df = ctx
+        .read_table(Arc::new(index_table(tenant)?))?
+        .filter(column(LINKED_FROM).is_null())?
+        .aggregate(
+            vec![column(col::TRACE_ID)],
+            vec![min(started()).alias("started")],
+        )?;
+    if let Some((nanos, id)) = before {
+        df = df.filter(
+            column("started").lt(lit(nanos)).or(column("started")
+                .eq(lit(nanos))
+                .and(column(col::TRACE_ID).lt(lit(id)))),
+        )?;
+    }
+    let batches = df
+        .sort(vec![
+            column("started").sort(false, false),
+            column(col::TRACE_ID).sort(false, false),
+        ])?
+        .limit(0, Some(limit))?
+        .select_columns(&[col::TRACE_ID])?
+        .collect()
+        .await?;
+    Ok(batches
+        .iter()
+        .flat_map(|b| {
+            let ids = b.column(0).as_string::<i32>();
+            (0..b.num_rows()).map(move |i| ids.value(i).to_owned())
+        })
+        .collect())
+}
+
 /// One entry of the trace index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexEntry {
@@ -147,14 +203,7 @@ pub async fn index_entries(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let url = ListingTableUrl::parse(format!("{STORE_URL}/{}/", trace_index::dir(tenant)))?;
-    let options =
-        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-    let table = ListingTable::try_new(
-        ListingTableConfig::new(url)
-            .with_listing_options(options)
-            .with_schema(trace_index::schema()),
-    )?;
+    let table = index_table(tenant)?;
     let filter =
         column(col::TRACE_ID).in_list(ids.iter().map(|id| lit(id.as_str())).collect(), false);
     // Pruned by the files' bloom filters, row group statistics and page index; the rows that

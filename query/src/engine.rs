@@ -224,10 +224,7 @@ impl QueryEngine {
         tenant: &Tenant,
         ids: &std::collections::BTreeSet<String>,
     ) -> Result<Option<std::collections::BTreeSet<String>>> {
-        if !cairn_store::trace_index::is_complete(self.store.as_ref(), tenant)
-            .await
-            .map_err(|e| Error::Storage(e.to_string()))?
-        {
+        if !self.index_complete(tenant).await? {
             return Ok(None);
         }
         let ctx = self.session(tenant).await?;
@@ -239,6 +236,33 @@ impl QueryEngine {
             ))
         })
         .await
+    }
+
+    /// The `limit` traces that started last, before `before` (start in nanoseconds, trace id)
+    /// when given, from the trace index; `None` when the tenant's index is not complete.
+    pub async fn newest_traces(
+        &self,
+        tenant: &Tenant,
+        before: Option<(i64, String)>,
+        limit: usize,
+    ) -> Result<Option<Vec<String>>> {
+        if !self.index_complete(tenant).await? {
+            return Ok(None);
+        }
+        let ctx = self.session(tenant).await?;
+        let tenant = tenant.clone();
+        self.run(async move {
+            Ok(Some(
+                crate::catalog::newest_traces(&ctx, &tenant, before, limit).await?,
+            ))
+        })
+        .await
+    }
+
+    async fn index_complete(&self, tenant: &Tenant) -> Result<bool> {
+        cairn_store::trace_index::is_complete(self.store.as_ref(), tenant)
+            .await
+            .map_err(|e| Error::Storage(e.to_string()))
     }
 
     /// The store, as readers see it.

@@ -251,6 +251,9 @@ pub async fn trail(
 }
 
 const PAGE: usize = 100;
+/// Runs a search summarises by trace id at most; a search matching more summarises the
+/// tenant's runs and filters them.
+const MAX_CANDIDATES: usize = super::MAX_IN_LIST;
 const MAX_PAGE: usize = 1000;
 /// Query-string parameters a search takes at most: each filter is a condition of the query, so
 /// their number is bounded like any other size a request controls.
@@ -305,30 +308,6 @@ pub async fn search(
             other => return Err(Error::BadRequest(format!("unknown filter {other:?}"))),
         }
     }
-    let mut run = Conditions {
-        sql: Vec::new(),
-        params: span.params.clone(),
-    };
-    if let Some(status) = q.get("status") {
-        run.add("status = $?", text(status));
-    }
-    if let Some(min) = q.get("min_cost") {
-        let v: f64 = min
-            .parse()
-            .map_err(|_| Error::BadRequest(format!("min_cost={min:?} is not a number")))?;
-        run.add("cost >= $?", ScalarValue::Float64(Some(v)));
-    }
-    if let Some(cursor) = q.get("cursor") {
-        let (nanos, id) = cursor
-            .split_once('.')
-            .and_then(|(n, id)| Some((n.parse::<i64>().ok()?, id)))
-            .ok_or_else(|| Error::BadRequest(format!("cursor {cursor:?} is not valid")))?;
-        let n = run.param(ScalarValue::Int64(Some(nanos)));
-        let t = run.param(text(id));
-        run.sql.push(format!(
-            "(CAST(start_time AS BIGINT) < {n} OR (CAST(start_time AS BIGINT) = {n} AND trace_id < {t}))"
-        ));
-    }
     let limit = match q.get("limit") {
         None => PAGE,
         Some(l) => l
@@ -337,12 +316,78 @@ pub async fn search(
             .filter(|l| (1..=MAX_PAGE).contains(l))
             .ok_or_else(|| Error::BadRequest(format!("limit must be 1 to {MAX_PAGE}")))?,
     };
+    let cursor = match q.get("cursor") {
+        None => None,
+        Some(cursor) => Some(
+            cursor
+                .split_once('.')
+                .and_then(|(n, id)| Some((n.parse::<i64>().ok()?, id.to_owned())))
+                .ok_or_else(|| Error::BadRequest(format!("cursor {cursor:?} is not valid")))?,
+        ),
+    };
+    let min_cost = match q.get("min_cost") {
+        None => None,
+        Some(min) => Some(
+            min.parse::<f64>()
+                .map_err(|_| Error::BadRequest(format!("min_cost={min:?} is not a number")))?,
+        ),
+    };
+    let run_filters = q.contains_key("status") || min_cost.is_some();
+    // The runs the search can return, when they are few: the traces with a matching step, or
+    // with no step filter and no run filter, the page's runs straight from the trace index.
+    // Only those runs are then summarised (read through the trace index), not the tenant.
+    let candidates = if !span.sql.is_empty() {
+        let sql = format!(
+            "SELECT DISTINCT trace_id FROM spans WHERE {} LIMIT {}",
+            span.clause(),
+            MAX_CANDIDATES + 1
+        );
+        let rows = engine.rows(&tenant, &sql, span.params.clone()).await?;
+        (rows.len() <= MAX_CANDIDATES).then(|| trace_ids(&rows))
+    } else if !run_filters {
+        engine
+            .newest_traces(&tenant, cursor.clone(), limit + 1)
+            .await?
+    } else {
+        None
+    };
+    let (mut run, traces) = match &candidates {
+        Some(ids) if ids.is_empty() => {
+            return Ok(Json(json!({ "runs": [], "next_cursor": null })));
+        }
+        Some(ids) => {
+            let mut c = Conditions::default();
+            let list: Vec<String> = ids.iter().map(|id| c.param(text(id))).collect();
+            (c, format!("trace_id IN ({})", list.join(", ")))
+        }
+        None => (
+            Conditions {
+                sql: Vec::new(),
+                params: span.params.clone(),
+            },
+            format!(
+                "trace_id IN (SELECT DISTINCT trace_id FROM spans WHERE {})",
+                span.clause()
+            ),
+        ),
+    };
+    if let Some(status) = q.get("status") {
+        run.add("status = $?", text(status));
+    }
+    if let Some(v) = min_cost {
+        run.add("cost >= $?", ScalarValue::Float64(Some(v)));
+    }
+    if let Some((nanos, id)) = cursor {
+        let n = run.param(ScalarValue::Int64(Some(nanos)));
+        let t = run.param(text(&id));
+        run.sql.push(format!(
+            "(CAST(start_time AS BIGINT) < {n} OR (CAST(start_time AS BIGINT) = {n} AND trace_id < {t}))"
+        ));
+    }
     let sql = format!(
         "SELECT *, CAST(start_time AS BIGINT) AS start_nanos FROM runs
-         WHERE trace_id IN (SELECT DISTINCT trace_id FROM spans WHERE {})
-           AND {}
+         WHERE {traces} AND {}
          ORDER BY start_time DESC, trace_id DESC LIMIT {}",
-        span.clause(),
         run.clause(),
         limit + 1
     );
@@ -362,6 +407,13 @@ pub async fn search(
         r.remove("start_nanos");
     }
     Ok(Json(json!({ "runs": rows, "next_cursor": next })))
+}
+
+/// The `trace_id` of each row.
+fn trace_ids(rows: &[Row]) -> Vec<String> {
+    rows.iter()
+        .filter_map(|r| field(r, "trace_id").map(str::to_owned))
+        .collect()
 }
 
 #[cfg(test)]
