@@ -10,8 +10,12 @@ different parameter each time (another trace id, agent pod, data URI). Latency i
 client, including the answer's transfer; p50 and p95 are reported.
 
     cairn-bench generate --store /var/tmp/cairn-10m > /var/tmp/cairn-10m.json
+    cairn reindex --store /var/tmp/cairn-10m      # the generator writes no trace index
     python benches/query_suite.py --cairn target/release/cairn --store /var/tmp/cairn-10m \
-        --summary /var/tmp/cairn-10m.json [--warm 20 --cold 3 --out results.json]
+        --summary /var/tmp/cairn-10m.json [--warm 20 --cold 3 --out results.json] [--hide-index]
+
+`--hide-index` runs the same binary as if the store had been written before the trace index
+(every lookup lists every hour): the baseline the index is measured against.
 
 Needs `duckdb` from PyPI.
 """
@@ -146,7 +150,15 @@ def suite(summary):
                 f"WHERE array_has(data_read, '{uri(i)}') ORDER BY start_time")
 
     large = summary.get("large_run_trace_id")
-    return [
+    step = summary.get("large_run_step")
+    run_queries = [
+        ("trail of the 10k-span run (API)", lambda i: ("get", f"/api/v1/runs/{large}"), None),
+        ("replay of the 10k-span run (API)", lambda i: ("get", f"/api/v1/runs/{large}/replay"), None),
+        ("why-chain of a step of the 10k-span run (API)",
+         lambda i: ("get", f"/api/v1/runs/{large}/steps/{step}/why"), None),
+    ] if large and step else []
+    return run_queries + [
+        ("newest runs, first page of 50 (API)", lambda i: ("get", "/api/v1/runs?limit=50"), None),
         ("trace by id (API, with payloads)", lambda i: ("get", f"/api/v1/traces/{ids[i % len(ids)]}"), None),
         ("trace by id (SQL)", lambda i: ("sql", trace_sql(i)), trace_sql),
         ("run search: pod + tool + day (API)", search_api, None),
@@ -186,8 +198,41 @@ def main():
     ap.add_argument("--memory", default="4GiB", help="cairn --query-memory")
     ap.add_argument("--only", help="run only queries whose name contains this")
     ap.add_argument("--out", help="write results as JSON here")
+    ap.add_argument("--hide-index", action="store_true",
+                    help="hide the trace index's completion marker for this run: lookups list every "
+                         "hour, as for a store written before the index (the baseline)")
     args = ap.parse_args()
     summary = json.load(open(args.summary))
+    marker = os.path.join(args.store, "trace_index", f"tenant={TENANT}", "complete.json")
+    hidden = marker + ".hidden"
+    if args.hide_index and os.path.exists(marker):
+        os.rename(marker, hidden)
+    try:
+        run(args, summary)
+    finally:
+        if os.path.exists(hidden):
+            os.rename(hidden, marker)
+
+
+def large_run_step(cairn, large):
+    """A tool call of the large run, for the why-chain."""
+    req = urllib.request.Request(
+        f"{cairn.base}/api/v1/sql",
+        data=json.dumps({"sql": f"SELECT span_id FROM spans WHERE trace_id = '{large}' "
+                                "AND operation = 'tool_call' ORDER BY start_time LIMIT 1"}).encode(),
+        headers={"X-Scope-OrgID": TENANT, "content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=600) as resp:
+        rows = json.loads(resp.read())
+    return rows[0]["span_id"] if rows else None
+
+
+def run(args, summary):
+    if summary.get("large_run_trace_id") and "large_run_step" not in summary:
+        probe = Cairn(args.cairn, args.store, args.memory)
+        try:
+            summary["large_run_step"] = large_run_step(probe, summary["large_run_trace_id"])
+        finally:
+            probe.stop()
     queries = [q for q in suite(summary) if q and (not args.only or args.only in q[0])]
     results = {name: {"cairn_cold": [], "cairn_warm": [], "duck_cold": [], "duck_warm": [],
                       "cairn_rows": [], "duck_rows": []}

@@ -201,6 +201,18 @@ impl Compactor {
         })
     }
 
+    /// Merges every committed file of `tenant`'s trace index into one (after `cairn reindex`).
+    pub(crate) async fn merge_index(&self, tenant: &Tenant) -> Result<()> {
+        let prefix = trace_index::dir(tenant);
+        let files = self.classify(&prefix).await?;
+        if files.visible.len() > 1 {
+            let bin = files.visible.clone();
+            self.merge(Dataset::TraceIndex, &prefix, &files, &bin, None)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// The earliest hour an index file holds entries of (answered from its statistics).
     async fn first_hour(&self, meta: &ObjectMeta) -> Result<Option<i64>> {
         use datafusion::functions_aggregate::expr_fn::min;

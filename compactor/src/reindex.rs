@@ -1,9 +1,9 @@
 //! `cairn reindex`: builds the trace index ([`cairn_schema::trace_index`]) of tenants whose
 //! spans were written before it existed. For each hour partition, the entries of the visible span
 //! files (read a batch at a time) are written as one index file named after the hour (so a run
-//! that is stopped and started again rewrites the same files); once every hour is done, the
-//! tenant's index is marked complete and readers start to use it. Spans written meanwhile are
-//! indexed by the collectors themselves. The next compaction pass merges the files.
+//! that is stopped and started again rewrites the same files); once every hour is done, the files
+//! are merged into one as compaction would, and the tenant's index is marked complete: readers
+//! start to use it. Spans written meanwhile are indexed by the collectors themselves.
 
 use std::sync::Arc;
 
@@ -16,7 +16,7 @@ use cairn_store::visible::VisibleStore;
 use futures::StreamExt;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-use crate::{merge, Result};
+use crate::{merge, CompactionConfig, Compactor, Result};
 
 /// What a reindex did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -60,6 +60,14 @@ pub async fn reindex(
             continue;
         }
         tenant_index(&store, &tenant, memory_bytes, &mut report).await?;
+        let compactor = Compactor::new(
+            Arc::clone(&store),
+            CompactionConfig {
+                compaction_memory: memory_bytes,
+                ..CompactionConfig::default()
+            },
+        );
+        compactor.merge_index(&tenant).await?;
         cairn_store::trace_index::mark_complete(store.as_ref(), &tenant).await?;
         report.tenants += 1;
         tracing::info!(%tenant, "trace index built");
