@@ -129,6 +129,14 @@ fn query_suite_gets_the_same_answers_as_duckdb() {
     let summary_file = dir.path().join("summary.json");
     std::fs::write(&summary_file, serde_json::to_vec(&summary).unwrap()).unwrap();
     let results = dir.path().join("results.json");
+    // The generator writes spans as a collector would but no trace index: index the store as
+    // the benchmark does.
+    let reindex = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["reindex", "--store", store.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(reindex.status.success(), "{reindex:?}");
+    assert!(store.join("trace_index/tenant=bench/complete.json").exists());
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/query_suite.py");
     let table = run_python(&[
         script.to_str().unwrap(),
@@ -150,7 +158,7 @@ fn query_suite_gets_the_same_answers_as_duckdb() {
     let results: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&results).unwrap()).unwrap();
     let results = results["results"].as_object().unwrap();
-    assert_eq!(results.len(), 10, "{table}");
+    assert_eq!(results.len(), 14, "{table}");
     let mut compared = 0;
     for (name, r) in results {
         assert_eq!(r["cairn_warm"].as_array().unwrap().len(), 3, "{name}");
