@@ -47,6 +47,13 @@ fn stages(c: &mut Criterion) {
             cairn_store::parquet::encode_spans(black_box(&span_batches), Effort::Ingest).unwrap()
         })
     });
+    // The trace index entries written beside each span file, computed and encoded.
+    g.bench_function("trace_index_entries", |b| {
+        b.iter(|| {
+            let entries = cairn_store::trace_index::entries(black_box(&all_spans), 0).unwrap();
+            cairn_store::parquet::encode_trace_index(&[entries], Effort::Ingest).unwrap()
+        })
+    });
     g.bench_function("parquet_payloads", |b| {
         b.iter(|| {
             cairn_store::parquet::encode_payloads(black_box(&payload_batches), Effort::Ingest)
