@@ -14,6 +14,9 @@ use cairn_schema::layout::Dataset;
 /// Rows per row group: small enough for statistics to prune, large enough to compress well.
 pub const ROW_GROUP_ROWS: usize = 64 * 1024;
 
+/// Rows per row group of trace index files: a lookup reads (and decompresses) the one row group
+/// whose statistics and bloom filter admit the id.
+pub const INDEX_ROW_GROUP_ROWS: usize = 8 * 1024;
 /// Rows per page of trace index files.
 pub const INDEX_PAGE_ROWS: usize = 1024;
 
@@ -79,20 +82,24 @@ pub fn writer_properties(
     let builder = WriterProperties::builder();
     // A lookup by trace id reads the one page of the index that can hold it: small pages keep
     // that read small (the page index records each page's range of ids).
-    let builder = match dataset {
-        Dataset::TraceIndex => builder
-            .set_data_page_row_count_limit(INDEX_PAGE_ROWS)
-            .set_write_batch_size(INDEX_PAGE_ROWS),
-        Dataset::Spans | Dataset::Payloads => builder,
+    let (builder, group_rows) = match dataset {
+        Dataset::TraceIndex => (
+            builder
+                .set_data_page_row_count_limit(INDEX_PAGE_ROWS)
+                .set_write_batch_size(INDEX_PAGE_ROWS),
+            INDEX_ROW_GROUP_ROWS,
+        ),
+        Dataset::Spans | Dataset::Payloads => (builder, ROW_GROUP_ROWS),
     };
     builder
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(effort.zstd_level()).expect("valid level"),
         ))
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_max_row_group_row_count(Some(group_rows))
         .set_column_bloom_filter_enabled(bloom.clone(), true)
-        .set_column_bloom_filter_max_ndv(bloom.clone(), distinct.max(1))
+        // Each row group has a filter of its own: sized for its rows, not the file's.
+        .set_column_bloom_filter_max_ndv(bloom.clone(), distinct.clamp(1, group_rows as u64))
         .set_column_bloom_filter_fpp(bloom, 0.01)
         .set_sorting_columns(sorting)
         .set_key_value_metadata(Some(vec![KeyValue::new(

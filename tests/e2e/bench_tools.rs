@@ -136,7 +136,9 @@ fn query_suite_gets_the_same_answers_as_duckdb() {
         .output()
         .unwrap();
     assert!(reindex.status.success(), "{reindex:?}");
-    assert!(store.join("trace_index/tenant=bench/complete.json").exists());
+    assert!(store
+        .join("trace_index/tenant=bench/complete.json")
+        .exists());
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/query_suite.py");
     let table = run_python(&[
         script.to_str().unwrap(),
