@@ -164,6 +164,7 @@ fn build<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::file_format::Effort;
     use arrow::array::ArrayRef;
     use arrow::compute::concat_batches;
 
@@ -216,6 +217,26 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn index_files_keep_row_groups_small_each_with_its_own_bloom_filter() {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let ids: Vec<String> = (0..20_000).map(|i| format!("{i:032x}")).collect();
+        let rows: Vec<(&str, i64, i64)> = ids.iter().map(|t| (t.as_str(), 1, 2)).collect();
+        let e = entries(&spans(&rows), 3).unwrap();
+        let (bytes, n) = crate::parquet::encode_trace_index(&[e], Effort::Ingest).unwrap();
+        assert_eq!(n, 20_000);
+        let reader = SerializedFileReader::new(bytes::Bytes::from(bytes)).unwrap();
+        let groups = reader.metadata().row_groups();
+        assert_eq!(groups.len(), 3, "8,192 rows a group");
+        for g in groups {
+            let bloom = g.column(0).bloom_filter_length().unwrap();
+            assert!(
+                bloom < 64 << 10,
+                "a filter sized for the group's rows: {bloom} bytes"
+            );
+        }
     }
 
     #[test]
