@@ -26,10 +26,11 @@ use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::datasource::{TableProvider, TableType};
-use datafusion::error::Result;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::SessionState;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::empty::EmptyExec;
-use datafusion::physical_plan::{collect, ExecutionPlan};
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{cast, col as column, lit, SessionContext};
 use object_store::ObjectStore;
 
@@ -203,16 +204,27 @@ pub async fn index_entries(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let table = index_table(tenant)?;
     let filter =
         column(col::TRACE_ID).in_list(ids.iter().map(|id| lit(id.as_str())).collect(), false);
-    // Pruned by the files' bloom filters, row group statistics and page index; the rows that
-    // come through are checked here.
-    let plan = table
-        .scan(state, Some(&vec![0, 1, 4]), &[filter], None)
+    // Planned as a query, so that the filter reaches the Parquet scan: files, row groups and
+    // pages are pruned by statistics, bloom filters and the page index; the rows that come
+    // through are checked here.
+    let state = state
+        .as_any()
+        .downcast_ref::<SessionState>()
+        .ok_or_else(|| DataFusionError::Internal("not a session state".into()))?;
+    let batches = SessionContext::new_with_state(state.clone())
+        .read_table(Arc::new(index_table(tenant)?))?
+        .filter(filter)?
+        .select_columns(&[
+            col::TRACE_ID,
+            trace_index::column::HOUR,
+            trace_index::column::LINKED_FROM,
+        ])?
+        .collect()
         .await?;
     let mut out = Vec::new();
-    for batch in collect(plan, state.task_ctx()).await? {
+    for batch in batches {
         let traces = batch.column(0).as_string::<i32>();
         let hours = batch.column(1).as_primitive::<Int64Type>();
         let from = batch.column(2).as_string::<i32>();
