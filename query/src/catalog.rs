@@ -28,6 +28,7 @@ use datafusion::datasource::listing::{
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::SessionState;
+use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::ExecutionPlan;
@@ -296,28 +297,11 @@ fn ids_of(expr: &Expr) -> Option<BTreeSet<String>> {
 
 /// The trace ids `filters` restrict rows to, if any (the smallest such set of a conjunct).
 pub fn trace_ids(filters: &[Expr]) -> Option<BTreeSet<String>> {
-    let mut conjuncts = Vec::new();
-    for f in filters {
-        split_conjunction_into(f, &mut conjuncts);
-    }
-    conjuncts
-        .into_iter()
+    filters
+        .iter()
+        .flat_map(split_conjunction)
         .filter_map(ids_of)
         .min_by_key(BTreeSet::len)
-}
-
-fn split_conjunction_into<'a>(expr: &'a Expr, out: &mut Vec<&'a Expr>) {
-    match expr {
-        Expr::BinaryExpr(BinaryExpr {
-            left,
-            op: Operator::And,
-            right,
-        }) => {
-            split_conjunction_into(left, out);
-            split_conjunction_into(right, out);
-        }
-        other => out.push(other),
-    }
 }
 
 /// Nanoseconds of a timestamp literal.

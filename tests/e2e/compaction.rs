@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::harness::{client, parquet_files, temp_dir, Cairn};
+use crate::harness::{parquet_files, temp_dir, Cairn};
 
 const SPANS_PER_EXPORT: i64 = 10;
 const HOUR_NANOS: i64 = 3_600_000_000_000;
@@ -38,17 +38,6 @@ fn export(seq: i64, start: i64) -> String {
         })
         .collect();
     json!({"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]}).to_string()
-}
-
-async fn send(cairn: &Cairn, body: String) {
-    let resp = client()
-        .post(format!("http://{}/v1/traces", cairn.otlp_http))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
 }
 
 /// `(readable-looking .parquet files, compaction outputs)` under `dir`.
@@ -116,7 +105,7 @@ async fn counts_stay_exact_while_files_are_merged() {
             for seq in 0..exports {
                 let start = if seq % 2 == 0 { past } else { now };
                 sent.fetch_add(SPANS_PER_EXPORT, Ordering::SeqCst);
-                send(&cairn, export(seq, start)).await;
+                cairn.send_json(export(seq, start)).await;
                 acked.fetch_add(SPANS_PER_EXPORT, Ordering::SeqCst);
             }
         })
@@ -205,10 +194,10 @@ async fn retention_deletes_old_partitions_payloads_last() {
     let cairn = Cairn::start_on(&store.display().to_string(), &["--compaction", "off"], &[]);
     let hour = chrono::Utc::now().timestamp_nanos_opt().unwrap() / HOUR_NANOS;
     // 5 hours old: spans past a 2 h retention, payloads still referable (kept 24 h longer).
-    send(&cairn, export(0, (hour - 5) * HOUR_NANOS)).await;
+    cairn.send_json(export(0, (hour - 5) * HOUR_NANOS)).await;
     // 30 hours old: both past.
-    send(&cairn, export(1, (hour - 30) * HOUR_NANOS)).await;
-    send(&cairn, export(2, hour * HOUR_NANOS)).await;
+    cairn.send_json(export(1, (hour - 30) * HOUR_NANOS)).await;
+    cairn.send_json(export(2, hour * HOUR_NANOS)).await;
     assert_eq!(cairn.count(None, "spans").await, 3 * SPANS_PER_EXPORT);
     assert!(cairn.stop());
 

@@ -103,6 +103,18 @@ impl Cairn {
         }
     }
 
+    /// Sends one OTLP/JSON export over HTTP and asserts that it was accepted.
+    pub async fn send_json(&self, body: String) {
+        let resp = client()
+            .post(format!("http://{}/v1/traces", self.otlp_http))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
+    }
+
     /// The value of a counter (summed over labels matching `labels`) on `/metrics`.
     pub async fn metric(&self, name: &str, labels: &str) -> f64 {
         let text = client()

@@ -28,17 +28,6 @@ fn export(trace: &str, start: i64, spans: i64) -> String {
     json!({"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]}).to_string()
 }
 
-async fn send(cairn: &Cairn, body: String) {
-    let resp = client()
-        .post(format!("http://{}/v1/traces", cairn.otlp_http))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
-}
-
 fn trace(n: usize) -> String {
     format!("{:032x}", 0xabc0 + n)
 }
@@ -100,11 +89,15 @@ async fn lookups_read_the_hours_of_the_trace_and_reindex_indexes_an_old_store() 
     let cairn = Cairn::start_on(&store, &[], &[]);
     for n in 0..5 {
         let hour = now - 10 + 2 * n as i64;
-        send(&cairn, export(&trace(n), hour * HOUR_NANOS + 5, 3)).await;
+        cairn
+            .send_json(export(&trace(n), hour * HOUR_NANOS + 5, 3))
+            .await;
         expected_entries.insert((trace(n), hour));
         expected_counts.insert(trace(n), 3);
     }
-    send(&cairn, export(&trace(0), (now - 8) * HOUR_NANOS + 7, 2)).await;
+    cairn
+        .send_json(export(&trace(0), (now - 8) * HOUR_NANOS + 7, 2))
+        .await;
     expected_entries.insert((trace(0), now - 8));
     *expected_counts.get_mut(&trace(0)).unwrap() += 2;
     let traces: Vec<String> = (0..5).map(trace).collect();
@@ -139,7 +132,9 @@ async fn lookups_read_the_hours_of_the_trace_and_reindex_indexes_an_old_store() 
     assert_eq!(counts_by_id(&cairn, &traces).await, expected_counts);
     assert_eq!(hours_read(&cairn, &by_id(3)).await.len(), 5);
     // New spans of such a tenant get entries, but its index stays incomplete.
-    send(&cairn, export(&trace(5), now * HOUR_NANOS + 9, 4)).await;
+    cairn
+        .send_json(export(&trace(5), now * HOUR_NANOS + 9, 4))
+        .await;
     expected_entries.insert((trace(5), now));
     expected_counts.insert(trace(5), 4);
     assert!(!data
@@ -187,11 +182,9 @@ async fn compaction_merges_the_index_into_one_entry_per_trace_and_hour() {
     for round in 0..6 {
         for n in 0..4 {
             let hour = now - (n % 2) as i64;
-            send(
-                &cairn,
-                export(&trace(n), hour * HOUR_NANOS + round * 1000, 2),
-            )
-            .await;
+            cairn
+                .send_json(export(&trace(n), hour * HOUR_NANOS + round * 1000, 2))
+                .await;
         }
     }
     let index_files = |dir: &Path| {
@@ -270,8 +263,10 @@ async fn a_late_span_stores_its_own_payload_copy_and_reads_it_back() {
         }]}]}]})
         .to_string()
     };
-    send(&cairn, chat(&trace(1), now * HOUR_NANOS + 1)).await;
-    send(&cairn, chat(&trace(2), (now - 3) * HOUR_NANOS + 1)).await;
+    cairn.send_json(chat(&trace(1), now * HOUR_NANOS + 1)).await;
+    cairn
+        .send_json(chat(&trace(2), (now - 3) * HOUR_NANOS + 1))
+        .await;
     let payload_hours: BTreeSet<String> = std::fs::read_dir(data.join("payloads/tenant=default"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
