@@ -407,6 +407,38 @@ impl QueryEngine {
         .await
     }
 
+    /// Runs one of Cairn's own statements with `$1`, `$2`, … bound to `params`, turning each
+    /// batch into values with `decode` as it comes (on the query runtime). The decoded values
+    /// are charged to the query memory at the size of the batches they came from.
+    pub async fn decoded<T: Send + 'static>(
+        &self,
+        tenant: &Tenant,
+        sql: &str,
+        params: Vec<ScalarValue>,
+        decode: fn(&RecordBatch) -> Result<Vec<T>>,
+    ) -> Result<Vec<T>> {
+        let (engine, tenant, sql) = (self.clone(), tenant.clone(), sql.to_owned());
+        self.run(async move {
+            let ctx = engine.session(&tenant).await?;
+            let df = ctx.sql(&sql).await?.with_param_values(params)?;
+            let reservation =
+                MemoryConsumer::new("query result").register(&engine.runtime.memory_pool);
+            let (plan, mut stream) = execute(df).await?;
+            let mut out = Vec::new();
+            while let Some(batch) = stream.next().await {
+                let batch = batch?;
+                charge(
+                    &reservation,
+                    reservation.size() + batch.get_array_memory_size(),
+                )?;
+                out.extend(decode(&batch)?);
+            }
+            crate::metrics::record_scans(&plan);
+            Ok(out)
+        })
+        .await
+    }
+
     /// Plans one user statement, after the guard admitted it.
     async fn plan(&self, tenant: &Tenant, sql: &str) -> Result<DataFrame> {
         guard::check(sql)?;

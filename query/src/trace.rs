@@ -54,18 +54,24 @@ async fn fetch_on(engine: &QueryEngine, tenant: &Tenant, trace_id: String) -> Re
 
 /// The first and last hour partition of the spans in `batches`.
 fn span_hours(batches: &[RecordBatch]) -> Option<(i64, i64)> {
-    let mut range: Option<(i64, i64)> = None;
-    for b in batches {
-        let Some(starts) = b.column_by_name(cairn_schema::columns::col::START_TIME) else {
-            continue;
-        };
-        let starts = starts.as_primitive::<TimestampNanosecondType>();
-        for t in starts.iter().flatten() {
-            let h = hour_of(t);
-            range = Some(range.map_or((h, h), |(lo, hi)| (lo.min(h), hi.max(h))));
-        }
-    }
-    range
+    hour_range(batches.iter().flat_map(|b| {
+        b.column_by_name(cairn_schema::columns::col::START_TIME)
+            .into_iter()
+            .flat_map(|starts| {
+                starts
+                    .as_primitive::<TimestampNanosecondType>()
+                    .iter()
+                    .flatten()
+            })
+    }))
+}
+
+/// The first and last hour partition of start times `starts` (nanoseconds); `None` if there
+/// are none.
+pub fn hour_range(starts: impl IntoIterator<Item = i64>) -> Option<(i64, i64)> {
+    starts.into_iter().map(hour_of).fold(None, |range, h| {
+        Some(range.map_or((h, h), |(lo, hi): (i64, i64)| (lo.min(h), hi.max(h))))
+    })
 }
 
 /// The contents of `hashes` from the `payloads` table. Given the first and last hour of the

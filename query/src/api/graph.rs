@@ -28,7 +28,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::extract::{ApiPath, Params, TenantOf, TraceId};
-use super::{field, in_list, lineage, rows_in, Row, MAX_IN_LIST};
+use super::step::Step;
+use super::{in_list, lineage, rows_in, Row, MAX_IN_LIST};
 use crate::{Error, QueryEngine, Result};
 
 /// Hops between runs: default and maximum.
@@ -56,10 +57,6 @@ const NODE_COLUMNS: &[&str] = &[
     "end_time",
 ];
 
-fn key(row: &Row, trace: &str, span: &str) -> Option<(String, String)> {
-    Some((field(row, trace)?.to_owned(), field(row, span)?.to_owned()))
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LineageParams {
@@ -79,7 +76,7 @@ pub async fn lineage(
     let mut visited: HashSet<String> = HashSet::from([start.clone()]);
     let mut frontier = vec![start.clone()];
     let mut looked_up = 0;
-    let mut nodes: Vec<Row> = Vec::new();
+    let mut nodes: Vec<Step> = Vec::new();
     let mut node_keys: HashSet<(String, String)> = HashSet::new();
     let mut edges: BTreeSet<(String, String, String, String, String)> = BTreeSet::new();
     let mut runs: Vec<Row> = Vec::new();
@@ -115,7 +112,7 @@ pub async fn lineage(
                 lineage::EDGE_COLUMNS.join(", "),
                 edge_budget.max(budget) - spans.len() + 1
             );
-            spans.extend(engine.rows(&tenant, &sql, params).await?);
+            spans.extend(engine.decoded(&tenant, &sql, params, Step::decode).await?);
             if spans.len() > budget {
                 truncated = true;
                 break;
@@ -137,10 +134,10 @@ pub async fn lineage(
         edges_read += found.len();
         let mut with_steps: Vec<String> = Vec::new();
         for mut s in spans.into_iter().take(budget) {
-            for c in lineage::EDGE_COLUMNS {
-                s.remove(*c);
-            }
-            if let Some(k) = key(&s, "trace_id", "span_id") {
+            // A node shows its step, not the columns read for its edges.
+            lineage::clear_edge_columns(&mut s);
+            if let (Some(t), Some(id)) = (s.trace_id.clone(), s.span_id.clone()) {
+                let k = (t, id);
                 if with_steps.last() != Some(&k.0) {
                     with_steps.push(k.0.clone());
                 }

@@ -4,165 +4,177 @@
 //! `derived_calls`).
 
 use cairn_normalize::agent::derived_calls::{match_calls, CallStep, DERIVED};
-use cairn_normalize::agent::inherit::{invoking_agent, resolve, shown, Step, INHERITED};
-use serde_json::Value;
+use cairn_normalize::agent::inherit::{invoking_agent, resolve, shown, Step as Span, INHERITED};
 
-use super::{field, Row};
+use super::step::Step;
 
 /// The identity columns filled from ancestors, each with its `_src`.
-const IDENTITY: [&str; 3] = ["agent_name", "agent_id", "framework"];
+const IDENTITY: usize = 3;
 
-/// A value the span sent itself, with its source.
-fn own<'a>(row: &'a Row, column: &str, source: &str) -> Option<(&'a str, Option<&'a str>)> {
-    let src = field(row, source);
-    if src.is_some_and(|s| s.starts_with(INHERITED)) {
-        return None;
+/// Identity column `i` of `step` (agent name, agent id, framework) and its source.
+fn identity(step: &Step, i: usize) -> (&Option<String>, &Option<String>) {
+    match i {
+        0 => (&step.agent_name, &step.agent_name_src),
+        1 => (&step.agent_id, &step.agent_id_src),
+        _ => (&step.framework, &step.framework_src),
     }
-    field(row, column).map(|v| (v, src))
 }
 
-/// Resolves `rows` (the steps of one run, with the identity columns and their sources).
-pub fn inherit(rows: &mut [Row]) {
-    let sources: Vec<String> = IDENTITY.iter().map(|c| format!("{c}_src")).collect();
-    let (owners, filled) = {
-        let rows: &[Row] = rows;
-        let steps: Vec<Step<'_>> = rows
+fn identity_mut(step: &mut Step, i: usize) -> (&mut Option<String>, &mut Option<String>) {
+    match i {
+        0 => (&mut step.agent_name, &mut step.agent_name_src),
+        1 => (&mut step.agent_id, &mut step.agent_id_src),
+        2 => (&mut step.framework, &mut step.framework_src),
+        _ => (&mut step.parent_agent_name, &mut step.parent_agent_name_src),
+    }
+}
+
+/// A value the span sent itself, with its source.
+fn own<'a>(
+    (value, source): (&'a Option<String>, &'a Option<String>),
+) -> Option<(&'a str, Option<&'a str>)> {
+    let source = source.as_deref();
+    if source.is_some_and(|s| s.starts_with(INHERITED)) {
+        return None;
+    }
+    value.as_deref().map(|v| (v, source))
+}
+
+/// Resolves `steps` (the steps of one run, with the identity columns and their sources).
+pub fn inherit(steps: &mut [Step]) {
+    let filled: Vec<Vec<(Option<String>, Option<String>)>> = {
+        let rows: &[Step] = steps;
+        let spans: Vec<Span<'_>> = rows
             .iter()
-            .map(|r| Step {
-                span_id: field(r, "span_id").unwrap_or_default(),
-                parent: field(r, "parent_span_id"),
-                name: own(r, "agent_name", &sources[0]).map(|(v, _)| v),
-                id: own(r, "agent_id", &sources[1]).map(|(v, _)| v),
+            .map(|r| Span {
+                span_id: r.span_id.as_deref().unwrap_or_default(),
+                parent: r.parent_span_id.as_deref(),
+                name: own(identity(r, 0)).map(|(v, _)| v),
+                id: own(identity(r, 1)).map(|(v, _)| v),
             })
             .collect();
-        let owners = resolve(&steps);
-        let id_of = |i: usize| steps[i].span_id;
-        let filled: Vec<Vec<(Value, Value)>> = owners
+        let owners = resolve(&spans);
+        let id_of = |i: usize| spans[i].span_id;
+        owners
             .iter()
             .enumerate()
             .map(|(row, o)| {
-                let mut values: Vec<(Value, Value)> = IDENTITY
-                    .iter()
-                    .zip(&sources)
-                    .map(|(column, source)| {
-                        match shown(row, o, |r| own(&rows[r], column, source), id_of) {
-                            Some((v, s)) => (Value::from(v), s.map_or(Value::Null, Value::from)),
-                            None => (Value::Null, Value::Null),
-                        }
-                    })
+                let mut values: Vec<(Option<String>, Option<String>)> = (0..IDENTITY)
+                    .map(
+                        |i| match shown(row, o, |r| own(identity(&rows[r], i)), id_of) {
+                            Some((v, s)) => (Some(v.to_owned()), s),
+                            None => (None, None),
+                        },
+                    )
                     .collect();
                 values.push(
-                    match invoking_agent(o, |r| steps[r].name, |r| steps[r].id, id_of) {
-                        Some((v, s)) => (Value::from(v), Value::from(s)),
-                        None => (Value::Null, Value::Null),
+                    match invoking_agent(o, |r| spans[r].name, |r| spans[r].id, id_of) {
+                        Some((v, s)) => (Some(v.to_owned()), Some(s)),
+                        None => (None, None),
                     },
                 );
                 values
             })
-            .collect();
-        (owners.len(), filled)
+            .collect()
     };
-    debug_assert_eq!(owners, rows.len());
-    for (row, values) in rows.iter_mut().zip(filled) {
-        for (column, (value, source)) in IDENTITY
-            .iter()
-            .copied()
-            .chain(["parent_agent_name"])
-            .zip(values)
-        {
-            // Rows leave out what is null, as every answer does.
-            for (key, v) in [
-                (column.to_owned(), value),
-                (format!("{column}_src"), source),
-            ] {
-                if v.is_null() {
-                    row.remove(&key);
-                } else {
-                    row.insert(key, v);
-                }
-            }
+    for (step, values) in steps.iter_mut().zip(filled) {
+        for (i, (value, source)) in values.into_iter().enumerate() {
+            let (v, s) = identity_mut(step, i);
+            (*v, *s) = (value, source);
         }
     }
 }
 
-/// The strings of a list field of a row.
-fn strings(row: &Row, key: &str) -> Vec<String> {
-    row.get(key)
-        .and_then(Value::as_array)
-        .map(|items| {
-            items
-                .iter()
-                .map(|v| v.as_str().unwrap_or_default().to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// A value the span sent itself (not derived by an earlier pass).
-fn sent<'a>(row: &'a Row, column: &str) -> Option<&'a str> {
-    let derived = field(row, &format!("{column}_src")).is_some_and(|s| s.starts_with(DERIVED));
-    field(row, column).filter(|_| !derived)
+fn sent<'a>(value: &'a Option<String>, source: &Option<String>) -> Option<&'a str> {
+    let derived = source.as_deref().is_some_and(|s| s.starts_with(DERIVED));
+    value.as_deref().filter(|_| !derived)
 }
 
-/// Matches tool calls without ids in `rows` (the steps of one run, in start order, agents
+/// Matches tool calls without ids in `steps` (the steps of one run, in start order, agents
 /// already resolved) to the model turns that requested them.
-pub fn derive_calls(rows: &mut [Row]) {
+pub fn derive_calls(steps: &mut [Step]) {
     let matched = {
-        let rows: &[Row] = rows;
-        let requested: Vec<(Vec<String>, Vec<String>)> = rows
-            .iter()
-            .map(|r| {
-                (
-                    strings(r, "requested_tool_call_ids"),
-                    strings(r, "requested_tool_names"),
-                )
-            })
-            .collect();
-        let steps: Vec<CallStep<'_>> = rows
+        let rows: &[Step] = steps;
+        let calls: Vec<CallStep<'_>> = rows
             .iter()
             .enumerate()
             .map(|(i, r)| CallStep {
-                trace: field(r, "trace_id").unwrap_or_default(),
-                parent: field(r, "parent_span_id"),
+                trace: r.trace_id.as_deref().unwrap_or_default(),
+                parent: r.parent_span_id.as_deref(),
                 order: i as i64,
-                operation: field(r, "operation"),
-                agent: field(r, "agent_name"),
-                tool: sent(r, "tool_name"),
-                call_id: sent(r, "tool_call_id"),
-                requested_ids: &requested[i].0,
-                requested_names: &requested[i].1,
+                operation: r.operation.as_deref(),
+                agent: r.agent_name.as_deref(),
+                tool: sent(&r.tool_name, &r.tool_name_src),
+                call_id: sent(&r.tool_call_id, &r.tool_call_id_src),
+                requested_ids: r.requested_tool_call_ids.as_deref().unwrap_or_default(),
+                requested_names: r.requested_tool_names.as_deref().unwrap_or_default(),
             })
             .collect();
-        let turns: Vec<String> = rows
-            .iter()
-            .map(|r| field(r, "span_id").unwrap_or_default().to_owned())
-            .collect();
-        match_calls(&steps)
+        match_calls(&calls)
             .into_iter()
-            .map(|m| m.map(|m| (m.id, m.tool_name, format!("{DERIVED}{}", turns[m.turn]))))
+            .map(|m| {
+                m.map(|m| {
+                    let turn = rows[m.turn].span_id.as_deref().unwrap_or_default();
+                    (m.id, m.tool_name, format!("{DERIVED}{turn}"))
+                })
+            })
             .collect::<Vec<_>>()
     };
-    for (row, m) in rows.iter_mut().zip(matched) {
+    for (step, m) in steps.iter_mut().zip(matched) {
         let Some((id, tool_name, source)) = m else {
             continue;
         };
-        row.insert("tool_call_id".into(), Value::from(id));
-        row.insert("tool_call_id_src".into(), Value::from(source.clone()));
+        step.tool_call_id = Some(id);
+        step.tool_call_id_src = Some(source.clone());
         if let Some(name) = tool_name {
-            row.insert("tool_name".into(), Value::from(name));
-            row.insert("tool_name_src".into(), Value::from(source));
+            step.tool_name = Some(name);
+            step.tool_name_src = Some(source);
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     use super::*;
 
-    fn row(v: Value) -> Row {
-        v.as_object().unwrap().clone()
+    /// A step with the fields of `v`.
+    pub(super) fn row(v: Value) -> Step {
+        let mut step = Step::default();
+        for (k, v) in v.as_object().unwrap() {
+            let text = v.as_str().map(str::to_owned);
+            let list = v.as_array().map(|l| {
+                l.iter()
+                    .map(|s| s.as_str().unwrap().to_owned())
+                    .collect::<Vec<_>>()
+            });
+            match k.as_str() {
+                "trace_id" => step.trace_id = text,
+                "span_id" => step.span_id = text,
+                "parent_span_id" => step.parent_span_id = text,
+                "operation" => step.operation = text,
+                "agent_name" => step.agent_name = text,
+                "agent_name_src" => step.agent_name_src = text,
+                "framework" => step.framework = text,
+                "framework_src" => step.framework_src = text,
+                "tool_name" => step.tool_name = text,
+                "tool_name_src" => step.tool_name_src = text,
+                "requested_tool_call_ids" => step.requested_tool_call_ids = list,
+                "requested_tool_names" => step.requested_tool_names = list,
+                other => panic!("{other} is not set by these tests"),
+            }
+        }
+        step
+    }
+
+    /// The steps as the answer shows them.
+    fn shown(steps: &[Step]) -> Vec<Value> {
+        steps
+            .iter()
+            .map(|s| serde_json::to_value(s).unwrap())
+            .collect()
     }
 
     #[test]
@@ -184,6 +196,7 @@ mod tests {
             row(json!({"span_id": "d", "parent_span_id": "c"})),
         ];
         inherit(&mut rows);
+        let rows = shown(&rows);
         assert_eq!(rows[1]["agent_name"], "supervisor");
         assert_eq!(rows[1]["agent_name_src"], "inherited:a");
         assert_eq!(rows[1]["framework"], "strands-agents");
@@ -193,7 +206,7 @@ mod tests {
         assert_eq!(rows[3]["agent_name_src"], "inherited:c");
         assert_eq!(rows[3]["parent_agent_name"], "supervisor");
         assert_eq!(rows[3]["parent_agent_name_src"], "ancestor:a");
-        assert!(!rows[0].contains_key("parent_agent_name"));
+        assert!(rows[0].get("parent_agent_name").is_none());
     }
 }
 
@@ -201,11 +214,12 @@ mod tests {
 mod calls {
     use serde_json::json;
 
+    use super::tests::row;
     use super::*;
 
     #[test]
     fn tool_runs_without_ids_take_the_requesting_turn() {
-        let mut rows: Vec<Row> = [
+        let mut rows: Vec<Step> = [
             json!({"trace_id": "t", "span_id": "step", "operation": "step"}),
             json!({"trace_id": "t", "span_id": "model", "parent_span_id": "step",
                 "operation": "llm_call", "requested_tool_call_ids": ["c1"],
@@ -214,10 +228,10 @@ mod calls {
                 "operation": "tool_call", "tool_name": "search", "tool_name_src": "tool.name"}),
         ]
         .into_iter()
-        .map(|v| v.as_object().unwrap().clone())
+        .map(row)
         .collect();
         derive_calls(&mut rows);
-        assert_eq!(rows[2]["tool_call_id"], "c1");
-        assert_eq!(rows[2]["tool_call_id_src"], "derived:model");
+        assert_eq!(rows[2].tool_call_id.as_deref(), Some("c1"));
+        assert_eq!(rows[2].tool_call_id_src.as_deref(), Some("derived:model"));
     }
 }

@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use cairn_schema::tenant::Tenant;
 use serde_json::Value;
 
+use super::step::Step;
 use super::{field, rows_in, Row};
 use crate::{QueryEngine, Result};
 
@@ -27,6 +28,13 @@ pub const EDGE_COLUMNS: &[&str] = &[
     "approval_request_id",
     "conversation_id",
 ];
+
+/// Clears the [`EDGE_COLUMNS`] of `step`.
+pub fn clear_edge_columns(step: &mut Step) {
+    step.requested_tool_call_ids = None;
+    step.approval_request_id = None;
+    step.conversation_id = None;
+}
 
 fn edge(from: (&str, &str), to: (&str, &str), kind: &str) -> Edge {
     (
@@ -43,7 +51,7 @@ pub async fn edges(
     engine: &QueryEngine,
     tenant: &Tenant,
     traces: &[String],
-    steps: &[Row],
+    steps: &[Step],
 ) -> Result<Vec<Edge>> {
     let mut out = within(steps);
     out.extend(links(engine, tenant, traces).await?);
@@ -57,40 +65,34 @@ pub async fn edges(
 }
 
 /// The `child`, `requested` and `gates` edges among `steps`.
-pub fn within(steps: &[Row]) -> Vec<Edge> {
+pub fn within(steps: &[Step]) -> Vec<Edge> {
     let mut out = Vec::new();
     // Tool calls and hand-offs by (trace, tool call id).
     let mut calls: HashMap<(&str, &str), Vec<&str>> = HashMap::new();
     for s in steps {
         if let (Some(t), Some(id), Some(call), Some("tool_call" | "handoff")) = (
-            field(s, "trace_id"),
-            field(s, "span_id"),
-            field(s, "tool_call_id"),
-            field(s, "operation"),
+            s.trace_id.as_deref(),
+            s.span_id.as_deref(),
+            s.tool_call_id.as_deref(),
+            s.operation.as_deref(),
         ) {
             calls.entry((t, call)).or_default().push(id);
         }
     }
     for s in steps {
-        let (Some(t), Some(id)) = (field(s, "trace_id"), field(s, "span_id")) else {
+        let (Some(t), Some(id)) = (s.trace_id.as_deref(), s.span_id.as_deref()) else {
             continue;
         };
-        if let Some(parent) = field(s, "parent_span_id") {
+        if let Some(parent) = s.parent_span_id.as_deref() {
             out.push(edge((t, parent), (t, id), "child"));
         }
-        let requested = s
-            .get("requested_tool_call_ids")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str);
-        for call in requested {
-            for to in calls.get(&(t, call)).into_iter().flatten() {
+        for call in s.requested_tool_call_ids.iter().flatten() {
+            for to in calls.get(&(t, call.as_str())).into_iter().flatten() {
                 out.push(edge((t, id), (t, to), "requested"));
             }
         }
-        if field(s, "operation") == Some("approval") {
-            if let Some(call) = field(s, "tool_call_id") {
+        if s.operation.as_deref() == Some("approval") {
+            if let Some(call) = s.tool_call_id.as_deref() {
                 for to in calls.get(&(t, call)).into_iter().flatten() {
                     out.push(edge((t, id), (t, to), "gates"));
                 }
@@ -138,10 +140,10 @@ async fn links(engine: &QueryEngine, tenant: &Tenant, traces: &[String]) -> Resu
 }
 
 /// `decided_by` edges of the approval requests that `steps` take part in.
-async fn decisions(engine: &QueryEngine, tenant: &Tenant, steps: &[Row]) -> Result<Vec<Edge>> {
+async fn decisions(engine: &QueryEngine, tenant: &Tenant, steps: &[Step]) -> Result<Vec<Edge>> {
     let ids: Vec<String> = steps
         .iter()
-        .filter_map(|s| field(s, "approval_request_id").map(str::to_owned))
+        .filter_map(|s| s.approval_request_id.clone())
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
@@ -181,10 +183,10 @@ async fn decisions(engine: &QueryEngine, tenant: &Tenant, steps: &[Row]) -> Resu
 
 /// `continues` edges between consecutive runs (by start time, then trace id) of the
 /// conversations `steps` belong to.
-async fn continuations(engine: &QueryEngine, tenant: &Tenant, steps: &[Row]) -> Result<Vec<Edge>> {
+async fn continuations(engine: &QueryEngine, tenant: &Tenant, steps: &[Step]) -> Result<Vec<Edge>> {
     let conversations: Vec<String> = steps
         .iter()
-        .filter_map(|s| field(s, "conversation_id").map(str::to_owned))
+        .filter_map(|s| s.conversation_id.clone())
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
@@ -228,4 +230,25 @@ async fn continuations(engine: &QueryEngine, tenant: &Tenant, steps: &[Row]) -> 
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clearing_the_edge_columns_clears_each_of_them() {
+        let mut step = Step {
+            requested_tool_call_ids: Some(vec!["c".into()]),
+            approval_request_id: Some("r".into()),
+            conversation_id: Some("v".into()),
+            span_id: Some("s".into()),
+            ..Step::default()
+        };
+        clear_edge_columns(&mut step);
+        for c in EDGE_COLUMNS {
+            assert_eq!(step.get(c), None, "{c}");
+        }
+        assert_eq!(step.span_id.as_deref(), Some("s"));
+    }
 }

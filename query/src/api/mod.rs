@@ -11,6 +11,7 @@ mod lineage;
 mod payloads;
 mod replay;
 mod runs;
+pub mod step;
 mod why;
 
 use axum::routing::get;

@@ -20,7 +20,8 @@ use serde_json::{json, Value};
 
 use super::extract::{ApiPath, Params, TenantOf, TraceId};
 use super::runs::steps;
-use super::{field, payloads, trace_param, Row};
+use super::step::Step;
+use super::{field, payloads, trace_param};
 use crate::{QueryEngine, Result};
 
 /// Operations on the decision path.
@@ -39,11 +40,15 @@ const DECISIONS: &[&str] = &[
 pub const BUNDLE_FORMAT: &str = "cairn.replay.bundle/1";
 
 /// The decision path of a run's steps: decisions in start order, minus retried attempts.
-pub fn decision_path(steps: Vec<Row>, retried: &HashSet<String>) -> Vec<Row> {
+pub fn decision_path(steps: Vec<Step>, retried: &HashSet<String>) -> Vec<Step> {
     steps
         .into_iter()
-        .filter(|s| field(s, "operation").is_some_and(|op| DECISIONS.contains(&op)))
-        .filter(|s| field(s, "span_id").is_none_or(|id| !retried.contains(id)))
+        .filter(|s| {
+            s.operation
+                .as_deref()
+                .is_some_and(|op| DECISIONS.contains(&op))
+        })
+        .filter(|s| s.span_id.as_ref().is_none_or(|id| !retried.contains(id)))
         .collect()
 }
 
@@ -53,7 +58,7 @@ async fn path_of(
     tenant: &Tenant,
     trace_id: &str,
     with_payloads: bool,
-) -> Result<Vec<Row>> {
+) -> Result<Vec<Step>> {
     let all = steps(engine, tenant, trace_id, false).await?;
     let retried: HashSet<String> = engine
         .rows(
@@ -74,18 +79,18 @@ async fn path_of(
     Ok(path)
 }
 
-fn pick(row: &Row, keys: &[&str]) -> Value {
+fn pick(step: &Step, keys: &[&str]) -> Value {
     Value::Object(
         keys.iter()
-            .filter_map(|k| Some(((*k).to_owned(), row.get(*k)?.clone())))
+            .filter_map(|k| Some(((*k).to_owned(), step.get(k)?)))
             .filter(|(_, v)| !v.is_null())
             .collect(),
     )
 }
 
 /// One step of the replay: what went in and what came out, by operation.
-fn replay_step(index: usize, s: &Row) -> Value {
-    let op = field(s, "operation").unwrap_or_default();
+fn replay_step(index: usize, s: &Step) -> Value {
+    let op = s.operation.as_deref().unwrap_or_default();
     let (input, output) = match op {
         "llm_call" | "embeddings" => (
             pick(
@@ -126,15 +131,15 @@ fn replay_step(index: usize, s: &Row) -> Value {
     };
     json!({
         "index": index,
-        "span_id": s.get("span_id"),
-        "parent_span_id": s.get("parent_span_id"),
+        "span_id": s.span_id,
+        "parent_span_id": s.parent_span_id,
         "operation": op,
-        "name": s.get("name"),
-        "agent_name": s.get("agent_name"),
-        "start_time": s.get("start_time"),
-        "status_code": s.get("status_code"),
-        "policy_ref": s.get("policy_ref"),
-        "policy_hash": s.get("policy_hash"),
+        "name": s.name,
+        "agent_name": s.agent_name,
+        "start_time": s.start_time,
+        "status_code": s.status_code,
+        "policy_ref": s.policy_ref,
+        "policy_hash": s.policy_hash,
         "input": input,
         "output": output,
     })
@@ -173,8 +178,8 @@ pub async fn bundle(
     let mut tool_results = Vec::new();
     let mut approvals = Vec::new();
     for s in &path {
-        let agent = field(s, "agent_name").unwrap_or("agent").to_owned();
-        match field(s, "operation").unwrap_or_default() {
+        let agent = s.agent_name.as_deref().unwrap_or("agent").to_owned();
+        match s.operation.as_deref().unwrap_or_default() {
             "llm_call" => {
                 let turn = turns.entry(agent.clone()).or_default();
                 *turn += 1;
@@ -182,49 +187,49 @@ pub async fn bundle(
                     "key": format!("{agent}#{turn}"),
                     "agent": agent,
                     "turn": *turn,
-                    "span_id": s.get("span_id"),
-                    "request_model": s.get("request_model"),
-                    "response_model": s.get("response_model"),
-                    "system_instructions": s.get("system_instructions"),
-                    "input_messages": s.get("input_messages"),
-                    "output_messages": s.get("output_messages"),
+                    "span_id": s.span_id,
+                    "request_model": s.request_model,
+                    "response_model": s.response_model,
+                    "system_instructions": s.system_instructions,
+                    "input_messages": s.input_messages,
+                    "output_messages": s.output_messages,
                     "usage": pick(s, &["input_tokens", "output_tokens", "cache_read_tokens", "reasoning_tokens"]),
                 }));
             }
             "tool_call" | "handoff" | "retrieval" | "memory" => {
-                let tool = field(s, "tool_name").unwrap_or_default();
-                let arguments = s.get("arguments").cloned().unwrap_or(Value::Null);
+                let tool = s.tool_name.as_deref().unwrap_or_default();
+                let arguments = s.arguments.clone().unwrap_or(Value::Null);
                 tool_results.push(json!({
                     "key": format!("{tool}:{}", canonical(&arguments)),
-                    "operation": s.get("operation"),
+                    "operation": s.operation,
                     "tool": tool,
-                    "call_id": s.get("tool_call_id"),
-                    "span_id": s.get("span_id"),
+                    "call_id": s.tool_call_id,
+                    "span_id": s.span_id,
                     "arguments": arguments,
-                    "result": s.get("result"),
-                    "status": if field(s, "status_code") == Some("error") { "error" } else { "ok" },
-                    "error": s.get("status_message"),
+                    "result": s.result,
+                    "status": if s.status_code.as_deref() == Some("error") { "error" } else { "ok" },
+                    "error": s.status_message,
                 }));
             }
             "approval" => approvals.push(json!({
-                "key": format!("{}:{}", field(s, "tool_name").unwrap_or_default(), field(s, "tool_call_id").unwrap_or_default()),
-                "tool": s.get("tool_name"),
-                "call_id": s.get("tool_call_id"),
-                "request_id": s.get("approval_request_id"),
-                "state": s.get("approval_state"),
-                "approver": s.get("approver"),
+                "key": format!("{}:{}", s.tool_name.as_deref().unwrap_or_default(), s.tool_call_id.as_deref().unwrap_or_default()),
+                "tool": s.tool_name,
+                "call_id": s.tool_call_id,
+                "request_id": s.approval_request_id,
+                "state": s.approval_state,
+                "approver": s.approver,
             })),
             _ => {}
         }
     }
-    let policy = path.iter().find(|s| s.get("policy_ref").is_some());
+    let policy = path.iter().find(|s| s.policy_ref.is_some());
     Ok(Json(json!({
         "format": BUNDLE_FORMAT,
         "trace_id": trace_id.as_str(),
         "policy": policy.map(|p| json!({
-            "policy_ref": p.get("policy_ref"),
-            "policy_hash": p.get("policy_hash"),
-            "document": p.get("policy_document"),
+            "policy_ref": p.policy_ref,
+            "policy_hash": p.policy_hash,
+            "document": p.policy_document,
         })),
         "model_calls": model_calls,
         "tool_results": tool_results,
@@ -251,17 +256,17 @@ const ASPECTS: &[(&str, &[&str])] = &[
 ];
 
 /// The aspects in which two steps (with payloads resolved) differ.
-fn differences(a: &Row, b: &Row) -> Vec<&'static str> {
+fn differences(a: &Step, b: &Step) -> Vec<&'static str> {
     ASPECTS
         .iter()
-        .filter(|(_, cols)| cols.iter().any(|c| a.get(*c) != b.get(*c)))
+        .filter(|(_, cols)| cols.iter().any(|c| a.get(c) != b.get(c)))
         .map(|(name, _)| *name)
         .collect()
 }
 
 /// Compares two decision paths step by step.
-pub fn diff(left: &[Row], right: &[Row]) -> Value {
-    let summary = |s: &Row| {
+pub fn diff(left: &[Step], right: &[Step]) -> Value {
+    let summary = |s: &Step| {
         pick(
             s,
             &[

@@ -11,25 +11,13 @@ use std::collections::HashMap;
 use axum::extract::{Query, State};
 use axum::Json;
 use datafusion::common::ScalarValue;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::extract::{ApiPath, Params, TenantOf, TraceId};
+use super::step::{self, Step};
 use super::{field, payloads, text, time_param, trace_param, Conditions, Row};
 use crate::{Error, QueryEngine, Result};
-
-/// The columns of a step.
-pub const STEP_COLUMNS: &str = "trace_id, span_id, parent_span_id, name, operation, start_time,
-    end_time, duration_ns, status_code, status_message, service_name, agent_name, agent_name_src,
-    agent_id, agent_id_src, framework, framework_src, parent_agent_name, parent_agent_name_src,
-    conversation_id, tool_name, tool_name_src, tool_call_id, tool_call_id_src, tool_type, provider,
-    request_model, response_model,
-    input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens,
-    rollup_input_tokens, rollup_output_tokens, cost, cost_currency, sandbox_id, k8s_namespace,
-    k8s_pod_name, k8s_node_name, k8s_service_account, policy_ref, policy_hash, guardrail_verdict,
-    approval_state, approver, approval_request_id, data_read, data_written,
-    requested_tool_call_ids, requested_tool_names, input_message_refs, output_message_refs, system_instructions_ref,
-    tool_definitions_ref, tool_arguments_ref, tool_result_ref, policy_document_ref";
 
 /// The steps of a run in start order (optionally with payload contents).
 pub async fn steps(
@@ -37,12 +25,13 @@ pub async fn steps(
     tenant: &cairn_schema::tenant::Tenant,
     trace_id: &str,
     with_payloads: bool,
-) -> Result<Vec<Row>> {
+) -> Result<Vec<Step>> {
     let sql = format!(
-        "SELECT {STEP_COLUMNS} FROM spans WHERE trace_id = $1 ORDER BY start_time, span_id"
+        "SELECT {} FROM spans WHERE trace_id = $1 ORDER BY start_time, span_id",
+        step::COLUMNS.join(", ")
     );
     let mut rows = engine
-        .rows(tenant, &sql, vec![trace_param(trace_id)?])
+        .decoded(tenant, &sql, vec![trace_param(trace_id)?], Step::decode)
         .await?;
     if rows.is_empty() {
         return Err(Error::NotFound(format!("run {trace_id} not found")));
@@ -67,11 +56,30 @@ pub async fn steps(
 /// any depth from `parent_span_id`.
 pub const MAX_TREE_DEPTH: usize = 50;
 
+/// A step of a trail, with the steps listed under it.
+#[derive(Debug, Serialize)]
+pub struct Node {
+    #[serde(flatten)]
+    pub step: Step,
+    /// The step's parent link was cut to break a cycle.
+    #[serde(skip_serializing_if = "is_false")]
+    pub parent_cycle: bool,
+    /// The step is listed under an ancestor, deeper than the maximum depth.
+    #[serde(skip_serializing_if = "is_false")]
+    pub beyond_max_depth: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<Node>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 /// A run's steps nested under their parents, and how the nesting was shaped.
 #[derive(Debug)]
 pub struct Tree {
     /// The root steps in start order, each with its `children`.
-    pub roots: Vec<Value>,
+    pub roots: Vec<Node>,
     /// Steps listed under an ancestor because they are deeper than the maximum depth.
     pub beyond_max_depth: usize,
     /// Parent cycles broken (each made one of its steps a root).
@@ -91,19 +99,23 @@ pub struct Tree {
 /// - when several steps share a span id, children name the earliest of them as their parent;
 /// - steps deeper than `max_depth` levels are listed under their ancestor at level
 ///   `max_depth - 1`, marked `"beyond_max_depth": true` (see [`MAX_TREE_DEPTH`]).
-pub fn tree(steps: Vec<Row>, max_depth: usize) -> Tree {
+pub fn tree(steps: Vec<Step>, max_depth: usize) -> Tree {
     let max_depth = max_depth.max(2);
     let n = steps.len();
     let mut parent: Vec<Option<usize>> = {
         let mut ids: HashMap<&str, usize> = HashMap::with_capacity(n);
         for (i, s) in steps.iter().enumerate() {
-            if let Some(id) = field(s, "span_id") {
+            if let Some(id) = s.span_id.as_deref() {
                 ids.entry(id).or_insert(i);
             }
         }
         steps
             .iter()
-            .map(|s| field(s, "parent_span_id").and_then(|p| ids.get(p).copied()))
+            .map(|s| {
+                s.parent_span_id
+                    .as_deref()
+                    .and_then(|p| ids.get(p).copied())
+            })
             .collect()
     };
     // Break cycles: follow each step's parent links until a root, a step already placed, or a
@@ -182,24 +194,20 @@ pub fn tree(steps: Vec<Row>, max_depth: usize) -> Tree {
     }
     debug_assert_eq!(order.len(), n, "a forest once cycles are broken");
     // Listed steps come after their holder in depth-first order: build from the end.
-    let mut slots: Vec<Option<Row>> = steps.into_iter().map(Some).collect();
-    let mut built: Vec<Option<Value>> = vec![None; n];
+    let mut slots: Vec<Option<Step>> = steps.into_iter().map(Some).collect();
+    let mut built: Vec<Option<Node>> = std::iter::repeat_with(|| None).take(n).collect();
     for &i in order.iter().rev() {
-        let mut row = slots[i].take().expect("each step once");
-        if cut[i] {
-            row.insert("parent_cycle".into(), Value::Bool(true));
-        }
-        if level[i] > max_depth {
-            row.insert("beyond_max_depth".into(), Value::Bool(true));
-        }
-        let kids: Vec<Value> = listed[i]
+        let step = slots[i].take().expect("each step once");
+        let children = listed[i]
             .iter()
             .map(|c| built[*c].take().expect("built before its holder"))
             .collect();
-        if !kids.is_empty() {
-            row.insert("children".into(), Value::Array(kids));
-        }
-        built[i] = Some(Value::Object(row));
+        built[i] = Some(Node {
+            step,
+            parent_cycle: cut[i],
+            beyond_max_depth: level[i] > max_depth,
+            children,
+        });
     }
     Tree {
         roots: roots
@@ -224,20 +232,20 @@ pub async fn trail(
     ApiPath(trace_id): ApiPath<TraceId>,
     Params(q): Params<TrailParams>,
 ) -> Result<Json<Value>> {
-    let steps = steps(
-        &engine,
-        &tenant,
-        trace_id.as_str(),
-        q.payloads.unwrap_or(false),
-    )
-    .await?;
-    let run = engine
-        .rows(
+    // The steps and the run's summary, read at once.
+    let (steps, run) = tokio::try_join!(
+        steps(
+            &engine,
+            &tenant,
+            trace_id.as_str(),
+            q.payloads.unwrap_or(false),
+        ),
+        engine.rows(
             &tenant,
             "SELECT * FROM runs WHERE trace_id = $1",
             vec![trace_id.param()],
         )
-        .await?;
+    )?;
     let tree = tree(steps, MAX_TREE_DEPTH);
     Ok(Json(json!({
         "run": run.into_iter().next(),
@@ -420,14 +428,32 @@ fn trace_ids(rows: &[Row]) -> Vec<String> {
 mod tests {
     use super::*;
 
-    fn step(id: &str, parent: Option<&str>) -> Row {
-        let mut row = Row::new();
-        row.insert("span_id".into(), id.into());
-        row.insert(
-            "parent_span_id".into(),
-            parent.map_or(Value::Null, Value::from),
-        );
-        row
+    fn step(id: &str, parent: Option<&str>) -> Step {
+        Step {
+            span_id: Some(id.into()),
+            parent_span_id: parent.map(str::to_owned),
+            ..Step::default()
+        }
+    }
+
+    /// The roots of `steps` nested at most `max_depth` deep, as the answer shows them.
+    fn tree(steps: Vec<Step>, max_depth: usize) -> Shown {
+        let t = super::tree(steps, max_depth);
+        Shown {
+            roots: t
+                .roots
+                .iter()
+                .map(|r| serde_json::to_value(r).unwrap())
+                .collect(),
+            beyond_max_depth: t.beyond_max_depth,
+            parent_cycles: t.parent_cycles,
+        }
+    }
+
+    struct Shown {
+        roots: Vec<Value>,
+        beyond_max_depth: usize,
+        parent_cycles: usize,
     }
 
     /// Every step of `roots` as (span id, id of the step it is listed under, level), depth first,
@@ -456,7 +482,7 @@ mod tests {
     fn a_chain_of_100k_nests_to_the_maximum_depth_and_keeps_every_step() {
         let n = 100_000;
         let id = |i: usize| format!("{i:016x}");
-        let steps: Vec<Row> = (0..n)
+        let steps: Vec<Step> = (0..n)
             .map(|i| step(&id(i), (i > 0).then(|| id(i - 1)).as_deref()))
             .collect();
         let t = tree(steps, MAX_TREE_DEPTH);

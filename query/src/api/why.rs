@@ -11,17 +11,18 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::extract::{ApiPath, SpanId, TenantOf, TraceId};
+use super::payloads;
 use super::runs::steps;
-use super::{field, payloads, Row};
+use super::step::Step;
 use crate::{Error, QueryEngine, Result};
 
 /// Whether `turn` (a model call) asked for `tool_call_id`.
-fn requested(turn: &Row, tool_call_id: &str) -> bool {
-    field(turn, "operation") == Some("llm_call")
+fn requested(turn: &Step, tool_call_id: &str) -> bool {
+    turn.operation.as_deref() == Some("llm_call")
         && turn
-            .get("requested_tool_call_ids")
-            .and_then(Value::as_array)
-            .is_some_and(|ids| ids.iter().any(|i| i.as_str() == Some(tool_call_id)))
+            .requested_tool_call_ids
+            .as_ref()
+            .is_some_and(|ids| ids.iter().any(|i| i == tool_call_id))
 }
 
 pub async fn why(
@@ -33,23 +34,23 @@ pub async fn why(
     let all = steps(&engine, &tenant, trace_id.as_str(), false).await?;
     let index = all
         .iter()
-        .position(|s| field(s, "span_id") == Some(span_id.as_str()))
+        .position(|s| s.span_id.as_deref() == Some(span_id.as_str()))
         .ok_or_else(|| Error::NotFound(format!("step {span_id} not in run {trace_id}")))?;
     let step = &all[index];
-    let start = field(step, "start_time").unwrap_or_default();
-    let call_id = field(step, "tool_call_id");
+    let start = step.start_time;
+    let call_id = step.tool_call_id.as_deref();
     // The latest model turn before the step that asked for its tool call.
     let turn = call_id.and_then(|id| {
         all.iter()
-            .rfind(|t| requested(t, id) && field(t, "start_time").unwrap_or_default() <= start)
+            .rfind(|t| requested(t, id) && t.start_time <= start)
             .or_else(|| all.iter().find(|t| requested(t, id)))
     });
-    let approvals: Vec<&Row> = call_id
+    let approvals: Vec<&Step> = call_id
         .map(|id| {
             all.iter()
                 .filter(|a| {
-                    field(a, "operation") == Some("approval")
-                        && field(a, "tool_call_id") == Some(id)
+                    a.operation.as_deref() == Some("approval")
+                        && a.tool_call_id.as_deref() == Some(id)
                 })
                 .collect()
         })
@@ -60,7 +61,7 @@ pub async fn why(
         all.iter()
             .enumerate()
             .fold(HashMap::with_capacity(all.len()), |mut m, (i, s)| {
-                if let Some(id) = field(s, "span_id") {
+                if let Some(id) = s.span_id.as_deref() {
                     m.entry(id).or_insert(i);
                 }
                 m
@@ -68,7 +69,7 @@ pub async fn why(
     let mut seen: HashSet<usize> = HashSet::from([index]);
     let mut chain = Vec::new();
     let mut ancestor_cycle = false;
-    let mut parent = field(step, "parent_span_id");
+    let mut parent = step.parent_span_id.as_deref();
     while let Some(&a) = parent.and_then(|p| by_id.get(p)) {
         if !seen.insert(a) {
             ancestor_cycle = true;
@@ -76,15 +77,15 @@ pub async fn why(
         }
         let a = &all[a];
         chain.push(json!({
-            "span_id": a.get("span_id"),
-            "name": a.get("name"),
-            "operation": a.get("operation"),
-            "agent_name": a.get("agent_name"),
-            "agent_id": a.get("agent_id"),
+            "span_id": a.span_id,
+            "name": a.name,
+            "operation": a.operation,
+            "agent_name": a.agent_name,
+            "agent_id": a.agent_id,
         }));
-        parent = field(a, "parent_span_id");
+        parent = a.parent_span_id.as_deref();
     }
-    let mut detail: Vec<Row> = vec![step.clone()];
+    let mut detail: Vec<Step> = vec![step.clone()];
     detail.extend(turn.cloned());
     let contents = payloads::contents(&engine, &tenant, &detail).await?;
     payloads::resolve(&mut detail, &contents);
@@ -95,7 +96,7 @@ pub async fn why(
     // query for all of them.
     let request_ids: Vec<String> = approvals
         .iter()
-        .filter_map(|a| field(a, "approval_request_id").map(str::to_owned))
+        .filter_map(|a| a.approval_request_id.clone())
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
@@ -109,9 +110,9 @@ pub async fn why(
         "approvals": approvals,
         "approval_gates": gates,
         "policy": {
-            "policy_ref": step.get("policy_ref"),
-            "policy_hash": step.get("policy_hash"),
-            "document": step.get("policy_document"),
+            "policy_ref": step.policy_ref,
+            "policy_hash": step.policy_hash,
+            "document": step.policy_document,
         },
         "ancestors": chain,
         "ancestor_cycle": ancestor_cycle,

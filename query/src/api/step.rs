@@ -1,0 +1,371 @@
+//! One step of a run, decoded from the Arrow rows of `spans` straight into typed fields: the
+//! trail, why-chain, replay, diff and lineage answers read and serialise these, never JSON
+//! maps keyed by column name.
+//!
+//! A step decodes whichever of its columns a statement selected (the others stay `None`), and
+//! serialises without its `None` fields, as every answer leaves out nulls. Timestamps are shown
+//! in RFC 3339 as SQL answers show them.
+
+use arrow::array::{ArrayRef, AsArray, RecordBatch};
+use arrow::compute::cast;
+use arrow::datatypes::{
+    DataType, Field, Float64Type, Int64Type, TimeUnit, TimestampNanosecondType,
+};
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+
+use crate::Result;
+
+/// A timestamp in nanoseconds since the epoch, UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    /// RFC 3339 with as many fractional digits as the value needs (0, 3, 6 or 9), `Z` for UTC.
+    pub fn rfc3339(self) -> String {
+        chrono::DateTime::from_timestamp_nanos(self.0)
+            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.rfc3339())
+    }
+}
+
+/// A column type a step field is read as.
+pub trait Column: Sized {
+    /// The values of `array`, one per row.
+    fn read(array: &ArrayRef) -> Result<Vec<Option<Self>>>;
+    /// The value as JSON.
+    fn json(&self) -> Value;
+}
+
+impl Column for String {
+    fn read(array: &ArrayRef) -> Result<Vec<Option<Self>>> {
+        let array = cast(array, &DataType::Utf8)?;
+        Ok(array
+            .as_string::<i32>()
+            .iter()
+            .map(|v| v.map(str::to_owned))
+            .collect())
+    }
+
+    fn json(&self) -> Value {
+        Value::String(self.clone())
+    }
+}
+
+impl Column for i64 {
+    fn read(array: &ArrayRef) -> Result<Vec<Option<Self>>> {
+        let array = cast(array, &DataType::Int64)?;
+        Ok(array.as_primitive::<Int64Type>().iter().collect())
+    }
+
+    fn json(&self) -> Value {
+        Value::from(*self)
+    }
+}
+
+impl Column for f64 {
+    fn read(array: &ArrayRef) -> Result<Vec<Option<Self>>> {
+        let array = cast(array, &DataType::Float64)?;
+        Ok(array.as_primitive::<Float64Type>().iter().collect())
+    }
+
+    fn json(&self) -> Value {
+        Value::from(*self)
+    }
+}
+
+impl Column for Timestamp {
+    fn read(array: &ArrayRef) -> Result<Vec<Option<Self>>> {
+        let array = cast(array, &DataType::Timestamp(TimeUnit::Nanosecond, None))?;
+        Ok(array
+            .as_primitive::<TimestampNanosecondType>()
+            .iter()
+            .map(|v| v.map(Timestamp))
+            .collect())
+    }
+
+    fn json(&self) -> Value {
+        Value::String(self.rfc3339())
+    }
+}
+
+/// A list of text; null items are left out.
+impl Column for Vec<String> {
+    fn read(array: &ArrayRef) -> Result<Vec<Option<Self>>> {
+        let item = Field::new("item", DataType::Utf8, true);
+        let array = cast(array, &DataType::List(item.into()))?;
+        Ok(array
+            .as_list::<i32>()
+            .iter()
+            .map(|list| {
+                list.map(|l| {
+                    l.as_string::<i32>()
+                        .iter()
+                        .flatten()
+                        .map(str::to_owned)
+                        .collect()
+                })
+            })
+            .collect())
+    }
+
+    fn json(&self) -> Value {
+        Value::from(self.clone())
+    }
+}
+
+/// Declares [`Step`]: its columns (decoded from Arrow, in this order), then the payload
+/// contents resolved beside their references.
+macro_rules! step {
+    (columns { $($column:ident: $ty:ty,)* } contents { $($content:ident: $cty:ty => $to_json:expr,)* }) => {
+        /// One step (span) of a run; see the module header.
+        #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+        pub struct Step {
+            $(
+                #[serde(skip_serializing_if = "Option::is_none")]
+                pub $column: Option<$ty>,
+            )*
+            $(
+                #[serde(skip_serializing_if = "Option::is_none")]
+                pub $content: Option<$cty>,
+            )*
+        }
+
+        /// Every column a step is decoded from, in order.
+        pub const COLUMNS: &[&str] = &[$(stringify!($column)),*];
+
+        impl Step {
+            /// The steps of `batch`, one per row, from whichever of [`COLUMNS`] it has.
+            pub fn decode(batch: &RecordBatch) -> Result<Vec<Step>> {
+                let mut steps = vec![Step::default(); batch.num_rows()];
+                $(
+                    if let Some(array) = batch.column_by_name(stringify!($column)) {
+                        let values = <$ty as Column>::read(array)?;
+                        for (step, value) in steps.iter_mut().zip(values) {
+                            step.$column = value;
+                        }
+                    }
+                )*
+                Ok(steps)
+            }
+
+            /// The field called `name` (a column or a resolved content) as JSON, if set.
+            pub fn get(&self, name: &str) -> Option<Value> {
+                match name {
+                    $(stringify!($column) => self.$column.as_ref().map(Column::json),)*
+                    $(stringify!($content) => self.$content.as_ref().map($to_json),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+step! {
+    columns {
+        trace_id: String,
+        span_id: String,
+        parent_span_id: String,
+        name: String,
+        operation: String,
+        start_time: Timestamp,
+        end_time: Timestamp,
+        duration_ns: i64,
+        status_code: String,
+        status_message: String,
+        service_name: String,
+        agent_name: String,
+        agent_name_src: String,
+        agent_id: String,
+        agent_id_src: String,
+        framework: String,
+        framework_src: String,
+        parent_agent_name: String,
+        parent_agent_name_src: String,
+        conversation_id: String,
+        tool_name: String,
+        tool_name_src: String,
+        tool_call_id: String,
+        tool_call_id_src: String,
+        tool_type: String,
+        provider: String,
+        request_model: String,
+        response_model: String,
+        input_tokens: i64,
+        output_tokens: i64,
+        cache_read_tokens: i64,
+        cache_write_tokens: i64,
+        reasoning_tokens: i64,
+        rollup_input_tokens: i64,
+        rollup_output_tokens: i64,
+        cost: f64,
+        cost_currency: String,
+        sandbox_id: String,
+        k8s_namespace: String,
+        k8s_pod_name: String,
+        k8s_node_name: String,
+        k8s_service_account: String,
+        policy_ref: String,
+        policy_hash: String,
+        guardrail_verdict: String,
+        approval_state: String,
+        approver: String,
+        approval_request_id: String,
+        data_read: Vec<String>,
+        data_written: Vec<String>,
+        requested_tool_call_ids: Vec<String>,
+        requested_tool_names: Vec<String>,
+        input_message_refs: Vec<String>,
+        output_message_refs: Vec<String>,
+        system_instructions_ref: String,
+        tool_definitions_ref: String,
+        tool_arguments_ref: String,
+        tool_result_ref: String,
+        policy_document_ref: String,
+    }
+    contents {
+        input_messages: Vec<Value> => |l| Value::Array(Vec::clone(l)),
+        output_messages: Vec<Value> => |l| Value::Array(Vec::clone(l)),
+        system_instructions: Value => Value::clone,
+        tool_definitions: Value => Value::clone,
+        arguments: Value => Value::clone,
+        result: Value => Value::clone,
+        policy_document: Value => Value::clone,
+    }
+}
+
+/// The steps of `batches`, in order.
+pub fn decode_all(batches: &[RecordBatch]) -> Result<Vec<Step>> {
+    let mut out = Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
+    for b in batches {
+        out.extend(Step::decode(b)?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Float64Array, Int64Array, ListBuilder, StringArray, StringBuilder};
+    use arrow::array::{StringViewArray, TimestampNanosecondArray};
+    use arrow::datatypes::Schema;
+
+    use super::*;
+
+    /// What a SQL answer shows for `batch`, row by row: arrow's JSON writer, nulls left out.
+    fn as_sql_answer(batch: &RecordBatch) -> Vec<String> {
+        let mut w = arrow::json::LineDelimitedWriter::new(Vec::new());
+        w.write(batch).unwrap();
+        w.finish().unwrap();
+        String::from_utf8(w.into_inner())
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn steps_serialise_as_the_sql_answer_shows_their_columns() {
+        let times = [
+            0,
+            1_764_288_000_000_000_000,
+            1_764_288_000_500_000_000,
+            1_764_288_000_000_120_000,
+            1_764_288_000_052_279_275,
+            -1_500_000_000,
+        ];
+        let n = times.len();
+        let mut refs = ListBuilder::new(StringBuilder::new());
+        for i in 0..n {
+            if i % 3 == 0 {
+                refs.append_null();
+            } else {
+                refs.values().append_value(format!("h{i}"));
+                refs.values().append_value("x\"y\\z");
+                refs.append(true);
+            }
+        }
+        let fields: Vec<(&str, ArrayRef)> = vec![
+            (
+                "span_id",
+                Arc::new(StringArray::from_iter(
+                    (0..n).map(|i| Some(format!("s{i}"))),
+                )),
+            ),
+            (
+                "name",
+                Arc::new(StringViewArray::from_iter(
+                    (0..n).map(|i| (i % 2 == 0).then(|| format!("naïve \u{1F600} {i}\n"))),
+                )),
+            ),
+            (
+                "start_time",
+                Arc::new(TimestampNanosecondArray::from(times.to_vec()).with_timezone("UTC")),
+            ),
+            (
+                "duration_ns",
+                Arc::new(Int64Array::from_iter(
+                    (0..n).map(|i| (i != 2).then_some(i64::MAX - i as i64)),
+                )),
+            ),
+            (
+                "cost",
+                Arc::new(Float64Array::from_iter(
+                    (0..n).map(|i| (i != 1).then_some(0.1 + 0.2 * i as f64 / 3.0)),
+                )),
+            ),
+            ("input_message_refs", Arc::new(refs.finish())),
+        ];
+        let schema = Schema::new(
+            fields
+                .iter()
+                .map(|(name, a)| Field::new(*name, a.data_type().clone(), true))
+                .collect::<Vec<_>>(),
+        );
+        let batch = RecordBatch::try_new(
+            Arc::new(schema),
+            fields.into_iter().map(|(_, a)| a).collect(),
+        )
+        .unwrap();
+        // The columns are in step order: the text is the same, byte for byte (floats too,
+        // which a JSON parser may round).
+        let steps = Step::decode(&batch).unwrap();
+        let got: Vec<String> = steps
+            .iter()
+            .map(|s| serde_json::to_string(s).unwrap())
+            .collect();
+        assert_eq!(got, as_sql_answer(&batch));
+        // `get` agrees with serialisation, field by field.
+        for s in &steps {
+            let shown = serde_json::to_value(s).unwrap();
+            for column in COLUMNS {
+                assert_eq!(s.get(column).as_ref(), shown.get(*column), "{column}");
+            }
+        }
+        // Columns that are not a step's are ignored.
+        let extra = RecordBatch::try_from_iter([(
+            "not_a_step_column",
+            Arc::new(Int64Array::from(vec![7; n])) as ArrayRef,
+        )])
+        .unwrap();
+        assert_eq!(Step::decode(&extra).unwrap(), vec![Step::default(); n]);
+        assert_eq!(
+            steps[2].start_time.unwrap().rfc3339(),
+            "2025-11-28T00:00:00.500Z"
+        );
+    }
+
+    #[test]
+    fn a_column_of_an_unreadable_type_is_an_error_not_a_panic() {
+        let list = ListBuilder::new(StringBuilder::new()).finish();
+        let batch =
+            RecordBatch::try_from_iter([("duration_ns", Arc::new(list) as ArrayRef)]).unwrap();
+        assert!(Step::decode(&batch).is_err());
+    }
+}
