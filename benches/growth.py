@@ -16,7 +16,7 @@ ANSWERS = [
     "trace by id (API, with payloads)",
     "trace by id (SQL)",
     "trail of the 10k-span run (API)",
-    "replay of the 10k-span run (API)",
+    "replay of the 10k-span run, a page of 100 steps (API)",
     "why-chain of a step of the 10k-span run (API)",
     "lineage of the 10k-span run (API)",
     "newest runs, first page of 50 (API)",

@@ -115,7 +115,8 @@ def main():
     trail = timed("trail", lambda: get(base, a.tenant), a.repeat)
     timed("trail with payloads", lambda: get(f"{base}?payloads=true", a.tenant), a.repeat)
     graph = timed("lineage (depth 2)", lambda: get(f"{base}/lineage?max_nodes=20000", a.tenant), a.repeat)
-    timed("replay", lambda: get(f"{base}/replay", a.tenant), a.repeat)
+    timed("replay, first page of 100 steps", lambda: get(f"{base}/replay", a.tenant), a.repeat)
+    timed("replay, the last page", lambda: get(f"{base}/replay?offset={max(sent - 100, 0)}", a.tenant), a.repeat)
     timed("why-chain of one step", lambda: get(f"{base}/steps/{why}/why", a.tenant), a.repeat)
     print(f"trail roots {len(trail['steps'])}, lineage nodes {len(graph['nodes'])}, edges {len(graph['edges'])}")
 

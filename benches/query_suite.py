@@ -153,7 +153,8 @@ def suite(summary):
     step = summary.get("large_run_step")
     run_queries = [
         ("trail of the 10k-span run (API)", lambda i: ("get", f"/api/v1/runs/{large}"), None),
-        ("replay of the 10k-span run (API)", lambda i: ("get", f"/api/v1/runs/{large}/replay"), None),
+        ("replay of the 10k-span run, a page of 100 steps (API)",
+         lambda i: ("get", f"/api/v1/runs/{large}/replay?offset={(i * 977) % 9000}&limit=100"), None),
         ("why-chain of a step of the 10k-span run (API)",
          lambda i: ("get", f"/api/v1/runs/{large}/steps/{step}/why"), None),
     ] if large and step else []

@@ -383,6 +383,13 @@ async fn parameters_are_typed_and_named_when_wrong() {
         ),
         (format!("/api/v1/runs/{run}?payloads=yes"), "payloads"),
         (format!("/api/v1/runs/{run}/lineage?depth=deep"), "depth"),
+        (format!("/api/v1/runs/{run}/replay?limit=0"), "limit=0"),
+        (format!("/api/v1/runs/{run}/replay?limit=1000000"), "limit"),
+        (format!("/api/v1/runs/{run}/replay?offset=-1"), "offset"),
+        (
+            format!("/api/v1/runs/{run}/replay?page=2"),
+            "unknown field `page`",
+        ),
         ("/api/v1/runs/not-a-trace".to_owned(), "trace id"),
         (format!("/api/v1/runs/{run}/steps/xyz/why"), "span id"),
         (format!("/api/v1/diff?left={run}&right=zz"), "right"),

@@ -416,6 +416,35 @@ async fn lineage_governance_and_replay() {
         steps[3]["output"],
         json!({"approval_state": "granted", "approver": "bob"})
     );
+    assert_eq!(replay["total_steps"], 10);
+    assert_eq!(replay["next_offset"], Value::Null);
+    // A page of it: the same steps, indexed in the whole path, with their payloads.
+    let page = ok(
+        &cairn,
+        &format!("/api/v1/runs/{}/replay?offset=1&limit=3", tid(1)),
+    )
+    .await;
+    assert_eq!(
+        page["steps"].as_array().unwrap()[..],
+        steps.as_array().unwrap()[1..4]
+    );
+    assert_eq!(page["steps"][0]["index"], 1);
+    assert_eq!(
+        (page["total_steps"].clone(), page["next_offset"].clone()),
+        (json!(10), json!(4))
+    );
+    let last = ok(
+        &cairn,
+        &format!("/api/v1/runs/{}/replay?offset=8&limit=3", tid(1)),
+    )
+    .await;
+    assert_eq!(
+        strings(&last["steps"], "span_id"),
+        ["a01.11", "a01.12"].map(sid)
+    );
+    assert_eq!(last["next_offset"], Value::Null);
+    let beyond = ok(&cairn, &format!("/api/v1/runs/{}/replay?offset=50", tid(1))).await;
+    assert_eq!(beyond["steps"], json!([]));
     let bundle = ok(&cairn, &format!("/api/v1/runs/{}/replay/bundle", tid(5))).await;
     assert_eq!(bundle["format"], "cairn.replay.bundle/1");
     assert_eq!(

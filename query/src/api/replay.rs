@@ -3,7 +3,8 @@
 //! - `GET /api/v1/runs/{trace_id}/replay`: `{"steps": […]}`, the decision path — model turns,
 //!   tool calls, hand-offs, approvals, guardrails, retrieval and memory steps in start order,
 //!   without attempts that a later step retried (`retry_of` links) — each with its normalised
-//!   `operation` and exactly what went in and came out.
+//!   `operation` and exactly what went in and came out; a page of it (`offset`, `limit`), with
+//!   the payloads of that page only.
 //! - `GET /api/v1/runs/{trace_id}/replay/bundle`: the recorded model responses and tool results
 //!   of the run, keyed so that a re-run can be served from them (`docs/replay.md`).
 //! - `GET /api/v1/diff?left=…&right=…`: the two runs' decision paths compared step by step, and
@@ -22,7 +23,7 @@ use super::extract::{ApiPath, Params, TenantOf, TraceId};
 use super::runs::steps;
 use super::step::Step;
 use super::{field, payloads, trace_param};
-use crate::{QueryEngine, Result};
+use crate::{Error, QueryEngine, Result};
 
 /// Operations on the decision path.
 const DECISIONS: &[&str] = &[
@@ -145,20 +146,50 @@ fn replay_step(index: usize, s: &Step) -> Value {
     })
 }
 
+/// Steps of a replay page: default and maximum.
+pub const DEFAULT_PAGE: usize = 100;
+pub const MAX_PAGE: usize = 1000;
+
+/// A page of the decision path.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayParams {
+    /// Index of the first step (default 0).
+    offset: Option<usize>,
+    /// Steps in the page (default [`DEFAULT_PAGE`], at most [`MAX_PAGE`]).
+    limit: Option<usize>,
+}
+
 pub async fn replay(
     State(engine): State<QueryEngine>,
     TenantOf(tenant): TenantOf,
     ApiPath(trace_id): ApiPath<TraceId>,
+    Params(q): Params<ReplayParams>,
 ) -> Result<Json<Value>> {
-    let path = path_of(&engine, &tenant, trace_id.as_str(), true).await?;
-    let steps: Vec<Value> = path
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(Error::BadRequest(format!(
+            "limit={limit}: a page has 1 to {MAX_PAGE} steps"
+        )));
+    }
+    let offset = q.offset.unwrap_or(0);
+    let path = path_of(&engine, &tenant, trace_id.as_str(), false).await?;
+    let total = path.len();
+    let mut page: Vec<Step> = path.into_iter().skip(offset).take(limit).collect();
+    let contents = payloads::contents(&engine, &tenant, &page).await?;
+    payloads::resolve(&mut page, &contents);
+    let steps: Vec<Value> = page
         .iter()
         .enumerate()
-        .map(|(i, s)| replay_step(i, s))
+        .map(|(i, s)| replay_step(offset + i, s))
         .collect();
-    Ok(Json(
-        json!({ "trace_id": trace_id.as_str(), "steps": steps }),
-    ))
+    let next = offset.saturating_add(limit);
+    Ok(Json(json!({
+        "trace_id": trace_id.as_str(),
+        "steps": steps,
+        "total_steps": total,
+        "next_offset": (next < total).then_some(next),
+    })))
 }
 
 /// JSON with object keys sorted and no whitespace: the form tool arguments are keyed by.

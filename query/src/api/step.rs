@@ -239,13 +239,17 @@ step! {
     }
 }
 
-/// The steps of `batches`, in order.
-pub fn decode_all(batches: &[RecordBatch]) -> Result<Vec<Step>> {
-    let mut out = Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
-    for b in batches {
-        out.extend(Step::decode(b)?);
+/// Sorts `steps` in start order (`ORDER BY start_time, span_id`: nulls last).
+pub fn sort(steps: &mut [Step]) {
+    fn key(s: &Step) -> (bool, Option<Timestamp>, bool, Option<&[u8]>) {
+        (
+            s.start_time.is_none(),
+            s.start_time,
+            s.span_id.is_none(),
+            s.span_id.as_deref().map(str::as_bytes),
+        )
     }
-    Ok(out)
+    steps.sort_by(|a, b| key(a).cmp(&key(b)));
 }
 
 #[cfg(test)]
@@ -358,6 +362,37 @@ mod tests {
         assert_eq!(
             steps[2].start_time.unwrap().rfc3339(),
             "2025-11-28T00:00:00.500Z"
+        );
+    }
+
+    #[test]
+    fn steps_sort_in_start_order_as_sql_does() {
+        let step = |t: Option<i64>, id: Option<&str>| Step {
+            start_time: t.map(Timestamp),
+            span_id: id.map(str::to_owned),
+            ..Step::default()
+        };
+        let mut steps = vec![
+            step(None, Some("a")),
+            step(Some(2), Some("b")),
+            step(Some(2), None),
+            step(Some(2), Some("a")),
+            step(Some(-1), Some("z")),
+        ];
+        sort(&mut steps);
+        let order: Vec<(Option<i64>, Option<&str>)> = steps
+            .iter()
+            .map(|s| (s.start_time.map(|t| t.0), s.span_id.as_deref()))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                (Some(-1), Some("z")),
+                (Some(2), Some("a")),
+                (Some(2), Some("b")),
+                (Some(2), None),
+                (None, Some("a")),
+            ]
         );
     }
 
