@@ -145,4 +145,35 @@ mod tests {
         let filtered = without_known(&a, |h| h == "a").unwrap();
         assert_eq!(filtered.num_rows(), 1);
     }
+
+    #[test]
+    fn payload_files_keep_row_groups_small_each_with_its_own_bloom_filter() {
+        use parquet::bloom_filter::Sbbf;
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        use parquet::file::serialized_reader::ReadOptionsBuilder;
+        let hashes: Vec<String> = (0..5000).map(|i| format!("{i:032x}")).collect();
+        let refs: Vec<&str> = hashes.iter().map(String::as_str).collect();
+        let (bytes, n) = encode_payloads(&[payloads(&refs)], Effort::Compaction).unwrap();
+        assert_eq!(n, 5000);
+        let options = ReadOptionsBuilder::new().with_reader_properties(
+            parquet::file::properties::ReaderProperties::builder()
+                .set_read_bloom_filter(true)
+                .build(),
+        );
+        let reader =
+            SerializedFileReader::new_with_options(bytes::Bytes::from(bytes), options.build())
+                .unwrap();
+        let groups = reader.metadata().row_groups().len();
+        assert_eq!(groups, 5, "1,024 rows a group");
+        // Each group's filter admits its own hashes and, but for false positives, no other.
+        let mut admitted = 0;
+        for g in 0..groups {
+            let row_group = reader.get_row_group(g).unwrap();
+            let bloom: &Sbbf = row_group.get_column_bloom_filter(0).expect("a filter");
+            let own = &refs[g * 1024..((g + 1) * 1024).min(refs.len())];
+            assert!(own.iter().all(|h| bloom.check(h)));
+            admitted += refs.iter().filter(|h| bloom.check(*h)).count();
+        }
+        assert!(admitted < 5000 + 250, "{admitted}");
+    }
 }
