@@ -17,11 +17,17 @@ client, including the answer's transfer; p50 and p95 are reported.
 `--hide-index` runs the same binary as if the store had been written before the trace index
 (every lookup lists every hour): the baseline the index is measured against.
 
+`--clients N --seconds S` then runs the selected Cairn queries from N clients at once for S
+seconds, each client cycling through them with a new parameter each time, and reports p50 and p95
+per query and the requests answered per second.
+
 Needs `duckdb` from PyPI.
 """
 
 import argparse
+import itertools
 import json
+import threading
 import os
 import socket
 import statistics
@@ -175,6 +181,42 @@ def suite(summary):
     ]
 
 
+def concurrent(cairn, queries, clients, seconds):
+    """`clients` threads for `seconds`, each cycling through `queries` (Cairn's side), a new
+    parameter for each request."""
+    times = {name: [] for name, _, _ in queries}
+    failed = []
+    counter = itertools.count(2000)
+    lock = threading.Lock()
+    deadline = time.perf_counter() + seconds
+
+    def client(k):
+        for j in itertools.count(k):
+            if time.perf_counter() >= deadline:
+                return
+            name, call, _ = queries[j % len(queries)]
+            i = next(counter)
+            try:
+                t = timed(lambda: cairn.request(call(i)))
+            except OSError as e:
+                with lock:
+                    failed.append(f"{name}: {e}")
+                continue
+            with lock:
+                times[name].append(t)
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    return {"clients": clients, "seconds": elapsed, "times": times,
+            "answered": sum(len(v) for v in times.values()), "failed": len(failed),
+            "failures": failed[:10]}
+
+
 def timed(fn, rows=None):
     t = time.perf_counter()
     n = fn()
@@ -199,6 +241,8 @@ def main():
     ap.add_argument("--memory", default="4GiB", help="cairn --query-memory")
     ap.add_argument("--only", help="run only queries whose name contains this")
     ap.add_argument("--out", help="write results as JSON here")
+    ap.add_argument("--clients", type=int, default=0, help="concurrent clients for the mixed run")
+    ap.add_argument("--seconds", type=float, default=30, help="length of the mixed run")
     ap.add_argument("--hide-index", action="store_true",
                     help="hide the trace index's completion marker for this run: lookups list every "
                          "hour, as for a store written before the index (the baseline)")
@@ -269,6 +313,7 @@ def run(args, summary):
                     results[name]["duck_warm"].append(
                         timed(lambda: duck.request(sql(i)), results[name]["duck_rows"]))
             print(f"warm {name}", flush=True)
+        mixed = concurrent(cairn, queries, args.clients, args.seconds) if args.clients else None
     finally:
         cairn.stop()
 
@@ -287,8 +332,18 @@ def run(args, summary):
         else:
             row += ["–", "–", "–", "–"]
         print("| " + " | ".join(row) + " |")
+    if mixed:
+        print(f"\n{args.clients} clients at once for {mixed['seconds']:.0f} s: "
+              f"{mixed['answered']} answers, {mixed['answered'] / mixed['seconds']:.1f} per second, "
+              f"{mixed['failed']} failed\n")
+        print("| query | answers | p50 | p95 |")
+        print("|---|---|---|---|")
+        for name, times in mixed["times"].items():
+            if times:
+                print(f"| {name} | {len(times)} | {ms(pct(times, 50))} | {ms(pct(times, 95))} |")
     if args.out:
-        json.dump({"summary": summary, "page_cache_dropped": dropped, "results": results},
+        json.dump({"summary": summary, "page_cache_dropped": dropped, "results": results,
+                   "mixed": mixed},
                   open(args.out, "w"), indent=1)
     # Both engines must have given the same number of rows for every parameter.
     wrong = [name for name, _, sql in queries

@@ -22,8 +22,8 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::functions_aggregate::expr_fn::{max, min};
 use datafusion::prelude::{col, lit, DataFrame, SessionConfig, SessionContext};
 use futures::StreamExt;
 use object_store::buffered::BufWriter;
@@ -54,8 +54,8 @@ pub async fn merge(
     // Payloads keep file order, which one partition preserves.
     let partitions = if keys.is_empty() { 1 } else { 2 };
     let mut df = read(store, files, &schema, memory_bytes, partitions)?;
-    if dataset == Dataset::TraceIndex {
-        df = index_entries(df, first_kept_hour)?;
+    if let (Dataset::TraceIndex, Some(first)) = (dataset, first_kept_hour) {
+        df = df.filter(col(trace_index::column::HOUR).gt_eq(lit(first)))?;
     }
     if !keys.is_empty() {
         df = df.sort(keys.iter().map(|k| col(*k).sort(true, false)).collect())?;
@@ -73,10 +73,7 @@ pub async fn merge(
     let mut held: Option<RecordBatch> = None;
     while let Some(batch) = stream.next().await {
         let mut batch = batch?;
-        if dataset == Dataset::TraceIndex {
-            // Aggregates are nullable; the index columns never hold a null.
-            batch = RecordBatch::try_new(Arc::clone(&schema), batch.columns().to_vec())?;
-        } else if keys.is_empty() {
+        if keys.is_empty() {
             // One row per payload hash.
             let hashes = batch
                 .column_by_name(lookup_column(dataset))
@@ -94,7 +91,7 @@ pub async fn merge(
             };
             let cut = last_trace_start(&all);
             held = Some(all.slice(cut, all.num_rows() - cut));
-            batch = across_spans(&all.slice(0, cut));
+            batch = resolve(dataset, &all.slice(0, cut))?;
         }
         if batch.num_rows() > 0 {
             written += batch.num_rows() as u64;
@@ -103,7 +100,7 @@ pub async fn merge(
     }
     if let Some(rest) = held {
         written += rest.num_rows() as u64;
-        writer.write(&across_spans(&rest)).await?;
+        writer.write(&resolve(dataset, &rest)?).await?;
     }
     writer.close().await?;
     Ok(written)
@@ -117,8 +114,10 @@ pub fn read(
     memory_bytes: usize,
     partitions: usize,
 ) -> Result<DataFrame> {
+    // A fair pool: each sort or aggregate that can spill gets its share and spills past it,
+    // instead of the first one taking the whole budget and the next one failing.
     let runtime = RuntimeEnvBuilder::new()
-        .with_memory_limit(memory_bytes, 1.0)
+        .with_memory_pool(Arc::new(FairSpillPool::new(memory_bytes)))
         .build_arc()?;
     let ctx = SessionContext::new_with_config_rt(
         SessionConfig::new().with_target_partitions(partitions),
@@ -140,22 +139,15 @@ pub fn read(
     Ok(ctx.read_table(Arc::new(table))?)
 }
 
-/// One entry per (trace, hour, linked from) of the index rows `df`, from `first_kept_hour` on.
-fn index_entries(df: DataFrame, first_kept_hour: Option<i64>) -> Result<DataFrame> {
-    use cairn_schema::trace_index::column::{FIRST_START, HOUR, LAST_END, LINKED_FROM, TRACE_ID};
-    let df = match first_kept_hour {
-        Some(first) => df.filter(col(HOUR).gt_eq(lit(first)))?,
-        None => df,
-    };
-    Ok(df
-        .aggregate(
-            vec![col(TRACE_ID), col(HOUR), col(LINKED_FROM)],
-            vec![
-                min(col(FIRST_START)).alias(FIRST_START),
-                max(col(LAST_END)).alias(LAST_END),
-            ],
-        )?
-        .select_columns(&[TRACE_ID, HOUR, FIRST_START, LAST_END, LINKED_FROM])?)
+/// Rows of whole traces, sorted: spans take their agent identity from their ancestors; index
+/// entries are combined into one per (trace, hour, linked from). Sorting and combining, rather
+/// than aggregating, keeps the merge of an index of any size within the memory budget (the
+/// sort spills; the combination streams).
+fn resolve(dataset: Dataset, sorted: &RecordBatch) -> Result<RecordBatch> {
+    Ok(match dataset {
+        Dataset::TraceIndex => cairn_store::trace_index::combine(sorted)?,
+        _ => across_spans(sorted),
+    })
 }
 
 /// Most span rows held back for one trace; a larger trace is resolved in parts of this size.

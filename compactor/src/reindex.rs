@@ -117,3 +117,85 @@ async fn tenant_index(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Int64Array, RecordBatch, StringArray, TimestampNanosecondArray};
+    use cairn_store::file_format::Effort;
+    use object_store::memory::InMemory;
+    use object_store::PutPayload;
+
+    use super::*;
+
+    /// `n` index entries, one per trace, of traces `first..first + n` in `hour`.
+    fn entries(first: usize, n: usize, hour: i64) -> RecordBatch {
+        let ids: Vec<String> = (first..first + n)
+            .map(|i| format!("{:032x}", (i as u128).wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+            .collect();
+        let times = || TimestampNanosecondArray::from(vec![hour * 3_600_000_000_000; n]);
+        RecordBatch::try_new(
+            cairn_schema::trace_index::schema(),
+            vec![
+                Arc::new(StringArray::from(ids)),
+                Arc::new(Int64Array::from(vec![hour; n])),
+                Arc::new(times().with_timezone("UTC")),
+                Arc::new(times().with_timezone("UTC")),
+                Arc::new(StringArray::from(vec![None::<&str>; n])),
+            ],
+        )
+        .unwrap()
+    }
+
+    const FILES: usize = 8;
+    const PER_FILE: usize = 50_000;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_index_far_larger_than_the_memory_merges_by_spilling() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let tenant = Tenant::new("t").unwrap();
+        for f in 0..FILES {
+            let batch = entries(f * PER_FILE, PER_FILE, 490_000 + f as i64);
+            let (bytes, _) =
+                cairn_store::parquet::encode_trace_index(&[batch], Effort::Ingest).unwrap();
+            let name = cairn_schema::trace_index::reindex_name(490_000 + f as i64);
+            let path = cairn_schema::trace_index::dir(&tenant).join(name.as_str());
+            store.put(&path, PutPayload::from(bytes)).await.unwrap();
+        }
+        // Two sorts and two aggregates share 8 MiB: each spills past its share.
+        let compactor = Compactor::new(
+            Arc::clone(&store),
+            CompactionConfig {
+                compaction_memory: 8 << 20,
+                ..CompactionConfig::default()
+            },
+        );
+        compactor.merge_index(&tenant).await.unwrap();
+        // One visible file, holding every entry once.
+        use futures::TryStreamExt;
+        let objects: Vec<_> = store
+            .list(Some(&cairn_schema::trace_index::dir(&tenant)))
+            .try_collect()
+            .await
+            .unwrap();
+        let files = cairn_store::visible::VisibleStore::new(Arc::clone(&store))
+            .partition(objects)
+            .await
+            .unwrap();
+        assert_eq!(files.visible.len(), 1, "{:?}", files.visible);
+        let rows: usize = crate::merge::read(
+            &store,
+            &files.visible,
+            &cairn_schema::trace_index::schema(),
+            64 << 20,
+            1,
+        )
+        .unwrap()
+        .collect()
+        .await
+        .unwrap()
+        .iter()
+        .map(RecordBatch::num_rows)
+        .sum();
+        assert_eq!(rows, FILES * PER_FILE);
+    }
+}
