@@ -357,19 +357,13 @@ impl QueryEngine {
         self.run(async move {
             let df = engine.plan(&tenant, &sql).await?;
             let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-            let reservation =
-                MemoryConsumer::new("query result").register(&engine.runtime.memory_pool);
-            let (plan, mut stream) = execute(df).await?;
             let mut batches = Vec::new();
-            while let Some(batch) = stream.next().await {
-                let batch = batch?;
-                charge(
-                    &reservation,
-                    reservation.size() + batch.get_array_memory_size(),
-                )?;
-                batches.push(batch);
-            }
-            crate::metrics::record_scans(&plan);
+            engine
+                .each_batch(df, |batch| {
+                    batches.push(batch);
+                    Ok(())
+                })
+                .await?;
             Ok(QueryResult { schema, batches })
         })
         .await
@@ -421,22 +415,37 @@ impl QueryEngine {
         self.run(async move {
             let ctx = engine.session(&tenant).await?;
             let df = ctx.sql(&sql).await?.with_param_values(params)?;
-            let reservation =
-                MemoryConsumer::new("query result").register(&engine.runtime.memory_pool);
-            let (plan, mut stream) = execute(df).await?;
             let mut out = Vec::new();
-            while let Some(batch) = stream.next().await {
-                let batch = batch?;
-                charge(
-                    &reservation,
-                    reservation.size() + batch.get_array_memory_size(),
-                )?;
-                out.extend(decode(&batch)?);
-            }
-            crate::metrics::record_scans(&plan);
+            engine
+                .each_batch(df, |batch| {
+                    out.extend(decode(&batch)?);
+                    Ok(())
+                })
+                .await?;
             Ok(out)
         })
         .await
+    }
+
+    /// Executes `df`, handing each batch to `take` as it comes; the batches are charged to the
+    /// query memory until the last one is taken.
+    async fn each_batch(
+        &self,
+        df: DataFrame,
+        mut take: impl FnMut(RecordBatch) -> Result<()>,
+    ) -> Result<()> {
+        let reservation = MemoryConsumer::new("query result").register(&self.runtime.memory_pool);
+        let (plan, mut stream) = execute(df).await?;
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            charge(
+                &reservation,
+                reservation.size() + batch.get_array_memory_size(),
+            )?;
+            take(batch)?;
+        }
+        crate::metrics::record_scans(&plan);
+        Ok(())
     }
 
     /// Plans one user statement, after the guard admitted it.

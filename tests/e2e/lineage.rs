@@ -326,6 +326,19 @@ async fn lineage_governance_and_replay() {
         set(&who["sandboxes"]),
         ["sbx-1".to_owned(), "sbx-2".to_owned()].into()
     );
+    // Every access is a row of the `data_access` view, and every row of it is an access.
+    let rows = |v: Vec<Value>| -> BTreeSet<String> { v.iter().map(Value::to_string).collect() };
+    assert_eq!(
+        rows(who["accesses"].as_array().unwrap().clone()),
+        rows(
+            cairn
+                .sql(
+                    None,
+                    "SELECT * FROM data_access WHERE uri = 'postgres://db/shop/refunds'"
+                )
+                .await
+        )
+    );
     let window = ok(
         &cairn,
         "/api/v1/data?uri=postgres://db/shop/&match=prefix&from=2026-11-20T10:00:00Z&to=2026-11-20T11:00:00Z",

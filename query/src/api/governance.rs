@@ -2,7 +2,8 @@
 //!
 //! - `GET /api/v1/runs/{trace_id}/data`: what a run read and wrote (`data_access`).
 //! - `GET /api/v1/data?uri=…[&match=prefix][&from=…&to=…]`: who touched a resource: the runs,
-//!   agents and sandboxes, with every access.
+//!   agents and sandboxes, with every access (the rows of `data_access`, found through the
+//!   steps' own lists).
 //! - `GET /api/v1/governance/approvals[?state=…&from=…&to=…]`: approval gates and their outcome
 //!   (`approval_gates`).
 //! - `GET /api/v1/governance/bypasses[?from=…&to=…]`: gated tool calls that ran without a granted
@@ -16,10 +17,11 @@ use std::collections::{BTreeSet, HashMap};
 
 use axum::extract::State;
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::extract::{ApiPath, Params, TenantOf, Time, TraceId};
+use super::step::Step;
 use super::{field, text, Conditions};
 use crate::{Error, QueryEngine};
 
@@ -90,6 +92,22 @@ pub struct DataParams {
     to: Option<Time>,
 }
 
+/// The columns of a step that an access shows, and the lists it is found in.
+const ACCESS_COLUMNS: &str = "trace_id, span_id, start_time, operation, agent_name, tool_name,
+    sandbox_id, k8s_namespace, k8s_pod_name, data_read, data_written";
+
+/// One read or write of a resource by a step: a row of the `data_access` view.
+#[derive(Serialize)]
+struct Access<'a> {
+    #[serde(flatten)]
+    step: &'a Step,
+    access: &'static str,
+    uri: &'a str,
+}
+
+/// Who touched a resource. The steps are found by their own lists (`array_has`, evaluated in
+/// the scan) rather than by filtering the `data_access` view, which unnests every list of the
+/// tenant before the filter can apply.
 pub async fn data_users(
     State(engine): State<QueryEngine>,
     TenantOf(tenant): TenantOf,
@@ -100,31 +118,62 @@ pub async fn data_users(
         return Err(Error::BadRequest("uri must not be empty".into()));
     }
     let mut c = Conditions::default();
-    match q.mode {
-        None | Some(Match::Exact) => c.add("uri = $?", text(uri)),
-        Some(Match::Prefix) => c.add("starts_with(uri, $?)", text(uri)),
+    let prefix = matches!(q.mode, Some(Match::Prefix));
+    if prefix {
+        c.sql
+            .push("(cardinality(data_read) > 0 OR cardinality(data_written) > 0)".into());
+    } else {
+        c.add(
+            "(array_has(data_read, $?) OR array_has(data_written, $?))",
+            text(uri),
+        );
     }
     time_bounds(q.from, q.to, "start_time", &mut c);
-    let rows = c
-        .select(
-            &engine,
-            &tenant,
-            "data_access",
-            "start_time, trace_id, span_id",
-        )
+    let sql = format!("SELECT {ACCESS_COLUMNS} FROM spans WHERE {}", c.clause());
+    let mut steps = engine
+        .decoded(&tenant, &sql, c.params, Step::decode)
         .await?;
-    let distinct = |k: &str| -> BTreeSet<String> {
-        rows.iter()
-            .filter_map(|r| field(r, k).map(str::to_owned))
+    steps.sort_by(|a, b| {
+        (a.start_time, &a.trace_id, &a.span_id).cmp(&(b.start_time, &b.trace_id, &b.span_id))
+    });
+    let touches = |u: &str| if prefix { u.starts_with(uri) } else { u == uri };
+    // (step, access, uri), in step order; the lists are taken out of the steps, which an
+    // access shows without them.
+    let mut found: Vec<(usize, &'static str, String)> = Vec::new();
+    for (i, step) in steps.iter_mut().enumerate() {
+        for (access, list) in [
+            ("read", step.data_read.take()),
+            ("write", step.data_written.take()),
+        ] {
+            found.extend(
+                list.into_iter()
+                    .flatten()
+                    .filter(|u| touches(u))
+                    .map(|u| (i, access, u)),
+            );
+        }
+    }
+    let accesses: Vec<Access<'_>> = found
+        .iter()
+        .map(|(i, access, uri)| Access {
+            step: &steps[*i],
+            access,
+            uri,
+        })
+        .collect();
+    let distinct = |f: fn(&Step) -> &Option<String>| -> BTreeSet<&str> {
+        accesses
+            .iter()
+            .filter_map(|a| f(a.step).as_deref())
             .collect()
     };
     Ok(Json(json!({
         "uri": uri,
-        "runs": distinct("trace_id"),
-        "agents": distinct("agent_name"),
-        "sandboxes": distinct("sandbox_id"),
-        "pods": distinct("k8s_pod_name"),
-        "accesses": rows,
+        "runs": distinct(|s| &s.trace_id),
+        "agents": distinct(|s| &s.agent_name),
+        "sandboxes": distinct(|s| &s.sandbox_id),
+        "pods": distinct(|s| &s.k8s_pod_name),
+        "accesses": accesses,
     })))
 }
 
