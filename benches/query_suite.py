@@ -10,7 +10,6 @@ different parameter each time (another trace id, agent pod, data URI). Latency i
 client, including the answer's transfer; p50 and p95 are reported.
 
     cairn-bench generate --store /var/tmp/cairn-10m > /var/tmp/cairn-10m.json
-    cairn reindex --store /var/tmp/cairn-10m      # the generator writes no trace index
     python benches/query_suite.py --cairn target/release/cairn --store /var/tmp/cairn-10m \
         --summary /var/tmp/cairn-10m.json [--warm 20 --cold 3 --out results.json] [--hide-index]
 

@@ -50,7 +50,8 @@ fn stages(c: &mut Criterion) {
     // The trace index entries written beside each span file, computed and encoded.
     g.bench_function("trace_index_entries", |b| {
         b.iter(|| {
-            let entries = cairn_store::trace_index::entries(black_box(&all_spans), 0).unwrap();
+            let entries =
+                cairn_store::trace_index::entries(black_box(&all_spans), 0, |_| Some(0)).unwrap();
             cairn_store::parquet::encode_trace_index(&[entries], Effort::Ingest).unwrap()
         })
     });

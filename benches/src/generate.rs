@@ -1,20 +1,23 @@
 //! Writes a store of generated agent runs directly, for the query suite: the same encoding and
 //! Parquet files a collector writes (spans sorted by trace and start time with their bloom
 //! filter and page index; payloads deduplicated), one spans file and one payloads file per hour
-//! partition, as compaction would leave them. Hours are generated in parallel on every core.
+//! partition, as compaction would leave them, and the trace index entries of each spans file
+//! (each payload is stored in the hour of the spans that refer to it, which the entries name).
+//! Hours are generated in parallel on every core.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use arrow::array::RecordBatch;
+use arrow::array::{AsArray, RecordBatch};
 use cairn_normalize::encode::encode;
 use cairn_normalize::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use cairn_schema::layout::{format_hour, new_file, Dataset, HOUR_NANOS};
 use cairn_schema::tenant::Tenant;
 use cairn_store::file_format::Effort;
-use cairn_store::parquet::{encode_payloads, encode_spans};
+use cairn_store::parquet::{encode_payloads, encode_spans, encode_trace_index};
+use cairn_store::trace_index;
 use prost::Message;
 use serde::Serialize;
 
@@ -117,15 +120,31 @@ fn write_requests(
         }
     }
     for (hour, (spans, payloads)) in hours {
-        let (bytes, _) = encode_payloads(&payloads, Effort::Compaction)
+        let internal = |e: cairn_store::Error| Error::Internal(e.to_string());
+        let stored: HashSet<&str> = payloads
+            .iter()
+            .flat_map(|b| b.column(0).as_string::<i32>().iter().flatten())
+            .collect();
+        let all = arrow::compute::concat_batches(&cairn_schema::columns::spans_schema(), &spans)
             .map_err(|e| Error::Internal(e.to_string()))?;
+        let entries = trace_index::entries(&all, hour, |h| stored.contains(h).then_some(hour))
+            .map_err(internal)?;
+        let (index, _) = encode_trace_index(&[entries], Effort::Ingest).map_err(internal)?;
+        let (bytes, _) = encode_payloads(&payloads, Effort::Compaction).map_err(internal)?;
         write_file(store, &new_file(Dataset::Payloads, tenant, hour), &bytes)?;
         counters
             .payload_bytes
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        let (bytes, _) =
-            encode_spans(&spans, Effort::Compaction).map_err(|e| Error::Internal(e.to_string()))?;
-        write_file(store, &new_file(Dataset::Spans, tenant, hour), &bytes)?;
+        let (bytes, _) = encode_spans(&[all], Effort::Compaction).map_err(internal)?;
+        let path = new_file(Dataset::Spans, tenant, hour);
+        write_file(store, &path, &bytes)?;
+        // Its index entries, as a collector writes them after each span file.
+        let name = cairn_schema::trace_index::delta_name(hour, path.filename().unwrap_or_default());
+        write_file(
+            store,
+            &cairn_schema::trace_index::dir(tenant).join(name.as_str()),
+            &index,
+        )?;
         counters
             .span_bytes
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
@@ -204,6 +223,12 @@ pub fn run(args: &GenerateArgs) -> Result<Summary> {
         write_requests(args, &tenant, requests.into_iter(), &counters)?;
         large_run_trace_id = Some(hex(&workload.trace_id(run)));
     }
+    // Every span file has its index entries: the index is complete.
+    write_file(
+        args.store.as_path(),
+        &cairn_schema::trace_index::marker(&tenant),
+        b"{}",
+    )?;
     let sample_trace_ids = (0..20)
         .map(|i| hex(&workload.trace_id(runs * i / 20 + i)))
         .collect();

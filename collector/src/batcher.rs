@@ -51,14 +51,15 @@ struct KnownPayloads {
 }
 
 impl KnownPayloads {
-    /// Whether spans of `hour` may refer to the stored payload `hash`: only to a copy in their
-    /// own hour or up to [`layout::PAYLOAD_REUSE_HOURS`] before it, never a later one, so
+    /// The hour of the stored copy of `hash` that spans of `hour` may refer to: only a copy in
+    /// their own hour or up to [`layout::PAYLOAD_REUSE_HOURS`] before it, never a later one, so
     /// readers find a span's payloads in those hours.
-    fn contains(&self, tenant: &Tenant, hash: &str, hour: i64) -> bool {
+    fn reusable(&self, tenant: &Tenant, hash: &str, hour: i64) -> Option<i64> {
         self.by_tenant
             .get(tenant)
             .and_then(|s| s.get(hash))
-            .is_some_and(|stored| (0..=layout::PAYLOAD_REUSE_HOURS).contains(&(hour - stored)))
+            .copied()
+            .filter(|stored| (0..=layout::PAYLOAD_REUSE_HOURS).contains(&(hour - stored)))
     }
 
     fn remember(&mut self, tenant: &Tenant, hour: i64, hashes: impl Iterator<Item = String>) {
@@ -377,21 +378,29 @@ async fn write_partition(
     naming: Naming,
 ) -> Result<Written, WriteError> {
     let mut committed = Vec::new();
+    // Where each payload the spans refer to is stored: in this hour when written now, in the
+    // hour of the copy they reuse otherwise. The spans' index entries record these hours.
+    let mut placed: HashMap<String, i64> = HashMap::new();
     if !group.payloads.is_empty() {
         let seen = Arc::clone(&known);
         let t = tenant.clone();
         let payloads = group.payloads;
         let encoded = tokio::task::spawn_blocking(move || {
+            let mut reused = HashMap::new();
             let fresh = payloads
                 .iter()
                 .map(|b| {
                     let k = seen.lock().expect("known payloads");
-                    cairn_store::parquet::without_known(b, |h| k.contains(&t, h, hour))
+                    cairn_store::parquet::without_known(b, |h| {
+                        k.reusable(&t, h, hour)
+                            .map(|stored| reused.insert(h.to_owned(), stored))
+                            .is_some()
+                    })
                 })
                 .collect::<cairn_store::Result<Vec<_>>>()?;
             let fresh: Vec<RecordBatch> = fresh.into_iter().filter(|b| b.num_rows() > 0).collect();
             if fresh.is_empty() {
-                return Ok(None);
+                return Ok((None, reused));
             }
             let hashes: Vec<String> = fresh
                 .iter()
@@ -403,10 +412,13 @@ async fn write_partition(
                 })
                 .collect();
             cairn_store::parquet::encode_payloads(&fresh, Effort::Ingest)
-                .map(|(bytes, _)| Some((bytes, hashes)))
+                .map(|(bytes, _)| (Some((bytes, hashes)), reused))
         })
         .await??;
+        let (encoded, reused) = encoded;
+        placed = reused;
         if let Some((bytes, hashes)) = encoded {
+            placed.extend(hashes.iter().map(|h| (h.clone(), hour)));
             put(
                 store.as_ref(),
                 naming.path(Dataset::Payloads, &tenant, hour),
@@ -426,7 +438,7 @@ async fn write_partition(
         let all = cairn_normalize::agent::across_spans(&all);
         let (bytes, rows) =
             cairn_store::parquet::encode_spans(std::slice::from_ref(&all), Effort::Ingest)?;
-        let entries = trace_index::entries(&all, hour)?;
+        let entries = trace_index::entries(&all, hour, |h| placed.get(h).copied())?;
         let (index, _) = cairn_store::parquet::encode_trace_index(&[entries], Effort::Ingest)?;
         Ok::<_, cairn_store::Error>((bytes, rows, index))
     })

@@ -103,7 +103,7 @@ async fn tenant_index(
             .await?;
         let mut entries = Vec::new();
         while let Some(batch) = stream.next().await {
-            let batch = cairn_store::trace_index::entries(&batch?, hour)?;
+            let batch = cairn_store::trace_index::entries(&batch?, hour, |_| None)?;
             entries.push(batch);
         }
         let (bytes, rows) = cairn_store::parquet::encode_trace_index(&entries, Effort::Compaction)?;
@@ -141,6 +141,7 @@ mod tests {
                 Arc::new(times().with_timezone("UTC")),
                 Arc::new(times().with_timezone("UTC")),
                 Arc::new(StringArray::from(vec![None::<&str>; n])),
+                arrow::array::new_null_array(&cairn_schema::trace_index::hours_type(), n),
             ],
         )
         .unwrap()

@@ -50,6 +50,8 @@ pub struct TenantTable {
     indexed: AtomicBool,
     /// Hours (inclusive) outside which nothing is read, whatever the filters.
     within: Option<(i64, i64)>,
+    /// Read only these hours (those that exist), when set.
+    only: Option<BTreeSet<i64>>,
 }
 
 /// Most trace ids looked up in the index for one scan; a filter naming more lists every hour.
@@ -66,6 +68,7 @@ impl TenantTable {
             sort: &[col::TRACE_ID, col::START_TIME],
             indexed: AtomicBool::new(false),
             within: None,
+            only: None,
         }
     }
 
@@ -79,6 +82,15 @@ impl TenantTable {
             sort: &[],
             indexed: AtomicBool::new(false),
             within: None,
+            only: None,
+        }
+    }
+
+    /// The same table, reading only the hours `hours` (those that exist).
+    pub fn in_hours(self, hours: BTreeSet<i64>) -> Self {
+        Self {
+            only: Some(hours),
+            ..self
         }
     }
 
@@ -193,6 +205,29 @@ pub struct IndexEntry {
     pub hour: i64,
     /// The trace whose spans link to `trace_id` (`None`: `trace_id`'s own spans).
     pub linked_from: Option<String>,
+    /// The payload partitions the spans refer to, when known.
+    pub payload_hours: Option<Vec<i64>>,
+}
+
+/// The payload partitions that the spans of `ids` refer to, from their index entries; `None`
+/// when one entry does not know its payloads' (or there is none).
+pub async fn payload_hours(
+    state: &dyn Session,
+    tenant: &Tenant,
+    ids: &BTreeSet<String>,
+) -> Result<Option<BTreeSet<i64>>> {
+    let mut out = BTreeSet::new();
+    let mut any = false;
+    for e in index_entries(state, tenant, ids).await? {
+        if e.linked_from.is_none() {
+            match e.payload_hours {
+                Some(hours) => out.extend(hours),
+                None => return Ok(None),
+            }
+            any = true;
+        }
+    }
+    Ok(any.then_some(out))
 }
 
 /// The entries of `ids` in `tenant`'s trace index (whether or not it is complete), read from
@@ -221,6 +256,7 @@ pub async fn index_entries(
             col::TRACE_ID,
             trace_index::column::HOUR,
             trace_index::column::LINKED_FROM,
+            trace_index::column::PAYLOAD_HOURS,
         ])?
         .collect()
         .await?;
@@ -229,12 +265,17 @@ pub async fn index_entries(
         let traces = batch.column(0).as_string::<i32>();
         let hours = batch.column(1).as_primitive::<Int64Type>();
         let from = batch.column(2).as_string::<i32>();
+        let payloads = batch.column(3).as_list::<i32>();
         for i in 0..batch.num_rows() {
             if ids.contains(traces.value(i)) {
                 out.push(IndexEntry {
                     trace_id: traces.value(i).to_owned(),
                     hour: hours.value(i),
                     linked_from: from.is_valid(i).then(|| from.value(i).to_owned()),
+                    payload_hours: payloads.is_valid(i).then(|| {
+                        let hours = payloads.value(i);
+                        hours.as_primitive::<Int64Type>().iter().flatten().collect()
+                    }),
                 });
             }
         }
@@ -412,7 +453,7 @@ impl TableProvider for TenantTable {
             }
             _ => None,
         };
-        let hours = match indexed {
+        let hours = match indexed.or_else(|| self.only.clone()) {
             Some(hours) => hours
                 .into_iter()
                 .filter(|h| lo.is_none_or(|lo| *h >= lo) && hi.is_none_or(|hi| *h <= hi))

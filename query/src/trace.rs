@@ -1,7 +1,7 @@
 //! A whole trace as OTLP JSON (`TracesData`), rebuilt losslessly from the stored rows and the
 //! payloads they reference.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch};
@@ -44,6 +44,7 @@ async fn fetch_on(engine: &QueryEngine, tenant: &Tenant, trace_id: String) -> Re
         &ctx,
         tenant,
         referenced_payloads(&batches)?,
+        &BTreeSet::from([trace_id]),
         span_hours(&batches),
     )
     .await?;
@@ -74,15 +75,20 @@ pub fn hour_range(starts: impl IntoIterator<Item = i64>) -> Option<(i64, i64)> {
     })
 }
 
-/// The contents of `hashes` from the `payloads` table. Given the first and last hour of the
-/// spans that refer to them, only the payload partitions that can hold them are read (a span
-/// refers to a copy stored in its hour or up to [`PAYLOAD_REUSE_HOURS`] before); hashes not
-/// found there (written under an earlier layout) are looked up in every partition.
+/// The contents of `hashes`, referred to by spans of `traces`, from the `payloads` table, in
+/// three steps, each for the hashes the previous one did not find:
+///
+/// 1. the payload partitions the traces' index entries name (`payload_hours`): usually the
+///    hour of the spans and the few hours whose copies they reuse;
+/// 2. given the first and last hour of the spans, the partitions that can hold them (a span
+///    refers to a copy stored in its hour or up to [`PAYLOAD_REUSE_HOURS`] before);
+/// 3. every partition (payloads written under an earlier layout).
 pub async fn payload_contents(
     engine: &QueryEngine,
     ctx: &SessionContext,
     tenant: &Tenant,
     hashes: HashSet<String>,
+    traces: &BTreeSet<String>,
     span_hours: Option<(i64, i64)>,
 ) -> Result<Contents> {
     let mut contents = Contents::new();
@@ -90,6 +96,18 @@ pub async fn payload_contents(
         return Ok(contents);
     }
     let mut missing = hashes;
+    if let Some(hours) = crate::catalog::payload_hours(&ctx.state(), tenant, traces).await? {
+        let table = TenantTable::payloads(engine.store(), tenant.clone()).in_hours(hours);
+        read_contents(
+            ctx.read_table(Arc::new(table))?,
+            &mut missing,
+            &mut contents,
+        )
+        .await?;
+    }
+    if missing.is_empty() {
+        return Ok(contents);
+    }
     if let Some((lo, hi)) = span_hours {
         let table = TenantTable::payloads(engine.store(), tenant.clone())
             .within_hours(lo - PAYLOAD_REUSE_HOURS, hi);

@@ -6,9 +6,9 @@
 //! trace_index/tenant=<tenant>/complete.json       the index covers every span of the tenant
 //! ```
 //!
-//! Each row is (trace id, hour, first start, last end, linked from): the trace's own spans in
-//! that hour when `linked_from` is null, else spans of the trace `linked_from` in that hour that
-//! link to it.
+//! Each row is (trace id, hour, first start, last end, linked from, payload hours): the trace's
+//! own spans in that hour when `linked_from` is null, else spans of the trace `linked_from` in
+//! that hour that link to it; and the payload partitions its spans there refer to, when known.
 //!
 //! One flat directory per tenant, an LSM tree of small sorted files: a collector writes one file
 //! per span file it writes, right after it ([`delta_name`]), and compaction merges them into
@@ -45,6 +45,12 @@ pub mod column {
     /// other trace, in that partition, link to the trace (a retry, a hand-off, a resumption):
     /// how the lineage graph finds the runs that point at a run without scanning the tenant.
     pub const LINKED_FROM: &str = "linked_from";
+    /// The hour partitions of the payloads that the trace's spans in that partition refer to
+    /// (payloads are stored once and reused for 24 hours, so these may be earlier hours): a
+    /// lookup of the trace's payloads reads only these. Null when not known (entries written by
+    /// `cairn reindex`, by a collector before this column, or of link entries); merging entries
+    /// unites their hours, and an unknown one makes the merged entry unknown.
+    pub const PAYLOAD_HOURS: &str = "payload_hours";
 }
 
 static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
@@ -54,8 +60,14 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new(column::FIRST_START, timestamp_type(), false),
         Field::new(column::LAST_END, timestamp_type(), false),
         Field::new(column::LINKED_FROM, DataType::Utf8, true),
+        Field::new(column::PAYLOAD_HOURS, hours_type(), true),
     ]))
 });
+
+/// The type of [`column::PAYLOAD_HOURS`]: a list of hours.
+pub fn hours_type() -> DataType {
+    DataType::List(Arc::new(Field::new("item", DataType::Int64, true)))
+}
 
 /// The Arrow schema of index files.
 pub fn schema() -> SchemaRef {

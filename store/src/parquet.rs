@@ -104,7 +104,10 @@ pub fn encode_trace_index(batches: &[RecordBatch], effort: Effort) -> Result<(Ve
 }
 
 /// Drops payload rows whose hash `known` says is already stored.
-pub fn without_known(batch: &RecordBatch, known: impl Fn(&str) -> bool) -> Result<RecordBatch> {
+pub fn without_known(
+    batch: &RecordBatch,
+    mut known: impl FnMut(&str) -> bool,
+) -> Result<RecordBatch> {
     let hashes = batch.column(0).as_string::<i32>();
     let keep: BooleanArray = (0..hashes.len())
         .map(|i| Some(!known(hashes.value(i))))

@@ -129,16 +129,30 @@ fn query_suite_gets_the_same_answers_as_duckdb() {
     let summary_file = dir.path().join("summary.json");
     std::fs::write(&summary_file, serde_json::to_vec(&summary).unwrap()).unwrap();
     let results = dir.path().join("results.json");
-    // The generator writes spans as a collector would but no trace index: index the store as
-    // the benchmark does.
-    let reindex = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(["reindex", "--store", store.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(reindex.status.success(), "{reindex:?}");
+    // The generator writes the trace index as a collector would, each entry naming the
+    // payload partition of its spans (their own hour).
     assert!(store
         .join("trace_index/tenant=bench/complete.json")
         .exists());
+    let rows = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(crate::harness::index_rows(store.to_str().unwrap(), "bench"));
+    let own_hour = rows
+        .iter()
+        .filter(|(_, hour, payloads)| payloads.as_deref() == Some(&[*hour][..]))
+        .count();
+    assert!(
+        own_hour > 0 && own_hour >= rows.len() * 9 / 10,
+        "{own_hour} of {}",
+        rows.len()
+    );
+    for (trace, hour, payloads) in &rows {
+        // Link entries say nothing of payloads; no entry names another hour.
+        assert!(
+            payloads.iter().flatten().all(|h| h == hour),
+            "{trace} {hour}: {payloads:?}"
+        );
+    }
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/query_suite.py");
     let table = run_python(&[
         script.to_str().unwrap(),
@@ -156,9 +170,22 @@ fn query_suite_gets_the_same_answers_as_duckdb() {
         "512MiB",
         "--out",
         results.to_str().unwrap(),
+        "--clients",
+        "2",
+        "--seconds",
+        "2",
     ]);
     let results: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&results).unwrap()).unwrap();
+    // The concurrent mix ran the API answers, every one answered.
+    let mixed = &results["mixed"];
+    assert!(mixed["answered"].as_u64() > Some(0), "{mixed}");
+    assert_eq!(mixed["failed"], 0, "{mixed}");
+    assert!(mixed["times"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .all(|k| k.contains("(API")));
     let results = results["results"].as_object().unwrap();
     assert_eq!(results.len(), 14, "{table}");
     let mut compared = 0;

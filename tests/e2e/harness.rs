@@ -334,7 +334,17 @@ pub fn run_python(args: &[&str]) -> String {
 /// The entries of `tenant`'s trace index in the store at `store`, as readers see them: (trace
 /// id, hour since the epoch), sorted.
 pub async fn index_entries(store: &str, tenant: &str) -> Vec<(String, i64)> {
-    use arrow::array::AsArray;
+    index_rows(store, tenant)
+        .await
+        .into_iter()
+        .map(|(id, hour, _)| (id, hour))
+        .collect()
+}
+
+/// The trace index entries of `tenant` with the payload hours of each (`None`: not known),
+/// sorted.
+pub async fn index_rows(store: &str, tenant: &str) -> Vec<(String, i64, Option<Vec<i64>>)> {
+    use arrow::array::{Array, AsArray};
     use futures::TryStreamExt;
     use object_store::{ObjectStore, ObjectStoreExt};
     let raw = cairn_store::open(store).expect("store");
@@ -355,8 +365,17 @@ pub async fn index_entries(store: &str, tenant: &str) -> Vec<(String, i64)> {
             let hours = batch
                 .column(1)
                 .as_primitive::<arrow::datatypes::Int64Type>();
+            let payloads = batch
+                .column_by_name(cairn_schema::trace_index::column::PAYLOAD_HOURS)
+                .map(|c| c.as_list::<i32>().clone());
             for i in 0..batch.num_rows() {
-                out.push((ids.value(i).to_owned(), hours.value(i)));
+                let payload_hours = payloads.as_ref().filter(|p| p.is_valid(i)).map(|p| {
+                    p.value(i)
+                        .as_primitive::<arrow::datatypes::Int64Type>()
+                        .values()
+                        .to_vec()
+                });
+                out.push((ids.value(i).to_owned(), hours.value(i), payload_hours));
             }
         }
     }

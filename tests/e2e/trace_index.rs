@@ -8,7 +8,7 @@ use std::process::Command;
 
 use serde_json::json;
 
-use crate::harness::{client, index_entries, temp_dir, Cairn};
+use crate::harness::{client, index_entries, index_rows, temp_dir, Cairn};
 
 const HOUR_NANOS: i64 = 3_600_000_000_000;
 
@@ -267,6 +267,19 @@ async fn a_late_span_stores_its_own_payload_copy_and_reads_it_back() {
     cairn
         .send_json(chat(&trace(2), (now - 3) * HOUR_NANOS + 1))
         .await;
+    // Two hours later: the copy of three hours ago is reused.
+    cairn
+        .send_json(chat(&trace(3), (now - 1) * HOUR_NANOS + 1))
+        .await;
+    // Each index entry names the partition of the copy its span refers to.
+    assert_eq!(
+        index_rows(&store, "default").await,
+        [
+            (trace(1), now, Some(vec![now])),
+            (trace(2), now - 3, Some(vec![now - 3])),
+            (trace(3), now - 1, Some(vec![now - 3])),
+        ]
+    );
     let payload_hours: BTreeSet<String> = std::fs::read_dir(data.join("payloads/tenant=default"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -278,7 +291,7 @@ async fn a_late_span_stores_its_own_payload_copy_and_reads_it_back() {
             format!("hour={}", hour_text(now))
         ])
     );
-    for t in [trace(1), trace(2)] {
+    for t in [trace(1), trace(2), trace(3)] {
         let (status, body) = cairn.trace(None, &t).await;
         assert_eq!(status, 200, "{body}");
         assert!(body.to_string().contains("the same question"), "{body}");

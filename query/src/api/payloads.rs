@@ -1,6 +1,6 @@
 //! Resolving payload references in rows to their contents.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use cairn_schema::tenant::Tenant;
 use serde_json::Value;
@@ -48,12 +48,13 @@ pub async fn contents(
         .map(|s| s.start_time.map(|t| t.0))
         .collect::<Option<Vec<i64>>>()
         .and_then(crate::trace::hour_range);
+    let traces: BTreeSet<String> = steps.iter().filter_map(|s| s.trace_id.clone()).collect();
     let (runner, tenant) = (engine.clone(), tenant.clone());
     let engine = engine.clone();
     let found = runner
         .run(async move {
             let ctx = engine.session(&tenant).await?;
-            crate::trace::payload_contents(&engine, &ctx, &tenant, wanted, hours).await
+            crate::trace::payload_contents(&engine, &ctx, &tenant, wanted, &traces, hours).await
         })
         .await?;
     Ok(found.into_iter().map(|(h, c)| (h, value(&c))).collect())
