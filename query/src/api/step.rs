@@ -11,7 +11,7 @@ use arrow::compute::cast;
 use arrow::datatypes::{
     DataType, Field, Float64Type, Int64Type, TimeUnit, TimestampNanosecondType,
 };
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 use crate::Result;
@@ -31,6 +31,17 @@ impl Timestamp {
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.rfc3339())
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        chrono::DateTime::parse_from_rfc3339(&text)
+            .ok()
+            .and_then(|t| t.timestamp_nanos_opt())
+            .map(Timestamp)
+            .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not an RFC 3339 time")))
     }
 }
 
@@ -123,8 +134,9 @@ impl Column for Vec<String> {
 /// contents resolved beside their references.
 macro_rules! step {
     (columns { $($column:ident: $ty:ty,)* } contents { $($content:ident: $cty:ty => $to_json:expr,)* }) => {
-        /// One step (span) of a run; see the module header.
-        #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+        /// One step (span) of a run; see the module header. It reads back from its JSON.
+        #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+        #[serde(default)]
         pub struct Step {
             $(
                 #[serde(skip_serializing_if = "Option::is_none")]
@@ -345,9 +357,10 @@ mod tests {
             .map(|s| serde_json::to_string(s).unwrap())
             .collect();
         assert_eq!(got, as_sql_answer(&batch));
-        // `get` agrees with serialisation, field by field.
+        // `get` agrees with serialisation, field by field, and a step reads back from it.
         for s in &steps {
             let shown = serde_json::to_value(s).unwrap();
+            assert_eq!(&serde_json::from_value::<Step>(shown.clone()).unwrap(), s);
             for column in COLUMNS {
                 assert_eq!(s.get(column).as_ref(), shown.get(*column), "{column}");
             }
