@@ -9,7 +9,7 @@
 use arrow::array::{ArrayRef, AsArray, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::{
-    DataType, Field, Float64Type, Int64Type, TimeUnit, TimestampNanosecondType,
+    ArrowPrimitiveType, DataType, Field, Float64Type, Int64Type, TimeUnit, TimestampNanosecondType,
 };
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
@@ -68,27 +68,24 @@ impl Column for String {
     }
 }
 
-impl Column for i64 {
-    fn read(array: &ArrayRef) -> Result<Vec<Option<Self>>> {
-        let array = cast(array, &DataType::Int64)?;
-        Ok(array.as_primitive::<Int64Type>().iter().collect())
-    }
+/// Numbers, read as Arrow's primitive type `$arrow`.
+macro_rules! number {
+    ($t:ty, $arrow:ty) => {
+        impl Column for $t {
+            fn read(array: &ArrayRef) -> Result<Vec<Option<Self>>> {
+                let array = cast(array, &<$arrow as ArrowPrimitiveType>::DATA_TYPE)?;
+                Ok(array.as_primitive::<$arrow>().iter().collect())
+            }
 
-    fn json(&self) -> Value {
-        Value::from(*self)
-    }
+            fn json(&self) -> Value {
+                Value::from(*self)
+            }
+        }
+    };
 }
 
-impl Column for f64 {
-    fn read(array: &ArrayRef) -> Result<Vec<Option<Self>>> {
-        let array = cast(array, &DataType::Float64)?;
-        Ok(array.as_primitive::<Float64Type>().iter().collect())
-    }
-
-    fn json(&self) -> Value {
-        Value::from(*self)
-    }
-}
+number!(i64, Int64Type);
+number!(f64, Float64Type);
 
 impl Column for Timestamp {
     fn read(array: &ArrayRef) -> Result<Vec<Option<Self>>> {
