@@ -11,12 +11,50 @@ use super::step::Step;
 /// The identity columns filled from ancestors, each with its `_src`.
 const IDENTITY: usize = 3;
 
-/// Identity column `i` of `step` (agent name, agent id, framework) and its source.
+/// The columns a run's steps are resolved from ([`inherit`], then [`derive_calls`]).
+pub const RESOLVED_FROM: &[&str] = &[
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "operation",
+    "agent_name",
+    "agent_name_src",
+    "agent_id",
+    "agent_id_src",
+    "framework",
+    "framework_src",
+    "parent_agent_name",
+    "parent_agent_name_src",
+    "tool_name",
+    "tool_name_src",
+    "tool_call_id",
+    "tool_call_id_src",
+    "requested_tool_call_ids",
+    "requested_tool_names",
+];
+
+/// Gives `to` (the same span, read with other columns) what resolving gave `from`: its agent
+/// identity and its tool call.
+pub fn copy_resolved(to: &mut Step, from: &Step) {
+    for i in 0..=IDENTITY {
+        let (v, s) = identity(from, i);
+        let (value, source) = identity_mut(to, i);
+        (*value, *source) = (v.clone(), s.clone());
+    }
+    to.tool_name.clone_from(&from.tool_name);
+    to.tool_name_src.clone_from(&from.tool_name_src);
+    to.tool_call_id.clone_from(&from.tool_call_id);
+    to.tool_call_id_src.clone_from(&from.tool_call_id_src);
+}
+
+/// Identity column `i` of `step` (agent name, agent id, framework; then the parent agent's
+/// name) and its source.
 fn identity(step: &Step, i: usize) -> (&Option<String>, &Option<String>) {
     match i {
         0 => (&step.agent_name, &step.agent_name_src),
         1 => (&step.agent_id, &step.agent_id_src),
-        _ => (&step.framework, &step.framework_src),
+        2 => (&step.framework, &step.framework_src),
+        _ => (&step.parent_agent_name, &step.parent_agent_name_src),
     }
 }
 

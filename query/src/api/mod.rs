@@ -89,7 +89,12 @@ async fn rows_in(
 
 /// Placeholders `$1, $2, …` for `keys`, and the keys as text parameters.
 fn in_list(keys: &[String]) -> (String, Vec<ScalarValue>) {
-    let list = (1..=keys.len())
+    in_list_from(1, keys)
+}
+
+/// Placeholders `$first, …` for `keys`, and the keys as text parameters.
+fn in_list_from(first: usize, keys: &[String]) -> (String, Vec<ScalarValue>) {
+    let list = (first..first + keys.len())
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
         .join(", ");

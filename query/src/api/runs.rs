@@ -26,9 +26,25 @@ pub async fn steps(
     trace_id: &str,
     with_payloads: bool,
 ) -> Result<Vec<Step>> {
+    let mut rows = steps_with(engine, tenant, trace_id, step::COLUMNS).await?;
+    if with_payloads {
+        let contents = payloads::contents(engine, tenant, &rows).await?;
+        payloads::resolve(&mut rows, &contents);
+    }
+    Ok(rows)
+}
+
+/// The steps of a run in start order with `columns` only (among them those
+/// [`super::inherit::RESOLVED_FROM`] names), agents and tool calls resolved.
+pub async fn steps_with(
+    engine: &QueryEngine,
+    tenant: &cairn_schema::tenant::Tenant,
+    trace_id: &str,
+    columns: &[&str],
+) -> Result<Vec<Step>> {
     let sql = format!(
         "SELECT {} FROM spans WHERE trace_id = $1",
-        step::COLUMNS.join(", ")
+        columns.join(", ")
     );
     let mut rows = engine
         .decoded(tenant, &sql, vec![trace_param(trace_id)?], Step::decode)
@@ -41,10 +57,6 @@ pub async fn steps(
     }
     super::inherit::inherit(&mut rows);
     super::inherit::derive_calls(&mut rows);
-    if with_payloads {
-        let contents = payloads::contents(engine, tenant, &rows).await?;
-        payloads::resolve(&mut rows, &contents);
-    }
     Ok(rows)
 }
 

@@ -12,8 +12,8 @@ use serde_json::{json, Value};
 
 use super::extract::{ApiPath, SpanId, TenantOf, TraceId};
 use super::payloads;
-use super::runs::steps;
-use super::step::Step;
+use super::runs::steps_with;
+use super::step::{self, Step};
 use crate::{Error, QueryEngine, Result};
 
 /// Whether `turn` (a model call) asked for `tool_call_id`.
@@ -31,7 +31,11 @@ pub async fn why(
     ApiPath((trace_id, span_id)): ApiPath<(TraceId, SpanId)>,
 ) -> Result<Json<Value>> {
     let span_id = span_id.as_str().to_owned();
-    let all = steps(&engine, &tenant, trace_id.as_str(), false).await?;
+    // Every step of the run, with what resolves agents and tool calls and walks the chain; the
+    // steps the answer shows are read whole below.
+    let mut columns = super::inherit::RESOLVED_FROM.to_vec();
+    columns.extend(["name", "start_time"]);
+    let all = steps_with(&engine, &tenant, trace_id.as_str(), &columns).await?;
     let index = all
         .iter()
         .position(|s| s.span_id.as_deref() == Some(span_id.as_str()))
@@ -85,11 +89,14 @@ pub async fn why(
         }));
         parent = a.parent_span_id.as_deref();
     }
-    let mut detail: Vec<Step> = vec![step.clone()];
-    detail.extend(turn.cloned());
-    let contents = payloads::contents(&engine, &tenant, &detail).await?;
-    payloads::resolve(&mut detail, &contents);
-    let mut detail = detail.into_iter();
+    // The step, the turn and the approvals, whole (resolved as read with the run), with the
+    // step's and the turn's payloads.
+    let shown: Vec<&Step> = [step].into_iter().chain(turn).chain(approvals).collect();
+    let mut whole = whole(&engine, &tenant, trace_id.as_str(), &shown).await?;
+    let approvals = whole.split_off(1 + usize::from(turn.is_some()));
+    let contents = payloads::contents(&engine, &tenant, &whole).await?;
+    payloads::resolve(&mut whole, &contents);
+    let mut detail = whole.into_iter();
     let step = detail.next().expect("the step");
     let turn = detail.next();
     // Decisions taken on the same approval requests in other runs (a resumed run), in one
@@ -117,4 +124,43 @@ pub async fn why(
         "ancestors": chain,
         "ancestor_cycle": ancestor_cycle,
     })))
+}
+
+/// `steps` (of run `trace_id`, read with some columns and resolved) with every column, in
+/// the same order: each is the run's row with its span id and start time.
+async fn whole(
+    engine: &QueryEngine,
+    tenant: &cairn_schema::tenant::Tenant,
+    trace_id: &str,
+    steps: &[&Step],
+) -> Result<Vec<Step>> {
+    let ids: Vec<String> = steps
+        .iter()
+        .filter_map(|s| s.span_id.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut rows = Vec::new();
+    for chunk in ids.chunks(super::MAX_IN_LIST) {
+        let mut params = vec![super::trace_param(trace_id)?];
+        let (list, ids) = super::in_list_from(2, chunk);
+        params.extend(ids);
+        let sql = format!(
+            "SELECT {} FROM spans WHERE trace_id = $1 AND span_id IN ({list})",
+            step::COLUMNS.join(", ")
+        );
+        rows.extend(engine.decoded(tenant, &sql, params, Step::decode).await?);
+    }
+    steps
+        .iter()
+        .map(|s| {
+            let mut row = rows
+                .iter()
+                .find(|r| r.span_id == s.span_id && r.start_time == s.start_time)
+                .cloned()
+                .ok_or_else(|| Error::NotFound(format!("step {:?} is gone", s.span_id)))?;
+            super::inherit::copy_resolved(&mut row, s);
+            Ok(row)
+        })
+        .collect()
 }
