@@ -141,12 +141,7 @@ async fn links(engine: &QueryEngine, tenant: &Tenant, traces: &[String]) -> Resu
 
 /// `decided_by` edges of the approval requests that `steps` take part in.
 async fn decisions(engine: &QueryEngine, tenant: &Tenant, steps: &[Step]) -> Result<Vec<Edge>> {
-    let ids: Vec<String> = steps
-        .iter()
-        .filter_map(|s| s.approval_request_id.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let ids = super::step::distinct(steps, |s| &s.approval_request_id);
     let rows = rows_in(engine, tenant, &ids, |list| {
         format!(
             "SELECT trace_id, span_id, approval_state, approval_request_id
@@ -184,12 +179,7 @@ async fn decisions(engine: &QueryEngine, tenant: &Tenant, steps: &[Step]) -> Res
 /// `continues` edges between consecutive runs (by start time, then trace id) of the
 /// conversations `steps` belong to.
 async fn continuations(engine: &QueryEngine, tenant: &Tenant, steps: &[Step]) -> Result<Vec<Edge>> {
-    let conversations: Vec<String> = steps
-        .iter()
-        .filter_map(|s| s.conversation_id.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let conversations = super::step::distinct(steps, |s| &s.conversation_id);
     let traces: Vec<String> = rows_in(engine, tenant, &conversations, |list| {
         format!("SELECT DISTINCT trace_id FROM spans WHERE conversation_id IN ({list})")
     })

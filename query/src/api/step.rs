@@ -248,6 +248,16 @@ step! {
     }
 }
 
+/// The distinct values of the text field `key` of `steps`, sorted (for lookups by them).
+pub fn distinct<'a>(
+    steps: impl IntoIterator<Item = &'a Step>,
+    key: fn(&Step) -> &Option<String>,
+) -> Vec<String> {
+    let set: std::collections::BTreeSet<&String> =
+        steps.into_iter().filter_map(|s| key(s).as_ref()).collect();
+    set.into_iter().cloned().collect()
+}
+
 /// Sorts `steps` in start order (`ORDER BY start_time, span_id`: nulls last).
 pub fn sort(steps: &mut [Step]) {
     fn key(s: &Step) -> (bool, Option<Timestamp>, bool, Option<&[u8]>) {

@@ -4,7 +4,7 @@
 //! that gated it, the policy snapshot in force, and the chain of agents and steps above it up to
 //! the root.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use axum::extract::State;
 use axum::Json;
@@ -101,12 +101,7 @@ pub async fn why(
     let turn = detail.next();
     // Decisions taken on the same approval requests in other runs (a resumed run), in one
     // query for all of them.
-    let request_ids: Vec<String> = approvals
-        .iter()
-        .filter_map(|a| a.approval_request_id.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let request_ids = step::distinct(&approvals, |a| &a.approval_request_id);
     let gates = super::rows_in(&engine, &tenant, &request_ids, |list| {
         format!("SELECT * FROM approval_gates WHERE gate IN ({list}) ORDER BY requested_at, gate")
     })
@@ -134,12 +129,7 @@ async fn whole(
     trace_id: &str,
     steps: &[&Step],
 ) -> Result<Vec<Step>> {
-    let ids: Vec<String> = steps
-        .iter()
-        .filter_map(|s| s.span_id.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let ids = step::distinct(steps.iter().copied(), |s| &s.span_id);
     let mut rows = Vec::new();
     for chunk in ids.chunks(super::MAX_IN_LIST) {
         let mut params = vec![super::trace_param(trace_id)?];
