@@ -20,8 +20,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::extract::{ApiPath, Params, TenantOf, TraceId};
-use super::runs::steps;
-use super::step::Step;
+use super::runs::{steps_with, whole};
+use super::step::{self, Step};
 use super::{field, payloads, trace_param};
 use crate::{Error, QueryEngine, Result};
 
@@ -53,30 +53,35 @@ pub fn decision_path(steps: Vec<Step>, retried: &HashSet<String>) -> Vec<Step> {
         .collect()
 }
 
-/// The decision path of `trace_id`, with payloads when asked.
-async fn path_of(
+/// The decision path of `trace_id`, its steps read with `columns` (resolved: see
+/// [`steps_with`]), and the links that retried some of them, read at once.
+async fn path_with(
     engine: &QueryEngine,
     tenant: &Tenant,
     trace_id: &str,
-    with_payloads: bool,
+    columns: &[&str],
 ) -> Result<Vec<Step>> {
-    let all = steps(engine, tenant, trace_id, false).await?;
-    let retried: HashSet<String> = engine
-        .rows(
+    let (all, links) = tokio::try_join!(
+        steps_with(engine, tenant, trace_id, columns),
+        engine.rows(
             tenant,
             "SELECT linked_span_id FROM span_links
              WHERE trace_id = $1 AND linked_trace_id = $1 AND kind = 'retry_of'",
             vec![trace_param(trace_id)?],
         )
-        .await?
+    )?;
+    let retried: HashSet<String> = links
         .iter()
         .filter_map(|r| field(r, "linked_span_id").map(str::to_owned))
         .collect();
-    let mut path = decision_path(all, &retried);
-    if with_payloads {
-        let contents = payloads::contents(engine, tenant, &path).await?;
-        payloads::resolve(&mut path, &contents);
-    }
+    Ok(decision_path(all, &retried))
+}
+
+/// The whole decision path of `trace_id`, every step with its payloads.
+async fn path_of(engine: &QueryEngine, tenant: &Tenant, trace_id: &str) -> Result<Vec<Step>> {
+    let mut path = path_with(engine, tenant, trace_id, step::COLUMNS).await?;
+    let contents = payloads::contents(engine, tenant, &path).await?;
+    payloads::resolve(&mut path, &contents);
     Ok(path)
 }
 
@@ -173,9 +178,13 @@ pub async fn replay(
         )));
     }
     let offset = q.offset.unwrap_or(0);
-    let path = path_of(&engine, &tenant, trace_id.as_str(), false).await?;
+    // The path from the columns that resolve and order it; the page's steps read whole.
+    let mut columns = super::inherit::RESOLVED_FROM.to_vec();
+    columns.push("start_time");
+    let path = path_with(&engine, &tenant, trace_id.as_str(), &columns).await?;
     let total = path.len();
-    let mut page: Vec<Step> = path.into_iter().skip(offset).take(limit).collect();
+    let shown: Vec<&Step> = path.iter().skip(offset).take(limit).collect();
+    let mut page = whole(&engine, &tenant, trace_id.as_str(), &shown).await?;
     let contents = payloads::contents(&engine, &tenant, &page).await?;
     payloads::resolve(&mut page, &contents);
     let steps: Vec<Value> = page
@@ -203,7 +212,7 @@ pub async fn bundle(
     TenantOf(tenant): TenantOf,
     ApiPath(trace_id): ApiPath<TraceId>,
 ) -> Result<Json<Value>> {
-    let path = path_of(&engine, &tenant, trace_id.as_str(), true).await?;
+    let path = path_of(&engine, &tenant, trace_id.as_str()).await?;
     let mut turns: HashMap<String, usize> = HashMap::new();
     let mut model_calls = Vec::new();
     let mut tool_results = Vec::new();
@@ -353,8 +362,8 @@ pub async fn diff_runs(
     TenantOf(tenant): TenantOf,
     Params(q): Params<DiffParams>,
 ) -> Result<Json<Value>> {
-    let left = path_of(&engine, &tenant, q.left.as_str(), true).await?;
-    let right = path_of(&engine, &tenant, q.right.as_str(), true).await?;
+    let left = path_of(&engine, &tenant, q.left.as_str()).await?;
+    let right = path_of(&engine, &tenant, q.right.as_str()).await?;
     let mut out = diff(&left, &right);
     if let Some(d) = out.get_mut("first_divergence").filter(|d| !d.is_null()) {
         // What each side did at the divergence.

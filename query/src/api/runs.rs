@@ -60,6 +60,40 @@ pub async fn steps_with(
     Ok(rows)
 }
 
+/// `steps` (of run `trace_id`, read with some columns and resolved) with every column, in
+/// the same order: each is the run's row with its span id and start time.
+pub async fn whole(
+    engine: &QueryEngine,
+    tenant: &cairn_schema::tenant::Tenant,
+    trace_id: &str,
+    steps: &[&Step],
+) -> Result<Vec<Step>> {
+    let ids = step::distinct(steps.iter().copied(), |s| &s.span_id);
+    let mut rows = Vec::new();
+    for chunk in ids.chunks(super::MAX_IN_LIST) {
+        let mut params = vec![super::trace_param(trace_id)?];
+        let (list, ids) = super::in_list_from(2, chunk);
+        params.extend(ids);
+        let sql = format!(
+            "SELECT {} FROM spans WHERE trace_id = $1 AND span_id IN ({list})",
+            step::COLUMNS.join(", ")
+        );
+        rows.extend(engine.decoded(tenant, &sql, params, Step::decode).await?);
+    }
+    steps
+        .iter()
+        .map(|s| {
+            let mut row = rows
+                .iter()
+                .find(|r| r.span_id == s.span_id && r.start_time == s.start_time)
+                .cloned()
+                .ok_or_else(|| Error::NotFound(format!("step {:?} is gone", s.span_id)))?;
+            super::inherit::copy_resolved(&mut row, s);
+            Ok(row)
+        })
+        .collect()
+}
+
 /// How deep steps nest in a trail answer: roots are level 1, and no step is nested deeper than
 /// this. Every step is still returned: a step whose real level is deeper is listed in the
 /// `children` of its ancestor at level `MAX_TREE_DEPTH - 1` (that list is the ancestor's whole
