@@ -16,8 +16,7 @@ use cairn_normalize::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use cairn_schema::layout::{format_hour, new_file, Dataset, HOUR_NANOS};
 use cairn_schema::tenant::Tenant;
 use cairn_store::file_format::Effort;
-use cairn_store::parquet::{encode_payloads, encode_spans, encode_trace_index};
-use cairn_store::trace_index;
+use cairn_store::parquet::{encode_payloads, encode_span_file};
 use prost::Message;
 use serde::Serialize;
 
@@ -127,27 +126,29 @@ fn write_requests(
             .collect();
         let all = arrow::compute::concat_batches(&cairn_schema::columns::spans_schema(), &spans)
             .map_err(|e| Error::Internal(e.to_string()))?;
-        let entries = trace_index::entries(&all, hour, |h| stored.contains(h).then_some(hour))
-            .map_err(internal)?;
-        let (index, _) = encode_trace_index(&[entries], Effort::Ingest).map_err(internal)?;
+        let file = encode_span_file(
+            &all,
+            hour,
+            |h| stored.contains(h).then_some(hour),
+            Effort::Compaction,
+        )
+        .map_err(internal)?;
         let (bytes, _) = encode_payloads(&payloads, Effort::Compaction).map_err(internal)?;
         write_file(store, &new_file(Dataset::Payloads, tenant, hour), &bytes)?;
         counters
             .payload_bytes
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        let (bytes, _) = encode_spans(&[all], Effort::Compaction).map_err(internal)?;
         let path = new_file(Dataset::Spans, tenant, hour);
-        write_file(store, &path, &bytes)?;
+        write_file(store, &path, &file.spans)?;
         // Its index entries, as a collector writes them after each span file.
-        let name = cairn_schema::trace_index::delta_name(hour, path.filename().unwrap_or_default());
         write_file(
             store,
-            &cairn_schema::trace_index::dir(tenant).join(name.as_str()),
-            &index,
+            &cairn_schema::trace_index::delta_path(tenant, hour, &path),
+            &file.index,
         )?;
         counters
             .span_bytes
-            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            .fetch_add(file.spans.len() as u64, Ordering::Relaxed);
         counters.files.fetch_add(2, Ordering::Relaxed);
     }
     if let Some(dir) = &args.naive {

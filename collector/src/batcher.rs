@@ -429,27 +429,26 @@ async fn write_partition(
         }
     }
     let spans = group.spans;
-    let (bytes, rows, index) = tokio::task::spawn_blocking(move || {
+    let file = tokio::task::spawn_blocking(move || {
         // Steps take their agent from ancestors flushed with them, and tool calls without ids the
         // model call that asked for them; compaction (and for agents the run API) resolves
         // those whose relatives arrive later.
         let all = arrow::compute::concat_batches(&cairn_schema::columns::spans_schema(), &spans)
             .map_err(|e| cairn_store::Error::Internal(format!("concatenating spans: {e}")))?;
         let all = cairn_normalize::agent::across_spans(&all);
-        let (bytes, rows) =
-            cairn_store::parquet::encode_spans(std::slice::from_ref(&all), Effort::Ingest)?;
-        let entries = trace_index::entries(&all, hour, |h| placed.get(h).copied())?;
-        let (index, _) = cairn_store::parquet::encode_trace_index(&[entries], Effort::Ingest)?;
-        Ok::<_, cairn_store::Error>((bytes, rows, index))
+        cairn_store::parquet::encode_span_file(
+            &all,
+            hour,
+            |h| placed.get(h).copied(),
+            Effort::Ingest,
+        )
     })
     .await??;
     let path = naming.path(Dataset::Spans, &tenant, hour);
-    let index_path = cairn_schema::trace_index::dir(&tenant).join(
-        cairn_schema::trace_index::delta_name(hour, path.filename().unwrap_or_default()),
-    );
-    put(store.as_ref(), path, bytes).await?;
+    let index_path = cairn_schema::trace_index::delta_path(&tenant, hour, &path);
+    put(store.as_ref(), path, file.spans).await?;
     // After the span file: an index entry never points at spans not yet stored. The segment (or
     // the waiting exports) is released only once both are written.
-    put(store.as_ref(), index_path, index).await?;
-    Ok((rows, committed))
+    put(store.as_ref(), index_path, file.index).await?;
+    Ok((file.rows, committed))
 }

@@ -11,7 +11,7 @@
 //! that hour that link to it; and the payload partitions its spans there refer to, when known.
 //!
 //! One flat directory per tenant, an LSM tree of small sorted files: a collector writes one file
-//! per span file it writes, right after it ([`delta_name`]), and compaction merges them into
+//! per span file it writes, right after it ([`delta_path`]), and compaction merges them into
 //! files sorted by trace id with a bloom filter on it, using the same compaction records as the
 //! data partitions, so a reader sees each entry once while files are replaced. An entry is a
 //! fact that never changes once its span file exists ("trace T has spans in hour H, starting
@@ -84,11 +84,16 @@ pub fn marker(tenant: &Tenant) -> Path {
     dir(tenant).join("complete.json")
 }
 
-/// The name of the index file written beside the span file `span_file` of `hour`: unique in the
-/// directory, and the same when the span file is written again (a write-ahead-log segment
+/// The index file of `tenant` written beside the span file `span_file` of `hour`: unique in
+/// the directory, and the same when the span file is written again (a write-ahead-log segment
 /// replayed after a crash), so the rewrite replaces it.
-pub fn delta_name(hour: i64, span_file: &str) -> String {
-    format!("{}-{span_file}", format_hour(hour))
+pub fn delta_path(tenant: &Tenant, hour: i64, span_file: &Path) -> Path {
+    let name = format!(
+        "{}-{}",
+        format_hour(hour),
+        span_file.filename().unwrap_or_default()
+    );
+    dir(tenant).join(name.as_str())
 }
 
 /// The name of the index file `cairn reindex` writes for one hour partition.
@@ -106,8 +111,13 @@ mod tests {
         assert_eq!(dir(&t).as_ref(), "trace_index/tenant=acme");
         assert_eq!(marker(&t).as_ref(), "trace_index/tenant=acme/complete.json");
         assert_eq!(
-            delta_name(0, "c-00000000000000000001.parquet"),
-            "1970-01-01T00-c-00000000000000000001.parquet"
+            delta_path(
+                &t,
+                0,
+                &Path::from("spans/tenant=acme/hour=1970-01-01T00/c-00000000000000000001.parquet")
+            )
+            .as_ref(),
+            "trace_index/tenant=acme/1970-01-01T00-c-00000000000000000001.parquet"
         );
         assert_eq!(reindex_name(1), "reindex-1970-01-01T01.parquet");
         assert!(!crate::compaction::is_manifest("complete.json"));

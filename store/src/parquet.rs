@@ -103,6 +103,32 @@ pub fn encode_trace_index(batches: &[RecordBatch], effort: Effort) -> Result<(Ve
     write(&combined, Dataset::TraceIndex, effort)
 }
 
+/// A span file of `hour` and its trace index entries, both encoded: what a flush writes, the
+/// spans file first. `payload_hour` says which partition holds each payload the spans refer to
+/// (see [`crate::trace_index::entries`]).
+pub fn encode_span_file(
+    spans: &RecordBatch,
+    hour: i64,
+    payload_hour: impl Fn(&str) -> Option<i64>,
+    effort: Effort,
+) -> Result<SpanFile> {
+    let (spans_bytes, rows) = encode_spans(std::slice::from_ref(spans), effort)?;
+    let entries = crate::trace_index::entries(spans, hour, payload_hour)?;
+    let (index_bytes, _) = encode_trace_index(&[entries], Effort::Ingest)?;
+    Ok(SpanFile {
+        spans: spans_bytes,
+        rows,
+        index: index_bytes,
+    })
+}
+
+/// An encoded span file and its index entries.
+pub struct SpanFile {
+    pub spans: Vec<u8>,
+    pub rows: usize,
+    pub index: Vec<u8>,
+}
+
 /// Drops payload rows whose hash `known` says is already stored.
 pub fn without_known(
     batch: &RecordBatch,

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::extract::{ApiPath, Params, TenantOf, Time, TraceId};
-use super::step::Step;
+use super::step::{self, Step};
 use super::{field, text, Conditions};
 use crate::{Error, QueryEngine};
 
@@ -161,12 +161,7 @@ pub async fn data_users(
             uri,
         })
         .collect();
-    let distinct = |f: fn(&Step) -> &Option<String>| -> BTreeSet<&str> {
-        accesses
-            .iter()
-            .filter_map(|a| f(a.step).as_deref())
-            .collect()
-    };
+    let distinct = |key| step::distinct(accesses.iter().map(|a| a.step), key);
     Ok(Json(json!({
         "uri": uri,
         "runs": distinct(|s| &s.trace_id),

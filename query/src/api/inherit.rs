@@ -11,11 +11,13 @@ use super::step::Step;
 /// The identity columns filled from ancestors, each with its `_src`.
 const IDENTITY: usize = 3;
 
-/// The columns a run's steps are resolved from ([`inherit`], then [`derive_calls`]).
+/// The columns a run's steps are resolved from ([`inherit`], then [`derive_calls`], which
+/// go by start order).
 pub const RESOLVED_FROM: &[&str] = &[
     "trace_id",
     "span_id",
     "parent_span_id",
+    "start_time",
     "operation",
     "agent_name",
     "agent_name_src",

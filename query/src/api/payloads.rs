@@ -33,7 +33,7 @@ fn value(content: &str) -> Value {
 }
 
 /// The contents of every payload `steps` refer to, read as the trace API reads them.
-pub async fn contents(
+async fn contents(
     engine: &QueryEngine,
     tenant: &Tenant,
     steps: &[Step],
@@ -60,8 +60,15 @@ pub async fn contents(
     Ok(found.into_iter().map(|(h, c)| (h, value(&c))).collect())
 }
 
+/// Reads the payloads `steps` refer to and sets them beside their references.
+pub async fn attach(engine: &QueryEngine, tenant: &Tenant, steps: &mut [Step]) -> Result<()> {
+    let contents = contents(engine, tenant, steps).await?;
+    resolve(steps, &contents);
+    Ok(())
+}
+
 /// Sets the resolved contents of each step beside its references.
-pub fn resolve(steps: &mut [Step], contents: &HashMap<String, Value>) {
+fn resolve(steps: &mut [Step], contents: &HashMap<String, Value>) {
     let one = |h: &Option<String>| h.as_ref().and_then(|h| contents.get(h)).cloned();
     let list = |l: &Option<Vec<String>>| {
         l.as_ref().map(|l| {

@@ -80,8 +80,7 @@ async fn path_with(
 /// The whole decision path of `trace_id`, every step with its payloads.
 async fn path_of(engine: &QueryEngine, tenant: &Tenant, trace_id: &str) -> Result<Vec<Step>> {
     let mut path = path_with(engine, tenant, trace_id, step::COLUMNS).await?;
-    let contents = payloads::contents(engine, tenant, &path).await?;
-    payloads::resolve(&mut path, &contents);
+    payloads::attach(engine, tenant, &mut path).await?;
     Ok(path)
 }
 
@@ -179,14 +178,17 @@ pub async fn replay(
     }
     let offset = q.offset.unwrap_or(0);
     // The path from the columns that resolve and order it; the page's steps read whole.
-    let mut columns = super::inherit::RESOLVED_FROM.to_vec();
-    columns.push("start_time");
-    let path = path_with(&engine, &tenant, trace_id.as_str(), &columns).await?;
+    let path = path_with(
+        &engine,
+        &tenant,
+        trace_id.as_str(),
+        super::inherit::RESOLVED_FROM,
+    )
+    .await?;
     let total = path.len();
     let shown: Vec<&Step> = path.iter().skip(offset).take(limit).collect();
     let mut page = whole(&engine, &tenant, trace_id.as_str(), &shown).await?;
-    let contents = payloads::contents(&engine, &tenant, &page).await?;
-    payloads::resolve(&mut page, &contents);
+    payloads::attach(&engine, &tenant, &mut page).await?;
     let steps: Vec<Value> = page
         .iter()
         .enumerate()

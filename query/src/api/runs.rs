@@ -28,8 +28,7 @@ pub async fn steps(
 ) -> Result<Vec<Step>> {
     let mut rows = steps_with(engine, tenant, trace_id, step::COLUMNS).await?;
     if with_payloads {
-        let contents = payloads::contents(engine, tenant, &rows).await?;
-        payloads::resolve(&mut rows, &contents);
+        payloads::attach(engine, tenant, &mut rows).await?;
     }
     Ok(rows)
 }
@@ -80,13 +79,17 @@ pub async fn whole(
         );
         rows.extend(engine.decoded(tenant, &sql, params, Step::decode).await?);
     }
+    // The first row of each (span id, start time).
+    let mut by_key: HashMap<(&Option<String>, Option<step::Timestamp>), &Step> = HashMap::new();
+    for r in &rows {
+        by_key.entry((&r.span_id, r.start_time)).or_insert(r);
+    }
     steps
         .iter()
         .map(|s| {
-            let mut row = rows
-                .iter()
-                .find(|r| r.span_id == s.span_id && r.start_time == s.start_time)
-                .cloned()
+            let mut row = by_key
+                .get(&(&s.span_id, s.start_time))
+                .map(|r| (*r).clone())
                 .ok_or_else(|| Error::NotFound(format!("step {:?} is gone", s.span_id)))?;
             super::inherit::copy_resolved(&mut row, s);
             Ok(row)

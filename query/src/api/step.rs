@@ -17,7 +17,7 @@ use serde_json::Value;
 use crate::Result;
 
 /// A timestamp in nanoseconds since the epoch, UTC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(pub i64);
 
 impl Timestamp {

@@ -34,7 +34,7 @@ pub async fn why(
     // Every step of the run, with what resolves agents and tool calls and walks the chain; the
     // steps the answer shows are read whole below.
     let mut columns = super::inherit::RESOLVED_FROM.to_vec();
-    columns.extend(["name", "start_time"]);
+    columns.push("name");
     let all = steps_with(&engine, &tenant, trace_id.as_str(), &columns).await?;
     let index = all
         .iter()
@@ -94,8 +94,7 @@ pub async fn why(
     let shown: Vec<&Step> = [step].into_iter().chain(turn).chain(approvals).collect();
     let mut whole = whole(&engine, &tenant, trace_id.as_str(), &shown).await?;
     let approvals = whole.split_off(1 + usize::from(turn.is_some()));
-    let contents = payloads::contents(&engine, &tenant, &whole).await?;
-    payloads::resolve(&mut whole, &contents);
+    payloads::attach(&engine, &tenant, &mut whole).await?;
     let mut detail = whole.into_iter();
     let step = detail.next().expect("the step");
     let turn = detail.next();
