@@ -4,7 +4,7 @@
 //! process on a local data directory by default; `cairn collector`, `cairn query` and
 //! `cairn compact` run the parts alone (they share nothing but the object store); `cairn sql`
 //! runs one query against the store and prints it; `cairn config` prints the settings in force;
-//! `cairn reindex` builds the trace index of a store written before it existed.
+//! `cairn reindex` builds the trace index and run summaries of a store written before they existed.
 //! Settings come from flags, `CAIRN_*` environment variables and an optional TOML file, in that
 //! order of precedence (see [`cli`]).
 
@@ -221,10 +221,11 @@ async fn reindex(args: ReindexArgs) -> Result<(), BoxError> {
     let report =
         cairn_compactor::reindex(store, &args.tenants, args.force, args.compaction_memory).await?;
     println!(
-        "indexed {} tenant(s): {} hour partitions, {} entries in {:.1?}; {} already complete",
+        "indexed {} tenant(s): {} hour partitions, {} entries, {} run summaries in {:.1?}; {} already complete",
         report.tenants,
         report.hours,
         report.entries,
+        report.summaries,
         started.elapsed(),
         report.already_complete
     );

@@ -9,6 +9,8 @@
 //! once. Partitions past the tenant's retention are deleted whole ([`retention`]). Each tenant's
 //! trace index (`trace_index/tenant=*`, one flat directory) is merged the same way, first, into
 //! one entry per (trace, hour), and loses the entries of expired hours before their spans go.
+//! Each span file gets its run summary ([`cairn_schema::run_summary`]): a merge output before its
+//! manifest commits it, any other span file in the pass after it was written.
 //! [`reindex`] builds the index of a store written before it existed. Only one compactor may run
 //! against a store.
 
@@ -20,6 +22,7 @@ mod pass;
 mod plan;
 mod reindex;
 mod retention;
+mod summary;
 
 pub use config::CompactionConfig;
 pub use error::{Error, Result};

@@ -114,6 +114,17 @@ pub fn read(
     memory_bytes: usize,
     partitions: usize,
 ) -> Result<DataFrame> {
+    let ctx = context(store, memory_bytes, partitions)?;
+    let paths: Vec<&Path> = files.iter().map(|m| &m.location).collect();
+    Ok(ctx.read_table(Arc::new(table(&paths, schema)?))?)
+}
+
+/// A session over `store` that runs within `memory_bytes` in `partitions` streams.
+pub fn context(
+    store: &Arc<dyn ObjectStore>,
+    memory_bytes: usize,
+    partitions: usize,
+) -> Result<SessionContext> {
     // A fair pool: each sort or aggregate that can spill gets its share and spills past it,
     // instead of the first one taking the whole budget and the next one failing.
     let runtime = RuntimeEnvBuilder::new()
@@ -125,18 +136,22 @@ pub fn read(
     );
     let url = url::Url::parse(STORE_URL).expect("static url");
     ctx.register_object_store(&url, Arc::clone(store));
-    let urls = files
+    Ok(ctx)
+}
+
+/// The Parquet files at `paths` (in a [`context`]'s store) as one table of `schema`.
+pub fn table(paths: &[&Path], schema: &SchemaRef) -> Result<ListingTable> {
+    let urls = paths
         .iter()
-        .map(|m| ListingTableUrl::parse(format!("{STORE_URL}/{}", m.location)))
+        .map(|p| ListingTableUrl::parse(format!("{STORE_URL}/{p}")))
         .collect::<datafusion::error::Result<Vec<_>>>()?;
     let options =
         ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-    let table = ListingTable::try_new(
+    Ok(ListingTable::try_new(
         ListingTableConfig::new_with_multi_paths(urls)
             .with_listing_options(options)
             .with_schema(Arc::clone(schema)),
-    )?;
-    Ok(ctx.read_table(Arc::new(table))?)
+    )?)
 }
 
 /// Rows of whole traces, sorted: spans take their agent identity from their ancestors; index

@@ -8,6 +8,7 @@ use crate::metrics::{label, metrics};
 use arrow::array::{Array, AsArray};
 use cairn_schema::compaction::{self, Manifest, PartitionFiles};
 use cairn_schema::layout::{self, Dataset, HOUR_NANOS};
+use cairn_schema::run_summary;
 use cairn_schema::tenant::Tenant;
 use cairn_schema::trace_index;
 use cairn_store::visible::VisibleStore;
@@ -16,7 +17,7 @@ use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
 use tokio_util::sync::CancellationToken;
 
-use crate::{merge, plan, CompactionConfig, Result};
+use crate::{merge, plan, summary, CompactionConfig, Result};
 
 /// What one pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -26,6 +27,8 @@ pub struct PassReport {
     pub files_merged: usize,
     pub files_deleted: usize,
     pub partitions_dropped: usize,
+    /// Run summaries written for span files that were not merged.
+    pub summaries: usize,
     pub failures: usize,
 }
 
@@ -291,11 +294,22 @@ impl Compactor {
             closed,
         );
         let mut readable = files.visible.len();
-        for bin in bins {
-            self.merge(dataset, &prefix, &files, &bin, None).await?;
+        for bin in &bins {
+            self.merge(dataset, &prefix, &files, bin, None).await?;
             report.merges += 1;
             report.files_merged += bin.len();
             readable = readable + 1 - bin.len();
+        }
+        if dataset == Dataset::Spans {
+            // Span files that were not merged now (their outputs have theirs) get a summary.
+            let merged: HashSet<&Path> = bins.iter().flatten().map(|m| &m.location).collect();
+            for meta in files.unsummarised() {
+                if !merged.contains(&meta.location) {
+                    summary::summarise(&self.raw, &meta.location, self.config.compaction_memory)
+                        .await?;
+                    report.summaries += 1;
+                }
+            }
         }
         metrics().partition_files.observe(readable as f64);
         Ok(readable)
@@ -327,6 +341,15 @@ impl Compactor {
         doomed.extend(files.manifests.iter().map(|(meta, _)| meta).filter(|meta| {
             compaction::output_of(name(meta)).is_some_and(|out| !remaining.contains(out.as_str()))
         }));
+        // Summaries of span files that are gone (or going now): nothing counts them any more.
+        let present: HashSet<&str> = remaining
+            .iter()
+            .copied()
+            .chain(files.uncommitted.iter().map(name))
+            .collect();
+        doomed.extend(files.stale_summaries.iter().filter(|meta| {
+            run_summary::data_of(name(meta)).is_none_or(|data| !present.contains(data.as_str()))
+        }));
         doomed.into_iter().map(|m| m.location.clone()).collect()
     }
 
@@ -342,15 +365,20 @@ impl Compactor {
     ) -> Result<()> {
         let (output, manifest_name) = compaction::new_output();
         let started = std::time::Instant::now();
+        let output_path = prefix.clone().join(output.as_str());
         let rows = merge::merge(
             &self.raw,
             dataset,
             bin,
-            &prefix.clone().join(output.as_str()),
+            &output_path,
             self.config.compaction_memory,
             first_kept_hour,
         )
         .await?;
+        // Its run summary before its commit: once the output counts, so does the summary.
+        if dataset == Dataset::Spans {
+            summary::summarise(&self.raw, &output_path, self.config.compaction_memory).await?;
+        }
         // The output supersedes its inputs and whatever they superseded.
         let mut supersedes: Vec<String> = bin.iter().map(|m| name(m).to_owned()).collect();
         for meta in bin {

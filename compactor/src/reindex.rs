@@ -3,7 +3,8 @@
 //! files (read a batch at a time) are written as one index file named after the hour (so a run
 //! that is stopped and started again rewrites the same files); once every hour is done, the files
 //! are merged into one as compaction would, and the tenant's index is marked complete: readers
-//! start to use it. Spans written meanwhile are indexed by the collectors themselves.
+//! start to use it. Spans written meanwhile are indexed by the collectors themselves. Every span
+//! file without a run summary ([`cairn_schema::run_summary`]) gets one, in every tenant.
 
 use std::sync::Arc;
 
@@ -16,7 +17,7 @@ use cairn_store::visible::VisibleStore;
 use futures::StreamExt;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-use crate::{merge, CompactionConfig, Compactor, Result};
+use crate::{merge, summary, CompactionConfig, Compactor, Result};
 
 /// What a reindex did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -29,6 +30,8 @@ pub struct ReindexReport {
     pub hours: usize,
     /// Index entries written.
     pub entries: u64,
+    /// Run summaries written (for span files without one).
+    pub summaries: usize,
 }
 
 /// Indexes `tenants` (every tenant with spans when empty); tenants already complete are skipped
@@ -55,6 +58,7 @@ pub async fn reindex(
     };
     let mut report = ReindexReport::default();
     for tenant in tenants {
+        report.summaries += summarise_tenant(&store, &tenant, memory_bytes).await?;
         if !force && cairn_store::trace_index::is_complete(store.as_ref(), &tenant).await? {
             report.already_complete += 1;
             continue;
@@ -75,6 +79,38 @@ pub async fn reindex(
     Ok(report)
 }
 
+/// Writes the run summary of every visible span file of `tenant` that has none; returns how many.
+async fn summarise_tenant(
+    store: &Arc<dyn ObjectStore>,
+    tenant: &Tenant,
+    memory_bytes: usize,
+) -> Result<usize> {
+    let visible = VisibleStore::new(Arc::clone(store));
+    let mut written = 0;
+    for hour in hours(store, tenant).await? {
+        let prefix = layout::hour_prefix(Dataset::Spans, tenant, hour);
+        let objects = store.list_with_delimiter(Some(&prefix)).await?.objects;
+        let files = visible.partition(objects).await?;
+        for meta in files.unsummarised() {
+            summary::summarise(store, &meta.location, memory_bytes).await?;
+            written += 1;
+        }
+    }
+    Ok(written)
+}
+
+/// The hour partitions of `tenant`'s spans.
+async fn hours(store: &Arc<dyn ObjectStore>, tenant: &Tenant) -> Result<Vec<i64>> {
+    let listing = store
+        .list_with_delimiter(Some(&layout::tenant_prefix(Dataset::Spans, tenant)))
+        .await?;
+    Ok(listing
+        .common_prefixes
+        .iter()
+        .filter_map(|p| layout::parse_hour_segment(p.filename()?))
+        .collect())
+}
+
 async fn tenant_index(
     store: &Arc<dyn ObjectStore>,
     tenant: &Tenant,
@@ -82,14 +118,7 @@ async fn tenant_index(
     report: &mut ReindexReport,
 ) -> Result<()> {
     let visible = VisibleStore::new(Arc::clone(store));
-    let listing = store
-        .list_with_delimiter(Some(&layout::tenant_prefix(Dataset::Spans, tenant)))
-        .await?;
-    for hour in listing
-        .common_prefixes
-        .iter()
-        .filter_map(|p| layout::parse_hour_segment(p.filename()?))
-    {
+    for hour in hours(store, tenant).await? {
         let prefix = layout::hour_prefix(Dataset::Spans, tenant, hour);
         let objects = store.list_with_delimiter(Some(&prefix)).await?.objects;
         let files = visible.partition(objects).await?.visible;

@@ -103,7 +103,7 @@ impl TenantTable {
     }
 
     /// Hour partitions of the tenant that overlap `[lo, hi]` (inclusive hours).
-    async fn hours(&self, lo: Option<i64>, hi: Option<i64>) -> Result<Vec<i64>> {
+    pub(crate) async fn hours(&self, lo: Option<i64>, hi: Option<i64>) -> Result<Vec<i64>> {
         let prefix = layout::tenant_prefix(self.dataset, &self.tenant);
         let listing = self.store.list_with_delimiter(Some(&prefix)).await?;
         let mut hours: Vec<i64> = listing
@@ -120,7 +120,7 @@ impl TenantTable {
 impl TenantTable {
     /// The hours holding spans of `ids` according to the trace index, or `None` when the
     /// tenant's index is not complete (written before the index existed and not reindexed).
-    async fn indexed_hours(
+    pub(crate) async fn indexed_hours(
         &self,
         state: &dyn Session,
         ids: &BTreeSet<String>,

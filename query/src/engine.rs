@@ -32,6 +32,7 @@ use url::Url;
 
 use crate::catalog::{TenantTable, STORE_URL};
 use crate::format::{Encoder, Format};
+use crate::run_parts::RunParts;
 use crate::views::views;
 use crate::{guard, EngineConfig, Error, Result};
 
@@ -323,10 +324,21 @@ impl QueryEngine {
                 tenant.clone(),
             )),
         )?;
+        // The partial run aggregates that `runs` combines: planned into the view, not a table
+        // of the session's own.
+        ctx.register_table(
+            "run_parts",
+            Arc::new(RunParts::new(
+                Arc::clone(&self.store),
+                tenant.clone(),
+                crate::run_parts::schema().await?,
+            )),
+        )?;
         for (name, sql) in views() {
             let plan = ctx.sql(&sql).await?.into_unoptimized_plan();
             ctx.register_table(name, Arc::new(ViewTable::new(plan, Some(sql))))?;
         }
+        ctx.deregister_table("run_parts")?;
         Ok(ctx)
     }
 

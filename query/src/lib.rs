@@ -21,6 +21,7 @@ pub mod guard;
 pub mod http;
 pub mod metrics;
 pub mod policy;
+pub mod run_parts;
 pub mod server;
 mod spill;
 pub mod trace;

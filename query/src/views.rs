@@ -9,7 +9,7 @@ const CONTENTS: &str = "(SELECT hash, first_value(kind) AS kind, first_value(con
 /// `(name, SQL)` of each view, created in order.
 pub fn views() -> Vec<(&'static str, String)> {
     vec![
-        ("runs", RUNS.to_owned()),
+        ("runs", cairn_schema::run_summary::FINAL.to_owned()),
         ("messages", MESSAGES.replace("{contents}", CONTENTS)),
         ("llm_calls", LLM_CALLS.replace("{contents}", CONTENTS)),
         ("tool_calls", TOOL_CALLS.replace("{contents}", CONTENTS)),
@@ -23,45 +23,6 @@ pub fn views() -> Vec<(&'static str, String)> {
         ("policy_changes", POLICY_CHANGES.to_owned()),
     ]
 }
-
-/// One row per trace. Token and cost totals count leaf model calls only.
-const RUNS: &str = "SELECT
-        trace_id, root_span_id, root_name, service_name, agent_name, conversation_id, user_id,
-        start_time, end_time, CAST(end_time AS BIGINT) - CAST(start_time AS BIGINT) AS duration_ns,
-        status, span_count, error_count, llm_calls, tool_calls,
-        input_tokens, output_tokens, cache_read_tokens, reasoning_tokens, cost,
-        policy_ref, policy_hash, sandbox_id
-    FROM (
-        SELECT
-            trace_id,
-            first_value(span_id ORDER BY parent_span_id IS NOT NULL, start_time) AS root_span_id,
-            first_value(name ORDER BY parent_span_id IS NOT NULL, start_time) AS root_name,
-            first_value(service_name ORDER BY parent_span_id IS NOT NULL, start_time) AS service_name,
-            first_value(agent_name ORDER BY start_time) FILTER (WHERE agent_name IS NOT NULL) AS agent_name,
-            first_value(conversation_id ORDER BY start_time) FILTER (WHERE conversation_id IS NOT NULL) AS conversation_id,
-            first_value(user_id ORDER BY start_time) FILTER (WHERE user_id IS NOT NULL) AS user_id,
-            first_value(policy_ref ORDER BY start_time) FILTER (WHERE policy_ref IS NOT NULL) AS policy_ref,
-            first_value(policy_hash ORDER BY start_time) FILTER (WHERE policy_hash IS NOT NULL) AS policy_hash,
-            first_value(sandbox_id ORDER BY start_time) FILTER (WHERE sandbox_id IS NOT NULL) AS sandbox_id,
-            min(start_time) AS start_time,
-            max(end_time) AS end_time,
-            CASE
-                WHEN bool_or(status_code = 'error') THEN 'error'
-                WHEN bool_or(status_code = 'ok') THEN 'ok'
-                ELSE 'unset'
-            END AS status,
-            count(*) AS span_count,
-            count(*) FILTER (WHERE status_code = 'error') AS error_count,
-            count(*) FILTER (WHERE operation = 'llm_call') AS llm_calls,
-            count(*) FILTER (WHERE operation IN ('tool_call', 'handoff')) AS tool_calls,
-            sum(input_tokens) FILTER (WHERE operation IN ('llm_call', 'embeddings')) AS input_tokens,
-            sum(output_tokens) FILTER (WHERE operation IN ('llm_call', 'embeddings')) AS output_tokens,
-            sum(cache_read_tokens) FILTER (WHERE operation IN ('llm_call', 'embeddings')) AS cache_read_tokens,
-            sum(reasoning_tokens) FILTER (WHERE operation IN ('llm_call', 'embeddings')) AS reasoning_tokens,
-            sum(cost) FILTER (WHERE operation IN ('llm_call', 'embeddings')) AS cost
-        FROM spans
-        GROUP BY trace_id
-    )";
 
 /// Every input and output message of every model call, in order, with its content (agent and
 /// chain spans that repeat their steps' messages are not model calls).

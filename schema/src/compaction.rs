@@ -19,6 +19,8 @@ use std::collections::HashSet;
 use object_store::{path::Path, ObjectMeta};
 use serde::{Deserialize, Serialize};
 
+use crate::run_summary;
+
 /// Name prefix of compaction outputs and their manifests.
 pub const OUTPUT_PREFIX: &str = "compacted-";
 const PARQUET: &str = ".parquet";
@@ -73,6 +75,10 @@ pub struct PartitionFiles {
     pub superseded: Vec<ObjectMeta>,
     /// Compaction outputs without a manifest: uncommitted, or left by a crash.
     pub uncommitted: Vec<ObjectMeta>,
+    /// Run summaries ([`crate::run_summary`]) of visible data files, in name order.
+    pub summaries: Vec<ObjectMeta>,
+    /// Run summaries of data files that are not visible (superseded, uncommitted or gone).
+    pub stale_summaries: Vec<ObjectMeta>,
 }
 
 impl PartitionFiles {
@@ -87,10 +93,15 @@ impl PartitionFiles {
             .filter_map(|(meta, _)| output_of(meta.location.filename()?))
             .collect();
         let mut out = PartitionFiles::default();
+        let mut summaries = Vec::new();
         for meta in objects {
             let Some(name) = meta.location.filename() else {
                 continue;
             };
+            if name.ends_with(run_summary::SUFFIX) {
+                summaries.push(meta);
+                continue;
+            }
             if !name.ends_with(PARQUET) {
                 continue;
             }
@@ -103,8 +114,35 @@ impl PartitionFiles {
             }
         }
         out.visible.sort_by(|a, b| a.location.cmp(&b.location));
+        let visible: HashSet<&str> = out
+            .visible
+            .iter()
+            .filter_map(|m| m.location.filename())
+            .collect();
+        let (mut current, stale): (Vec<_>, Vec<_>) = summaries.into_iter().partition(|m| {
+            (m.location.filename())
+                .and_then(run_summary::data_of)
+                .is_some_and(|data| visible.contains(data.as_str()))
+        });
+        current.sort_by(|a, b| a.location.cmp(&b.location));
+        out.summaries = current;
+        out.stale_summaries = stale;
         out.manifests = manifests;
         out
+    }
+
+    /// The visible data files without a run summary.
+    pub fn unsummarised(&self) -> Vec<&ObjectMeta> {
+        let summarised: HashSet<String> = (self.summaries.iter())
+            .filter_map(|m| run_summary::data_of(m.location.filename()?))
+            .collect();
+        (self.visible.iter())
+            .filter(|m| {
+                !m.location
+                    .filename()
+                    .is_some_and(|n| summarised.contains(n))
+            })
+            .collect()
     }
 }
 
@@ -166,6 +204,25 @@ mod tests {
         assert_eq!(names(&p.visible), [out.as_str()]);
         assert_eq!(manifest_of(&out).as_deref(), Some(manifest.as_str()));
         assert!(is_manifest(&manifest) && !is_manifest(&out));
+        // A summary counts with its data file.
+        let summary = |n: &str| meta(&run_summary::summary_of(n).unwrap());
+        let p = PartitionFiles::classify(
+            vec![
+                meta("a.parquet"),
+                summary("a.parquet"),
+                meta(&out),
+                summary(&out),
+                meta("c.parquet"),
+                summary("d.parquet"),
+            ],
+            vec![],
+        );
+        assert_eq!(names(&p.summaries), ["a.runs"]);
+        assert_eq!(names(&p.stale_summaries).len(), 2);
+        assert_eq!(
+            names(&p.unsummarised().into_iter().cloned().collect::<Vec<_>>()),
+            ["c.parquet"]
+        );
         assert_eq!(
             parent(&meta("x").location).as_ref(),
             "spans/tenant=t/hour=2026-11-28T03"

@@ -3,8 +3,9 @@
 //! What is stored, and where: the Arrow schema of the `spans` and `payloads` tables
 //! ([`columns`], with the promoted agent columns of [`promoted`]), the ids and tenants rows are
 //! keyed by ([`ids`], [`tenant`]), the object-store paths of hourly partitions ([`layout`]), and
-//! the records with which compaction replaces small files by large ones ([`compaction`]), and
-//! the trace index that finds a trace's partitions by its id ([`trace_index`]).
+//! the records with which compaction replaces small files by large ones ([`compaction`]), the
+//! trace index that finds a trace's partitions by its id ([`trace_index`]), and the run
+//! summaries stored beside span files ([`run_summary`]).
 //!
 //! Data flow around it: `cairn-normalize` turns OTLP into batches of this schema and back;
 //! `cairn-store` writes them as Parquet under these paths and shows readers only committed
@@ -17,6 +18,7 @@ mod error;
 pub mod ids;
 pub mod layout;
 pub mod promoted;
+pub mod run_summary;
 pub mod tenant;
 pub mod trace_index;
 

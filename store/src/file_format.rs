@@ -75,8 +75,64 @@ pub fn writer_properties(
     distinct: u64,
     effort: Effort,
 ) -> WriterProperties {
-    let bloom = ColumnPath::from(lookup_column(dataset));
-    let keys = sort_keys(dataset);
+    let layout = match dataset {
+        // A lookup by trace id reads the one page of the index that can hold it: small pages
+        // keep that read small (the page index records each page's range of ids).
+        Dataset::TraceIndex => Layout {
+            group_rows: INDEX_ROW_GROUP_ROWS,
+            page_rows: Some(INDEX_PAGE_ROWS),
+        },
+        Dataset::Payloads => Layout {
+            group_rows: PAYLOAD_ROW_GROUP_ROWS,
+            page_rows: None,
+        },
+        Dataset::Spans => Layout {
+            group_rows: ROW_GROUP_ROWS,
+            page_rows: None,
+        },
+    };
+    properties(
+        schema,
+        sort_keys(dataset),
+        lookup_column(dataset),
+        layout,
+        distinct,
+        effort,
+    )
+}
+
+/// Writer settings for a run summary ([`cairn_schema::run_summary`]) of `rows` traces: sorted by
+/// trace id, with a bloom filter on it, in groups and pages as small as the trace index's.
+pub fn summary_properties(schema: &Schema, rows: u64) -> WriterProperties {
+    let layout = Layout {
+        group_rows: INDEX_ROW_GROUP_ROWS,
+        page_rows: Some(INDEX_PAGE_ROWS),
+    };
+    properties(
+        schema,
+        &[col::TRACE_ID],
+        col::TRACE_ID,
+        layout,
+        rows,
+        Effort::Compaction,
+    )
+}
+
+/// Rows per row group, and per page when limited.
+struct Layout {
+    group_rows: usize,
+    page_rows: Option<usize>,
+}
+
+fn properties(
+    schema: &Schema,
+    keys: &[&str],
+    lookup: &str,
+    layout: Layout,
+    distinct: u64,
+    effort: Effort,
+) -> WriterProperties {
+    let bloom = ColumnPath::from(lookup);
     let sorting = (!keys.is_empty()).then(|| {
         keys.iter()
             .map(|k| SortingColumn {
@@ -86,19 +142,13 @@ pub fn writer_properties(
             })
             .collect()
     });
-    let builder = WriterProperties::builder();
-    // A lookup by trace id reads the one page of the index that can hold it: small pages keep
-    // that read small (the page index records each page's range of ids).
-    let (builder, group_rows) = match dataset {
-        Dataset::TraceIndex => (
-            builder
-                .set_data_page_row_count_limit(INDEX_PAGE_ROWS)
-                .set_write_batch_size(INDEX_PAGE_ROWS),
-            INDEX_ROW_GROUP_ROWS,
-        ),
-        Dataset::Payloads => (builder, PAYLOAD_ROW_GROUP_ROWS),
-        Dataset::Spans => (builder, ROW_GROUP_ROWS),
-    };
+    let mut builder = WriterProperties::builder();
+    if let Some(rows) = layout.page_rows {
+        builder = builder
+            .set_data_page_row_count_limit(rows)
+            .set_write_batch_size(rows);
+    }
+    let group_rows = layout.group_rows;
     builder
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(effort.zstd_level()).expect("valid level"),

@@ -1,5 +1,6 @@
 //! The store as readers must see it: listings hide what compaction superseded and outputs it has
-//! not yet committed (see [`cairn_schema::compaction`]). Everything else passes straight through.
+//! not yet committed (see [`cairn_schema::compaction`]), and show a run summary only beside the
+//! span file it summarises. Everything else passes straight through.
 //!
 //! Manifests are immutable, so each is read once and kept (bounded; forgotten wholesale when
 //! full).
@@ -82,7 +83,9 @@ impl VisibleStore {
         }
         let mut out = Vec::new();
         for (_, objects) in by_dir {
-            out.extend(self.partition(objects).await?.visible);
+            let files = self.partition(objects).await?;
+            out.extend(files.visible);
+            out.extend(files.summaries);
         }
         Ok(out)
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::harness::{parquet_files, temp_dir, Cairn};
+use crate::harness::{files_ending, parquet_files, temp_dir, Cairn};
 
 const SPANS_PER_EXPORT: i64 = 10;
 const HOUR_NANOS: i64 = 3_600_000_000_000;
@@ -70,6 +70,21 @@ async fn counts(cairn: &Cairn) -> (i64, i64, i64, i64) {
     (get("n"), get("d"), get("m"), get("u"))
 }
 
+/// Spans and runs counted through the `runs` view (from run summaries, and from span files
+/// without one yet).
+async fn run_counts(cairn: &Cairn) -> (i64, i64) {
+    let rows = cairn
+        .sql(
+            None,
+            "SELECT coalesce(sum(span_count), 0) AS spans, count(*) AS runs FROM runs",
+        )
+        .await;
+    (
+        rows[0]["spans"].as_i64().unwrap(),
+        rows[0]["runs"].as_i64().unwrap(),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn counts_stay_exact_while_files_are_merged() {
     let dir = temp_dir();
@@ -127,6 +142,16 @@ async fn counts_stay_exact_while_files_are_merged() {
             messages >= 2 * before && messages <= 2 * after,
             "{messages} messages for {before}..{after} spans (check {checks})"
         );
+        // Each export is one run of its own, written whole: a run counted from both a summary
+        // and its span file would count twice its spans.
+        let before = acked.load(Ordering::SeqCst);
+        let (spans, runs) = run_counts(&cairn).await;
+        let after = sent.load(Ordering::SeqCst);
+        assert_eq!(spans, runs * SPANS_PER_EXPORT, "check {checks}");
+        assert!(
+            spans >= before && spans <= after,
+            "{before} <= {spans} spans of runs <= {after} (check {checks})"
+        );
         checks += 1;
     }
     writer.await.unwrap();
@@ -149,12 +174,22 @@ async fn counts_stay_exact_while_files_are_merged() {
             (n, distinct, messages, unresolved),
             (total, total, 2 * total, 0)
         );
-        if all == 2 && compacted == 2 {
+        assert_eq!(run_counts(&cairn).await, (total, exports));
+        // The merged file's run summary is left, those of its inputs are gone with them.
+        let summaries = files_ending(
+            &store.join(format!("spans/tenant=default/hour={past_hour}")),
+            "runs",
+        );
+        let merged_summary = summaries.len() == 1
+            && summaries[0]
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("compacted-"));
+        if all == 2 && compacted == 2 && merged_summary {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "compaction did not converge: {all} files, {compacted} compacted"
+            "compaction did not converge: {all} files, {compacted} compacted, summaries {summaries:?}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

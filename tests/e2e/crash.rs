@@ -127,8 +127,18 @@ async fn kill_9_loses_nothing_acknowledged() {
             let _ = c.await;
         }
     }
-    // A last start replays the log; then every acknowledged span is there exactly once.
+    // A last start replays the log; then every acknowledged span is there exactly once. Its
+    // compactor also gets to finish merges (and write their run summaries) among the files,
+    // outputs and summaries the kills left.
     let cairn = Cairn::start_on(&store, &flags, &[]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while crate::harness::files_ending(std::path::Path::new(&store), "runs").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "compaction wrote no run summary"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let rows = cairn
         .sql(
             None,
@@ -236,4 +246,24 @@ async fn kill_9_loses_nothing_acknowledged() {
             );
         }
     }
+
+    // Run summaries count every span once too: each run's span count (from summaries, and
+    // from span files without one) is its spans'.
+    let by_spans = cairn
+        .sql(
+            None,
+            "SELECT trace_id, count(*) AS n FROM spans GROUP BY trace_id ORDER BY trace_id",
+        )
+        .await;
+    let by_runs = cairn
+        .sql(
+            None,
+            "SELECT trace_id, span_count AS n FROM runs ORDER BY trace_id",
+        )
+        .await;
+    assert_eq!(by_runs.len(), by_spans.len(), "runs");
+    assert!(
+        by_runs == by_spans,
+        "span counts of runs differ from their spans'"
+    );
 }

@@ -31,7 +31,7 @@ const KNOWN_GAPS: &[(&str, &str)] = &[
     ),
 ];
 
-const FIXTURES: &[&str] = &[
+pub(crate) const FIXTURES: &[&str] = &[
     "strands_agents",
     "strands_agents_latest",
     "openai_v2_genai",

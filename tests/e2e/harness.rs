@@ -287,6 +287,11 @@ pub fn free_port() -> u16 {
 
 /// Every `.parquet` file below `dir`.
 pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    files_ending(dir, "parquet")
+}
+
+/// Every file under `dir` (recursively) with the extension `extension`.
+pub fn files_ending(dir: &Path, extension: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -294,7 +299,7 @@ pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
             let p = entry.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if p.extension().is_some_and(|e| e == "parquet") {
+            } else if p.extension().is_some_and(|e| e == extension) {
                 out.push(p);
             }
         }

@@ -20,6 +20,7 @@ mod lineage;
 mod otlp_rust;
 mod overload;
 mod python_sdk;
+mod run_summary;
 mod s3;
 mod sql_api;
 mod store_faults;

@@ -68,7 +68,7 @@ async fn counts_by_id(cairn: &Cairn, traces: &[String]) -> BTreeMap<String, i64>
     out
 }
 
-fn reindex(store: &str) -> String {
+pub(crate) fn reindex(store: &str) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
         .args(["reindex", "--store", store])
         .output()

@@ -1,0 +1,191 @@
+//! The partial run aggregates the `runs` view combines ([`cairn_schema::run_summary`]): the
+//! stored summaries of the span files a scan sees, and the same aggregates computed on the fly
+//! for the span files that have none yet.
+//!
+//! Each hour partition is listed once, through the store as readers see it, so that a span file
+//! and its summary are counted together or not at all, while compaction replaces files. A scan
+//! by trace id reads only the hours the trace index names, and in each summary only the row
+//! group its bloom filter admits.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use cairn_schema::columns::spans_schema;
+use cairn_schema::layout::{self, Dataset};
+use cairn_schema::run_summary;
+use cairn_schema::tenant::Tenant;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::Session;
+use datafusion::common::project_schema;
+use datafusion::datasource::empty::EmptyTable;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::error::Result;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::{DataFrame, SessionContext};
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::ObjectStore;
+
+use crate::catalog::{trace_ids, TenantTable, MAX_INDEXED_IDS, STORE_URL};
+
+/// Hour partitions listed at once.
+const LISTINGS_AT_ONCE: usize = 16;
+
+/// The schema of [`run_summary::PARTIAL`]'s rows.
+pub async fn schema() -> Result<SchemaRef> {
+    let ctx = SessionContext::new();
+    ctx.register_table("spans", Arc::new(EmptyTable::new(spans_schema())))?;
+    let df = ctx.sql(run_summary::PARTIAL).await?;
+    Ok(Arc::new(df.schema().as_arrow().clone()))
+}
+
+/// One tenant's partial run aggregates, one row per (trace, span file).
+#[derive(Debug)]
+pub struct RunParts {
+    store: Arc<dyn ObjectStore>,
+    tenant: Tenant,
+    schema: SchemaRef,
+    /// The tenant's spans, for their hours (listed, or found through the trace index).
+    spans: TenantTable,
+}
+
+impl RunParts {
+    /// `store` as readers see it; `schema` from [`schema`].
+    pub fn new(store: Arc<dyn ObjectStore>, tenant: Tenant, schema: SchemaRef) -> Self {
+        Self {
+            spans: TenantTable::spans(Arc::clone(&store), tenant.clone()),
+            store,
+            tenant,
+            schema,
+        }
+    }
+
+    /// The summaries, and the span files without one, of `hours`.
+    async fn files(&self, hours: BTreeSet<i64>) -> Result<(Vec<Path>, Vec<Path>)> {
+        let listings: Vec<_> = futures::stream::iter(hours)
+            .map(|hour| {
+                let prefix = layout::hour_prefix(Dataset::Spans, &self.tenant, hour);
+                let store = Arc::clone(&self.store);
+                async move { store.list_with_delimiter(Some(&prefix)).await }
+            })
+            .buffered(LISTINGS_AT_ONCE)
+            .try_collect()
+            .await?;
+        let (mut summaries, mut unsummarised) = (Vec::new(), Vec::new());
+        for listing in listings {
+            let names: BTreeSet<&str> = (listing.objects.iter())
+                .filter_map(|m| m.location.filename())
+                .collect();
+            for meta in &listing.objects {
+                let Some(name) = meta.location.filename() else {
+                    continue;
+                };
+                if name.ends_with(run_summary::SUFFIX) {
+                    summaries.push(meta.location.clone());
+                } else if run_summary::summary_of(name).is_some_and(|s| !names.contains(s.as_str()))
+                {
+                    unsummarised.push(meta.location.clone());
+                }
+            }
+        }
+        Ok((summaries, unsummarised))
+    }
+}
+
+/// The files at `paths` as one table of `schema`.
+fn files_table(paths: &[Path], extension: &str, schema: SchemaRef) -> Result<ListingTable> {
+    let urls = paths
+        .iter()
+        .map(|p| ListingTableUrl::parse(format!("{STORE_URL}/{p}")))
+        .collect::<Result<Vec<_>>>()?;
+    let options =
+        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(extension);
+    ListingTable::try_new(
+        ListingTableConfig::new_with_multi_paths(urls)
+            .with_listing_options(options)
+            .with_schema(schema),
+    )
+}
+
+#[async_trait]
+impl TableProvider for RunParts {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let indexed = match trace_ids(filters) {
+            Some(ids) if ids.len() <= MAX_INDEXED_IDS => {
+                self.spans.indexed_hours(state, &ids).await?
+            }
+            _ => None,
+        };
+        let hours = match indexed {
+            Some(hours) => hours,
+            None => self.spans.hours(None, None).await?.into_iter().collect(),
+        };
+        let (summaries, unsummarised) = self.files(hours).await?;
+        // A session of its own (sharing the runtime: memory, spill, object stores), so that the
+        // tables below stay out of the caller's catalog.
+        let ctx = SessionContext::new_with_state(
+            SessionStateBuilder::new()
+                .with_config(state.config().clone())
+                .with_runtime_env(Arc::clone(state.runtime_env()))
+                .with_default_features()
+                .build(),
+        );
+        let mut parts: Vec<DataFrame> = Vec::new();
+        if !summaries.is_empty() {
+            let table = files_table(&summaries, run_summary::SUFFIX, self.schema())?;
+            parts.push(ctx.read_table(Arc::new(table))?);
+        }
+        if !unsummarised.is_empty() {
+            let table = files_table(&unsummarised, ".parquet", spans_schema())?;
+            ctx.register_table("spans", Arc::new(table))?;
+            parts.push(ctx.sql(run_summary::PARTIAL).await?);
+        }
+        let Some(mut df) = parts.pop() else {
+            let schema = project_schema(&self.schema, projection)?;
+            return Ok(Arc::new(EmptyExec::new(schema)));
+        };
+        for other in parts {
+            df = other.union(df)?;
+        }
+        for filter in filters {
+            df = df.filter(filter.clone())?;
+        }
+        if let Some(projection) = projection {
+            let names: Vec<&str> = projection
+                .iter()
+                .map(|i| self.schema.field(*i).name().as_str())
+                .collect();
+            df = df.select_columns(&names)?;
+        }
+        df.create_physical_plan().await
+    }
+}
