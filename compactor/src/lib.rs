@@ -10,7 +10,7 @@
 //! trace index (`trace_index/tenant=*`, one flat directory) is merged the same way, first, into
 //! one entry per (trace, hour), and loses the entries of expired hours before their spans go.
 //! Each span file gets its run summary ([`cairn_schema::run_summary`]): a merge output before its
-//! manifest commits it, any other span file in the pass after it was written.
+//! manifest commits it, any other span file of an hour that is over in the next pass.
 //! [`reindex`] builds the index of a store written before it existed. Only one compactor may run
 //! against a store.
 

@@ -300,8 +300,9 @@ impl Compactor {
             report.files_merged += bin.len();
             readable = readable + 1 - bin.len();
         }
-        if dataset == Dataset::Spans {
-            // Span files that were not merged now (their outputs have theirs) get a summary.
+        if dataset == Dataset::Spans && closed {
+            // Span files of an hour that is over and were not merged now (outputs have theirs)
+            // get a summary; those of the open hour are summarised when they are merged.
             let merged: HashSet<&Path> = bins.iter().flatten().map(|m| &m.location).collect();
             for meta in files.unsummarised() {
                 if !merged.contains(&meta.location) {

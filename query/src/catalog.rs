@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray};
-use arrow::datatypes::{DataType, Int64Type};
+use arrow::datatypes::Int64Type;
 
 use async_trait::async_trait;
 use cairn_schema::columns::payloads_schema;
@@ -32,7 +32,7 @@ use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::prelude::{cast, col as column, lit, SessionContext};
+use datafusion::prelude::{col as column, lit, SessionContext};
 use object_store::ObjectStore;
 
 /// URL under which the Cairn store is registered in every session.
@@ -152,50 +152,6 @@ fn index_table(tenant: &Tenant) -> Result<ListingTable> {
             .with_listing_options(options)
             .with_schema(trace_index::schema()),
     )
-}
-
-/// The `limit` traces of `tenant` that started last (by their earliest span, then trace id,
-/// both descending), from the trace index alone; only those that started before `before`
-/// (start in nanoseconds, trace id) when given.
-pub async fn newest_traces(
-    ctx: &SessionContext,
-    tenant: &Tenant,
-    before: Option<(i64, String)>,
-    limit: usize,
-) -> Result<Vec<String>> {
-    use datafusion::functions_aggregate::expr_fn::min;
-    use trace_index::column::{FIRST_START, LINKED_FROM};
-    let started = || cast(column(FIRST_START), DataType::Int64);
-    let mut df = ctx
-        .read_table(Arc::new(index_table(tenant)?))?
-        .filter(column(LINKED_FROM).is_null())?
-        .aggregate(
-            vec![column(col::TRACE_ID)],
-            vec![min(started()).alias("started")],
-        )?;
-    if let Some((nanos, id)) = before {
-        df = df.filter(
-            column("started").lt(lit(nanos)).or(column("started")
-                .eq(lit(nanos))
-                .and(column(col::TRACE_ID).lt(lit(id)))),
-        )?;
-    }
-    let batches = df
-        .sort(vec![
-            column("started").sort(false, false),
-            column(col::TRACE_ID).sort(false, false),
-        ])?
-        .limit(0, Some(limit))?
-        .select_columns(&[col::TRACE_ID])?
-        .collect()
-        .await?;
-    Ok(batches
-        .iter()
-        .flat_map(|b| {
-            let ids = b.column(0).as_string::<i32>();
-            (0..b.num_rows()).map(move |i| ids.value(i).to_owned())
-        })
-        .collect())
 }
 
 /// One entry of the trace index.

@@ -240,7 +240,8 @@ impl QueryEngine {
     }
 
     /// The `limit` traces that started last, before `before` (start in nanoseconds, trace id)
-    /// when given, from the trace index; `None` when the tenant's index is not complete.
+    /// when given, from the run summaries of the newest hours; `None` when the tenant's trace
+    /// index is not complete.
     pub async fn newest_traces(
         &self,
         tenant: &Tenant,
@@ -251,10 +252,10 @@ impl QueryEngine {
             return Ok(None);
         }
         let ctx = self.session(tenant).await?;
-        let tenant = tenant.clone();
+        let (tenant, store) = (tenant.clone(), self.store());
         self.run(async move {
             Ok(Some(
-                crate::catalog::newest_traces(&ctx, &tenant, before, limit).await?,
+                crate::run_parts::newest_traces(&ctx, store, &tenant, before, limit).await?,
             ))
         })
         .await
@@ -300,6 +301,9 @@ impl QueryEngine {
         let options = config.options_mut();
         options.execution.parquet.pushdown_filters = true;
         options.execution.parquet.reorder_filters = true;
+        // Lookups by a list of trace ids (a page of runs, a search's candidates) prune files,
+        // row groups and pages by their id ranges: lists longer than the default 20 would not.
+        options.execution.parquet.max_in_list_size = crate::api::MAX_IN_LIST;
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(Arc::clone(&self.runtime))

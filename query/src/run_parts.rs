@@ -10,8 +10,10 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use arrow::array::AsArray;
+use arrow::datatypes::DataType;
 use async_trait::async_trait;
-use cairn_schema::columns::spans_schema;
+use cairn_schema::columns::{col, spans_schema};
 use cairn_schema::layout::{self, Dataset};
 use cairn_schema::run_summary;
 use cairn_schema::tenant::Tenant;
@@ -29,12 +31,12 @@ use datafusion::execution::SessionStateBuilder;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::prelude::{DataFrame, SessionContext};
+use datafusion::prelude::{cast, col as column, lit, DataFrame, SessionContext};
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::ObjectStore;
 
-use crate::catalog::{trace_ids, TenantTable, MAX_INDEXED_IDS, STORE_URL};
+use crate::catalog::{index_entries, trace_ids, TenantTable, MAX_INDEXED_IDS, STORE_URL};
 
 /// Hour partitions listed at once.
 const LISTINGS_AT_ONCE: usize = 16;
@@ -55,6 +57,8 @@ pub struct RunParts {
     schema: SchemaRef,
     /// The tenant's spans, for their hours (listed, or found through the trace index).
     spans: TenantTable,
+    /// Hours (inclusive) outside which nothing is read.
+    within: Option<(i64, i64)>,
 }
 
 impl RunParts {
@@ -65,6 +69,15 @@ impl RunParts {
             store,
             tenant,
             schema,
+            within: None,
+        }
+    }
+
+    /// The same table, reading only hours `lo..=hi`.
+    pub fn within_hours(self, lo: i64, hi: i64) -> Self {
+        Self {
+            within: Some((lo, hi)),
+            ..self
         }
     }
 
@@ -97,6 +110,94 @@ impl RunParts {
             }
         }
         Ok((summaries, unsummarised))
+    }
+}
+
+/// A session of its own (sharing `state`'s runtime: memory, spill, object stores), so that the
+/// tables registered in it stay out of the caller's catalog.
+fn private_session(state: &dyn Session) -> SessionContext {
+    SessionContext::new_with_state(
+        SessionStateBuilder::new()
+            .with_config(state.config().clone())
+            .with_runtime_env(Arc::clone(state.runtime_env()))
+            .with_default_features()
+            .build(),
+    )
+}
+
+/// The `limit` traces of `tenant` that started last (by their earliest span, then trace id,
+/// both descending), only those that started before `before` (start in nanoseconds, trace id)
+/// when given; `ctx` is the tenant's session, its trace index complete.
+///
+/// Read from the run summaries of the newest hours alone: a trace that started in hour `H` has
+/// all its spans in hours from `H` on, so among the runs of a window of the newest hours, those
+/// the trace index names no earlier hour for are exactly the runs that started in the window,
+/// each whole. The window widens until it holds a page of them.
+pub async fn newest_traces(
+    ctx: &SessionContext,
+    store: Arc<dyn ObjectStore>,
+    tenant: &Tenant,
+    before: Option<(i64, String)>,
+    limit: usize,
+) -> Result<Vec<String>> {
+    let spans = TenantTable::spans(Arc::clone(&store), tenant.clone());
+    let last = before.as_ref().map(|(nanos, _)| layout::hour_of(*nanos));
+    let mut hours = spans.hours(None, last).await?;
+    hours.reverse();
+    let schema = schema().await?;
+    // Runs read beyond the page, for those that turn out to have started earlier.
+    let spare = limit + 16;
+    let mut width = 2;
+    loop {
+        let window = &hours[..width.min(hours.len())];
+        let (Some(&hi), Some(&lo)) = (window.first(), window.last()) else {
+            return Ok(Vec::new());
+        };
+        let whole = window.len() == hours.len();
+        let table = RunParts::new(Arc::clone(&store), tenant.clone(), Arc::clone(&schema))
+            .within_hours(lo, hi);
+        let session = private_session(&ctx.state());
+        session.register_table("run_parts", Arc::new(table))?;
+        let started = || cast(column(col::START_TIME), DataType::Int64);
+        let mut df = session.sql(run_summary::FINAL).await?;
+        if let Some((nanos, id)) = &before {
+            df = df.filter(
+                started().lt(lit(*nanos)).or(started()
+                    .eq(lit(*nanos))
+                    .and(column(col::TRACE_ID).lt(lit(id.as_str())))),
+            )?;
+        }
+        let batches = df
+            .sort(vec![
+                started().sort(false, false),
+                column(col::TRACE_ID).sort(false, false),
+            ])?
+            .limit(0, Some(if whole { limit } else { limit + spare }))?
+            .select_columns(&[col::TRACE_ID])?
+            .collect()
+            .await?;
+        let found: Vec<String> = batches
+            .iter()
+            .flat_map(|b| {
+                let ids = b.column(0).as_string::<i32>();
+                (0..b.num_rows()).map(move |i| ids.value(i).to_owned())
+            })
+            .collect();
+        if whole {
+            return Ok(found);
+        }
+        let ids: BTreeSet<String> = found.iter().cloned().collect();
+        let earlier: BTreeSet<String> = index_entries(&ctx.state(), tenant, &ids)
+            .await?
+            .into_iter()
+            .filter(|e| e.linked_from.is_none() && e.hour < lo)
+            .map(|e| e.trace_id)
+            .collect();
+        let kept: Vec<String> = found.into_iter().filter(|t| !earlier.contains(t)).collect();
+        if kept.len() >= limit {
+            return Ok(kept.into_iter().take(limit).collect());
+        }
+        width *= 4;
     }
 }
 
@@ -145,20 +246,16 @@ impl TableProvider for RunParts {
             }
             _ => None,
         };
+        let (lo, hi) = self.within.unzip();
         let hours = match indexed {
-            Some(hours) => hours,
-            None => self.spans.hours(None, None).await?.into_iter().collect(),
+            Some(hours) => hours
+                .into_iter()
+                .filter(|h| lo.is_none_or(|lo| *h >= lo) && hi.is_none_or(|hi| *h <= hi))
+                .collect(),
+            None => self.spans.hours(lo, hi).await?.into_iter().collect(),
         };
         let (summaries, unsummarised) = self.files(hours).await?;
-        // A session of its own (sharing the runtime: memory, spill, object stores), so that the
-        // tables below stay out of the caller's catalog.
-        let ctx = SessionContext::new_with_state(
-            SessionStateBuilder::new()
-                .with_config(state.config().clone())
-                .with_runtime_env(Arc::clone(state.runtime_env()))
-                .with_default_features()
-                .build(),
-        );
+        let ctx = private_session(state);
         let mut parts: Vec<DataFrame> = Vec::new();
         if !summaries.is_empty() {
             let table = files_table(&summaries, run_summary::SUFFIX, self.schema())?;

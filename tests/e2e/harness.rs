@@ -212,13 +212,20 @@ impl Cairn {
 
     /// `GET /api/v1/runs/{id}`, the run trail, which must succeed.
     pub async fn run(&self, tenant: Option<&str>, trace_id: &str) -> Value {
-        let mut req = client().get(format!("http://{}/api/v1/runs/{trace_id}", self.http));
+        let (status, body) = self.get(tenant, &format!("/api/v1/runs/{trace_id}")).await;
+        assert_eq!(status, 200, "run {trace_id}: {body}");
+        body
+    }
+
+    /// `GET path` of the query API: (status, JSON body or null).
+    pub async fn get(&self, tenant: Option<&str>, path: &str) -> (u16, Value) {
+        let mut req = client().get(format!("http://{}{path}", self.http));
         if let Some(t) = tenant {
             req = req.header("X-Scope-OrgID", t);
         }
-        let resp = req.send().await.expect("run request");
-        assert_eq!(resp.status().as_u16(), 200, "run {trace_id}");
-        resp.json().await.expect("JSON")
+        let resp = req.send().await.unwrap_or_else(|e| panic!("{path}: {e}"));
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
     }
 
     /// `GET /api/v1/traces/{id}`: (status, JSON body).

@@ -22,13 +22,7 @@ fn sid(label: &str) -> String {
 }
 
 async fn get(cairn: &Cairn, path: &str) -> (u16, Value) {
-    let resp = client()
-        .get(format!("http://{}{path}", cairn.http))
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    cairn.get(None, path).await
 }
 
 async fn ok(cairn: &Cairn, path: &str) -> Value {

@@ -176,5 +176,24 @@ async fn runs_are_the_same_from_summaries_as_from_spans() {
     assert_eq!(run["span_count"], 13, "{run}");
     assert_eq!(run["error_count"], 3, "{run}");
     assert_eq!(run["root_span_id"], "00000000000000aa", "{run}");
+
+    // The newest runs go by their start, not by their latest spans: a run that started after
+    // the spread run, but before its last spans, comes first.
+    let late = "5eed0000000000000000000000000002";
+    let start = (hour + 1) * HOUR_NANOS;
+    let body = json!({"resourceSpans": [{"scopeSpans": [{"spans": [{
+        "traceId": late, "spanId": "00000000000000bb", "name": "late",
+        "startTimeUnixNano": start.to_string(), "endTimeUnixNano": (start + 1).to_string(),
+    }]}]}]});
+    send_json(&cairn, body.to_string(), TENANT).await;
+    let (status, page) = cairn.get(Some(TENANT), "/api/v1/runs?limit=2").await;
+    assert_eq!(status, 200, "{page}");
+    let ids: Vec<&str> = page["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["trace_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [late, SPREAD], "{page}");
     assert!(cairn.stop());
 }
