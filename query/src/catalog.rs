@@ -143,15 +143,39 @@ impl TenantTable {
 }
 
 /// The listing table of `tenant`'s trace index files.
-fn index_table(tenant: &Tenant) -> Result<ListingTable> {
-    let url = ListingTableUrl::parse(format!("{STORE_URL}/{}/", trace_index::dir(tenant)))?;
-    let options =
-        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-    ListingTable::try_new(
-        ListingTableConfig::new(url)
+fn index_table(state: &dyn Session, tenant: &Tenant) -> Result<ListingTable> {
+    let dir = format!("{}/", trace_index::dir(tenant));
+    listing(state, &[dir], ".parquet", trace_index::schema(), &[])
+}
+
+/// The Parquet files with names ending in `extension` at `paths` (files, or directories ending
+/// in `/`) of the store, as one table of `schema` whose files are sorted by `sort`. Each file's
+/// statistics are computed once and kept in the session's cache (files never change).
+pub(crate) fn listing(
+    state: &dyn Session,
+    paths: &[impl std::fmt::Display],
+    extension: &str,
+    schema: SchemaRef,
+    sort: &[&str],
+) -> Result<ListingTable> {
+    let urls = paths
+        .iter()
+        .map(|p| ListingTableUrl::parse(format!("{STORE_URL}/{p}")))
+        .collect::<Result<Vec<_>>>()?;
+    let order = if sort.is_empty() {
+        vec![]
+    } else {
+        vec![sort.iter().map(|c| column(*c).sort(true, false)).collect()]
+    };
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(extension)
+        .with_file_sort_order(order);
+    Ok(ListingTable::try_new(
+        ListingTableConfig::new_with_multi_paths(urls)
             .with_listing_options(options)
-            .with_schema(trace_index::schema()),
-    )
+            .with_schema(schema),
+    )?
+    .with_cache(state.runtime_env().cache_manager.get_file_statistic_cache()))
 }
 
 /// One entry of the trace index.
@@ -206,7 +230,7 @@ pub async fn index_entries(
         .downcast_ref::<SessionState>()
         .ok_or_else(|| DataFusionError::Internal("not a session state".into()))?;
     let batches = SessionContext::new_with_state(state.clone())
-        .read_table(Arc::new(index_table(tenant)?))?
+        .read_table(Arc::new(index_table(state, tenant)?))?
         .filter(filter)?
         .select_columns(&[
             col::TRACE_ID,
@@ -420,32 +444,19 @@ impl TableProvider for TenantTable {
             let schema = project_schema(&self.schema, projection)?;
             return Ok(Arc::new(EmptyExec::new(schema)));
         }
-        let urls = hours
+        let dirs: Vec<String> = hours
             .iter()
-            .map(|h| {
-                ListingTableUrl::parse(format!(
-                    "{STORE_URL}/{}/",
-                    layout::hour_prefix(self.dataset, &self.tenant, *h)
-                ))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-            .with_file_extension(".parquet")
-            .with_file_sort_order(if self.sort.is_empty() {
-                vec![]
-            } else {
-                vec![self
-                    .sort
-                    .iter()
-                    .map(|c| column(*c).sort(true, false))
-                    .collect()]
-            });
-        let config = ListingTableConfig::new_with_multi_paths(urls)
-            .with_listing_options(options)
-            .with_schema(Arc::clone(&self.schema));
-        ListingTable::try_new(config)?
-            .scan(state, projection, filters, limit)
-            .await
+            .map(|h| format!("{}/", layout::hour_prefix(self.dataset, &self.tenant, *h)))
+            .collect();
+        listing(
+            state,
+            &dirs,
+            ".parquet",
+            Arc::clone(&self.schema),
+            self.sort,
+        )?
+        .scan(state, projection, filters, limit)
+        .await
     }
 }
 

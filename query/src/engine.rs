@@ -139,6 +139,8 @@ pub struct Encoded {
 
 /// The part of the query memory (1/n) kept for parsed Parquet metadata, across queries.
 const METADATA_CACHE_SHARE: usize = 4;
+/// The part of the query memory (1/n) kept for files' statistics, across queries.
+const STATISTICS_CACHE_SHARE: usize = 16;
 
 /// Tenants whose sessions are kept; beyond this many the least recently used is dropped.
 pub const MAX_SESSIONS: usize = 256;
@@ -199,6 +201,10 @@ impl QueryEngine {
             // bytes on disk; a week of hourly files overflows DataFusion's default 50 MB and every
             // query would parse them again.
             .with_metadata_cache_limit(memory_limit / METADATA_CACHE_SHARE)
+            // And the statistics of each file, derived from its footer, likewise: computed for
+            // every file a scan opens, they would cost a lookup of a few traces more than the
+            // lookup itself.
+            .with_file_statistics_cache_limit(memory_limit / STATISTICS_CACHE_SHARE)
             // New files land in existing partitions all the time: never cache listings.
             .with_object_list_cache_limit(0)
             .build_arc()?;

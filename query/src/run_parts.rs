@@ -21,10 +21,6 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
 use datafusion::common::project_schema;
 use datafusion::datasource::empty::EmptyTable;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{
-    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
-};
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::Result;
 use datafusion::execution::SessionStateBuilder;
@@ -36,7 +32,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::ObjectStore;
 
-use crate::catalog::{index_entries, trace_ids, TenantTable, MAX_INDEXED_IDS, STORE_URL};
+use crate::catalog::{index_entries, listing, trace_ids, TenantTable, MAX_INDEXED_IDS};
 
 /// Hour partitions listed at once.
 const LISTINGS_AT_ONCE: usize = 16;
@@ -201,21 +197,6 @@ pub async fn newest_traces(
     }
 }
 
-/// The files at `paths` as one table of `schema`.
-fn files_table(paths: &[Path], extension: &str, schema: SchemaRef) -> Result<ListingTable> {
-    let urls = paths
-        .iter()
-        .map(|p| ListingTableUrl::parse(format!("{STORE_URL}/{p}")))
-        .collect::<Result<Vec<_>>>()?;
-    let options =
-        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(extension);
-    ListingTable::try_new(
-        ListingTableConfig::new_with_multi_paths(urls)
-            .with_listing_options(options)
-            .with_schema(schema),
-    )
-}
-
 #[async_trait]
 impl TableProvider for RunParts {
     fn schema(&self) -> SchemaRef {
@@ -258,11 +239,11 @@ impl TableProvider for RunParts {
         let ctx = private_session(state);
         let mut parts: Vec<DataFrame> = Vec::new();
         if !summaries.is_empty() {
-            let table = files_table(&summaries, run_summary::SUFFIX, self.schema())?;
+            let table = listing(state, &summaries, run_summary::SUFFIX, self.schema(), &[])?;
             parts.push(ctx.read_table(Arc::new(table))?);
         }
         if !unsummarised.is_empty() {
-            let table = files_table(&unsummarised, ".parquet", spans_schema())?;
+            let table = listing(state, &unsummarised, ".parquet", spans_schema(), &[])?;
             ctx.register_table("spans", Arc::new(table))?;
             parts.push(ctx.sql(run_summary::PARTIAL).await?);
         }
