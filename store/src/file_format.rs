@@ -14,11 +14,13 @@ use cairn_schema::layout::Dataset;
 /// Rows per row group: small enough for statistics to prune, large enough to compress well.
 pub const ROW_GROUP_ROWS: usize = 64 * 1024;
 
-/// Rows per row group of trace index files: a lookup reads (and decompresses) the one row group
-/// whose statistics and bloom filter admit the id.
-pub const INDEX_ROW_GROUP_ROWS: usize = 8 * 1024;
-/// Rows per page of trace index files.
-pub const INDEX_PAGE_ROWS: usize = 1024;
+/// Rows per row group of trace index files (and run summaries), sorted by trace id: a lookup
+/// reads the row groups whose id range and bloom filter admit one of its ids. A lookup of many
+/// random ids (a page of runs, a search's candidates) admits a group per id whatever its size,
+/// and pages cannot narrow it (every page's range holds one of the ids), so groups are small.
+pub const INDEX_ROW_GROUP_ROWS: usize = 1024;
+/// Rows per page of trace index files: a lookup of one id decodes one page.
+pub const INDEX_PAGE_ROWS: usize = 256;
 
 /// Rows per row group of payload files. Payloads stay in arrival order (see [`sort_keys`]), so
 /// statistics cannot prune them by hash: the bloom filter of each row group does, and a lookup

@@ -324,7 +324,7 @@ mod tests {
         assert_eq!(n, 20_000);
         let reader = SerializedFileReader::new(bytes::Bytes::from(bytes)).unwrap();
         let groups = reader.metadata().row_groups();
-        assert_eq!(groups.len(), 3, "8,192 rows a group");
+        assert_eq!(groups.len(), 20, "1,024 rows a group");
         for g in groups {
             let bloom = g.column(0).bloom_filter_length().unwrap();
             assert!(
