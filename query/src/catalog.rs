@@ -167,7 +167,10 @@ pub(crate) fn listing(
     } else {
         vec![sort.iter().map(|c| column(*c).sort(true, false)).collect()]
     };
-    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+    // The session's Parquet settings (filter pushdown, the longest `IN` list that prunes), not
+    // the format's defaults.
+    let format = ParquetFormat::default().with_options(state.default_table_options().parquet);
+    let options = ListingOptions::new(Arc::new(format))
         .with_file_extension(extension)
         .with_file_sort_order(order);
     Ok(ListingTable::try_new(
