@@ -307,9 +307,9 @@ impl QueryEngine {
         let options = config.options_mut();
         options.execution.parquet.pushdown_filters = true;
         options.execution.parquet.reorder_filters = true;
-        // Lookups by a list of trace ids (a page of runs, a search's candidates) prune files,
-        // row groups and pages by their id ranges: lists longer than the default 20 would not.
-        options.execution.parquet.max_in_list_size = crate::api::MAX_IN_LIST;
+        // Lookups by a list of trace ids (a page of runs) prune files, row groups and pages by
+        // their id ranges and bloom filters: lists longer than the default 20 would not.
+        options.execution.parquet.max_in_list_size = crate::catalog::MAX_PRUNED_IN_LIST;
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(Arc::clone(&self.runtime))

@@ -165,6 +165,37 @@ async fn lookups_read_the_hours_of_the_trace_and_reindex_indexes_an_old_store() 
         hours_read(&cairn, &by_id(3)).await,
         BTreeSet::from([hour_text(now - 4)])
     );
+    // A lookup of more ids than one index scan prunes by (in parts), the stored ones last.
+    let mut many: Vec<String> = (0..114).map(|k| format!("{k:032x}")).collect();
+    many.extend(traces.iter().cloned());
+    let list = many
+        .iter()
+        .map(|t| format!("'{t}'"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let sql = format!(
+        "SELECT trace_id, count(*) AS n FROM spans WHERE trace_id IN ({list}) GROUP BY trace_id"
+    );
+    let found: BTreeMap<String, i64> = cairn
+        .sql(None, &sql)
+        .await
+        .iter()
+        .map(|r| {
+            (
+                r["trace_id"].as_str().unwrap().to_owned(),
+                r["n"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(found, expected_counts);
+    assert_eq!(
+        hours_read(&cairn, &sql).await.len(),
+        expected_entries
+            .iter()
+            .map(|(_, h)| h)
+            .collect::<BTreeSet<_>>()
+            .len()
+    );
     assert!(cairn.stop());
     assert!(reindex(&store).contains("1 already complete"));
 }
