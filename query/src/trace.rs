@@ -13,8 +13,9 @@ use cairn_schema::ids::parse_trace_id;
 use cairn_schema::layout::{hour_of, PAYLOAD_REUSE_HOURS};
 use cairn_schema::tenant::Tenant;
 use datafusion::prelude::{col, lit, DataFrame, SessionContext};
+use futures::{StreamExt, TryStreamExt};
 
-use crate::catalog::TenantTable;
+use crate::catalog::{TenantTable, LOOKUPS_AT_ONCE, MAX_PRUNED_IN_LIST};
 use crate::{Error, QueryEngine, Result};
 
 /// The spans of `trace_id` for `tenant`, in start order (run on the query runtime).
@@ -131,12 +132,25 @@ async fn read_contents(
     missing: &mut HashSet<String>,
     contents: &mut Contents,
 ) -> Result<()> {
-    let list = missing.iter().map(|h| lit(h.as_str())).collect();
-    let batches = payloads
-        .filter(col("hash").in_list(list, false))?
-        .select_columns(&["hash", "content"])?
-        .collect()
-        .await?;
+    // In parts a scan prunes by (bloom filters admit the row groups holding a part's hashes),
+    // a few at once.
+    let hashes: Vec<&String> = missing.iter().collect();
+    let mut lookups = Vec::new();
+    for part in hashes.chunks(MAX_PRUNED_IN_LIST) {
+        let list = part.iter().map(|h| lit(h.as_str())).collect();
+        let lookup = payloads
+            .clone()
+            .filter(col("hash").in_list(list, false))?
+            .select_columns(&["hash", "content"])?;
+        lookups.push(lookup.collect());
+    }
+    let batches: Vec<RecordBatch> = futures::stream::iter(lookups)
+        .buffer_unordered(LOOKUPS_AT_ONCE)
+        .try_collect::<Vec<_>>()
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
     for b in &batches {
         let (h, c) = (
             b.column(0).as_string::<i32>(),

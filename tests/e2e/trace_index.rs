@@ -340,3 +340,38 @@ async fn a_late_span_stores_its_own_payload_copy_and_reads_it_back() {
         assert!(run.to_string().contains("the same question"), "{run}");
     }
 }
+
+/// A trace referring to more payloads than one scan prunes by reads them all back (in parts).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trace_with_many_payloads_reads_every_one() {
+    let cairn = Cairn::start(&[]);
+    let start = chrono::Utc::now().timestamp_nanos_opt().unwrap() - 60_000_000_000;
+    let spans: Vec<_> = (0..130)
+        .map(|i| {
+            let message = json!([{"role": "user", "parts": [
+                {"type": "text", "content": format!("question number {i}")}
+            ]}])
+            .to_string();
+            json!({
+                "traceId": trace(77),
+                "spanId": format!("{:016x}", i + 1),
+                "name": "chat",
+                "startTimeUnixNano": (start + i).to_string(),
+                "endTimeUnixNano": (start + i + 1000).to_string(),
+                "attributes": [
+                    {"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
+                    {"key": "gen_ai.input.messages", "value": {"stringValue": message}},
+                ],
+            })
+        })
+        .collect();
+    let body = json!({"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]});
+    cairn.send_json(body.to_string()).await;
+    let (status, body) = cairn.trace(None, &trace(77)).await;
+    assert_eq!(status, 200, "{body}");
+    let text = body.to_string();
+    let missing: Vec<i64> = (0..130)
+        .filter(|i| !text.contains(&format!("question number {i}\\\"")))
+        .collect();
+    assert!(missing.is_empty(), "contents not read back: {missing:?}");
+}
