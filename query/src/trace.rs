@@ -133,10 +133,16 @@ async fn read_contents(
     contents: &mut Contents,
 ) -> Result<()> {
     // In parts a scan prunes by (bloom filters admit the row groups holding a part's hashes),
-    // a few at once.
+    // all at once; more hashes than that (the payloads of a page of replay) are read in one
+    // scan, which costs less than many pruned ones over the same files.
     let hashes: Vec<&String> = missing.iter().collect();
+    let part_size = if hashes.len() <= MAX_PRUNED_IN_LIST * LOOKUPS_AT_ONCE {
+        MAX_PRUNED_IN_LIST
+    } else {
+        hashes.len()
+    };
     let mut lookups = Vec::new();
-    for part in hashes.chunks(MAX_PRUNED_IN_LIST) {
+    for part in hashes.chunks(part_size) {
         let list = part.iter().map(|h| lit(h.as_str())).collect();
         let lookup = payloads
             .clone()
