@@ -64,8 +64,8 @@ pub const MAX_INDEXED_IDS: usize = 10_000;
 /// ids 11 ms, 200 ids 242 ms, 1,000 ids 42 s), so longer lists are not pruned by a scan, and
 /// index lookups split them.
 pub const MAX_PRUNED_IN_LIST: usize = 50;
-/// Lookups of the parts of one list of ids (or hashes) run at once.
-pub const LOOKUPS_AT_ONCE: usize = 4;
+/// Index lookups of one list of ids run at once.
+const LOOKUPS_AT_ONCE: usize = 4;
 
 impl TenantTable {
     /// The tenant's spans, sorted in each file by (trace id, start time).

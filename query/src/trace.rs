@@ -13,9 +13,8 @@ use cairn_schema::ids::parse_trace_id;
 use cairn_schema::layout::{hour_of, PAYLOAD_REUSE_HOURS};
 use cairn_schema::tenant::Tenant;
 use datafusion::prelude::{col, lit, DataFrame, SessionContext};
-use futures::{StreamExt, TryStreamExt};
 
-use crate::catalog::{TenantTable, LOOKUPS_AT_ONCE, MAX_PRUNED_IN_LIST};
+use crate::catalog::TenantTable;
 use crate::{Error, QueryEngine, Result};
 
 /// The spans of `trace_id` for `tenant`, in start order (run on the query runtime).
@@ -132,31 +131,12 @@ async fn read_contents(
     missing: &mut HashSet<String>,
     contents: &mut Contents,
 ) -> Result<()> {
-    // In parts a scan prunes by (bloom filters admit the row groups holding a part's hashes),
-    // all at once; more hashes than that (the payloads of a page of replay) are read in one
-    // scan, which costs less than many pruned ones over the same files.
-    let hashes: Vec<&String> = missing.iter().collect();
-    let part_size = if hashes.len() <= MAX_PRUNED_IN_LIST * LOOKUPS_AT_ONCE {
-        MAX_PRUNED_IN_LIST
-    } else {
-        hashes.len()
-    };
-    let mut lookups = Vec::new();
-    for part in hashes.chunks(part_size) {
-        let list = part.iter().map(|h| lit(h.as_str())).collect();
-        let lookup = payloads
-            .clone()
-            .filter(col("hash").in_list(list, false))?
-            .select_columns(&["hash", "content"])?;
-        lookups.push(lookup.collect());
-    }
-    let batches: Vec<RecordBatch> = futures::stream::iter(lookups)
-        .buffer_unordered(LOOKUPS_AT_ONCE)
-        .try_collect::<Vec<_>>()
-        .await?
-        .into_iter()
-        .flatten()
-        .collect();
+    let list = missing.iter().map(|h| lit(h.as_str())).collect();
+    let batches = payloads
+        .filter(col("hash").in_list(list, false))?
+        .select_columns(&["hash", "content"])?
+        .collect()
+        .await?;
     for b in &batches {
         let (h, c) = (
             b.column(0).as_string::<i32>(),

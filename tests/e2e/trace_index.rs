@@ -341,7 +341,8 @@ async fn a_late_span_stores_its_own_payload_copy_and_reads_it_back() {
     }
 }
 
-/// A trace referring to more payloads than one scan prunes by reads them all back (in parts).
+/// A trace referring to more payloads than one scan prunes by (with bloom filters) reads them
+/// all back.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_trace_with_many_payloads_reads_every_one() {
     let cairn = Cairn::start(&[]);
