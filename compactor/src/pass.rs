@@ -305,9 +305,7 @@ impl Compactor {
             // get a summary; those of the open hour are summarised when they are merged.
             let merged: HashSet<&Path> = bins.iter().flatten().map(|m| &m.location).collect();
             for meta in files.unsummarised() {
-                if !merged.contains(&meta.location) {
-                    summary::summarise(&self.raw, &meta.location, self.config.compaction_memory)
-                        .await?;
+                if !merged.contains(&meta.location) && self.summarise(&meta.location).await {
                     report.summaries += 1;
                 }
             }
@@ -378,7 +376,7 @@ impl Compactor {
         .await?;
         // Its run summary before its commit: once the output counts, so does the summary.
         if dataset == Dataset::Spans {
-            summary::summarise(&self.raw, &output_path, self.config.compaction_memory).await?;
+            self.summarise(&output_path).await;
         }
         // The output supersedes its inputs and whatever they superseded.
         let mut supersedes: Vec<String> = bin.iter().map(|m| name(m).to_owned()).collect();
@@ -406,6 +404,20 @@ impl Compactor {
             .inc_by(bin.len() as u64);
         tracing::info!(partition = %prefix, inputs = bin.len(), rows, elapsed = ?started.elapsed(), "merged");
         Ok(())
+    }
+
+    /// Writes the run summary of the span file at `data`; returns whether it did. A failure is
+    /// logged and counted, not fatal: a span file without a summary is aggregated from its
+    /// spans by readers, and gets one at a later pass.
+    async fn summarise(&self, data: &Path) -> bool {
+        match summary::summarise(&self.raw, data, self.config.compaction_memory).await {
+            Ok(_) => true,
+            Err(e) => {
+                metrics().failures.inc();
+                tracing::warn!(error = %e, file = %data, "writing a run summary failed");
+                false
+            }
+        }
     }
 
     /// Deletes a partition past retention: superseded files, then readable ones, then the rest
