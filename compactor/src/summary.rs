@@ -34,7 +34,7 @@ pub async fn summarise(
     let ctx = merge::context(store, memory_bytes, 1)?;
     ctx.register_table("spans", Arc::new(merge::table(&[data], &spans_schema())?))?;
     let df = ctx
-        .sql(run_summary::PARTIAL)
+        .sql(&run_summary::PARTIAL)
         .await?
         .sort(vec![column(col::TRACE_ID).sort(true, false)])?;
     let schema = Arc::new(df.schema().as_arrow().clone());

@@ -128,9 +128,37 @@ impl TenantTable {
 }
 
 impl TenantTable {
+    /// The hour partitions a scan with `filters` reads: those of the trace ids it names (through
+    /// the trace index, when complete), or the table's own hours, or every hour, within the
+    /// `start_time` bounds of `filters` and the table's.
+    pub(crate) async fn scan_hours(
+        &self,
+        state: &dyn Session,
+        filters: &[Expr],
+    ) -> Result<Vec<i64>> {
+        let (mut lo, mut hi) = hour_bounds(filters);
+        if let Some((first, last)) = self.within {
+            lo = Some(lo.map_or(first, |lo| lo.max(first)));
+            hi = Some(hi.map_or(last, |hi| hi.min(last)));
+        }
+        let indexed = match (self.dataset, trace_ids(filters)) {
+            (Dataset::Spans, Some(ids)) if ids.len() <= MAX_INDEXED_IDS => {
+                self.indexed_hours(state, &ids).await?
+            }
+            _ => None,
+        };
+        Ok(match indexed.or_else(|| self.only.clone()) {
+            Some(hours) => hours
+                .into_iter()
+                .filter(|h| lo.is_none_or(|lo| *h >= lo) && hi.is_none_or(|hi| *h <= hi))
+                .collect(),
+            None => self.hours(lo, hi).await?,
+        })
+    }
+
     /// The hours holding spans of `ids` according to the trace index, or `None` when the
     /// tenant's index is not complete (written before the index existed and not reindexed).
-    pub(crate) async fn indexed_hours(
+    async fn indexed_hours(
         &self,
         state: &dyn Session,
         ids: &BTreeSet<String>,
@@ -447,24 +475,7 @@ impl TableProvider for TenantTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let (mut lo, mut hi) = hour_bounds(filters);
-        if let Some((first, last)) = self.within {
-            lo = Some(lo.map_or(first, |lo| lo.max(first)));
-            hi = Some(hi.map_or(last, |hi| hi.min(last)));
-        }
-        let indexed = match (self.dataset, trace_ids(filters)) {
-            (Dataset::Spans, Some(ids)) if ids.len() <= MAX_INDEXED_IDS => {
-                self.indexed_hours(state, &ids).await?
-            }
-            _ => None,
-        };
-        let hours = match indexed.or_else(|| self.only.clone()) {
-            Some(hours) => hours
-                .into_iter()
-                .filter(|h| lo.is_none_or(|lo| *h >= lo) && hi.is_none_or(|hi| *h <= hi))
-                .collect(),
-            None => self.hours(lo, hi).await?,
-        };
+        let hours = self.scan_hours(state, filters).await?;
         if hours.is_empty() {
             let schema = project_schema(&self.schema, projection)?;
             return Ok(Arc::new(EmptyExec::new(schema)));

@@ -32,17 +32,23 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::ObjectStore;
 
-use crate::catalog::{index_entries, listing, trace_ids, TenantTable, MAX_INDEXED_IDS};
+use crate::catalog::{index_entries, listing, TenantTable};
 
 /// Hour partitions listed at once.
 const LISTINGS_AT_ONCE: usize = 16;
 
-/// The schema of [`run_summary::PARTIAL`]'s rows.
+/// The schema of [`run_summary::PARTIAL`]'s rows (planned once).
 pub async fn schema() -> Result<SchemaRef> {
-    let ctx = SessionContext::new();
-    ctx.register_table("spans", Arc::new(EmptyTable::new(spans_schema())))?;
-    let df = ctx.sql(run_summary::PARTIAL).await?;
-    Ok(Arc::new(df.schema().as_arrow().clone()))
+    static SCHEMA: tokio::sync::OnceCell<SchemaRef> = tokio::sync::OnceCell::const_new();
+    let schema = SCHEMA
+        .get_or_try_init(|| async {
+            let ctx = SessionContext::new();
+            ctx.register_table("spans", Arc::new(EmptyTable::new(spans_schema())))?;
+            let df = ctx.sql(&run_summary::PARTIAL).await?;
+            Ok::<_, datafusion::error::DataFusionError>(Arc::new(df.schema().as_arrow().clone()))
+        })
+        .await?;
+    Ok(Arc::clone(schema))
 }
 
 /// One tenant's partial run aggregates, one row per (trace, span file).
@@ -53,8 +59,6 @@ pub struct RunParts {
     schema: SchemaRef,
     /// The tenant's spans, for their hours (listed, or found through the trace index).
     spans: TenantTable,
-    /// Hours (inclusive) outside which nothing is read.
-    within: Option<(i64, i64)>,
 }
 
 impl RunParts {
@@ -65,20 +69,19 @@ impl RunParts {
             store,
             tenant,
             schema,
-            within: None,
         }
     }
 
     /// The same table, reading only hours `lo..=hi`.
     pub fn within_hours(self, lo: i64, hi: i64) -> Self {
         Self {
-            within: Some((lo, hi)),
+            spans: self.spans.within_hours(lo, hi),
             ..self
         }
     }
 
     /// The summaries, and the span files without one, of `hours`.
-    async fn files(&self, hours: BTreeSet<i64>) -> Result<(Vec<Path>, Vec<Path>)> {
+    async fn files(&self, hours: Vec<i64>) -> Result<(Vec<Path>, Vec<Path>)> {
         let listings: Vec<_> = futures::stream::iter(hours)
             .map(|hour| {
                 let prefix = layout::hour_prefix(Dataset::Spans, &self.tenant, hour);
@@ -90,20 +93,15 @@ impl RunParts {
             .await?;
         let (mut summaries, mut unsummarised) = (Vec::new(), Vec::new());
         for listing in listings {
-            let names: BTreeSet<&str> = (listing.objects.iter())
-                .filter_map(|m| m.location.filename())
-                .collect();
-            for meta in &listing.objects {
-                let Some(name) = meta.location.filename() else {
-                    continue;
-                };
-                if name.ends_with(run_summary::SUFFIX) {
-                    summaries.push(meta.location.clone());
-                } else if run_summary::summary_of(name).is_some_and(|s| !names.contains(s.as_str()))
-                {
-                    unsummarised.push(meta.location.clone());
-                }
-            }
+            // Listed as readers see the store: visible span files, and summaries of those.
+            let (found, data): (Vec<_>, Vec<_>) = (listing.objects.into_iter())
+                .partition(|m| m.location.as_ref().ends_with(run_summary::SUFFIX));
+            unsummarised.extend(
+                run_summary::unsummarised(&data, &found)
+                    .into_iter()
+                    .map(|m| m.location.clone()),
+            );
+            summaries.extend(found.into_iter().map(|m| m.location));
         }
         Ok((summaries, unsummarised))
     }
@@ -155,7 +153,7 @@ pub async fn newest_traces(
         let session = private_session(&ctx.state());
         session.register_table("run_parts", Arc::new(table))?;
         let started = || cast(column(col::START_TIME), DataType::Int64);
-        let mut df = session.sql(run_summary::FINAL).await?;
+        let mut df = session.sql(&run_summary::FINAL).await?;
         if let Some((nanos, id)) = &before {
             df = df.filter(
                 started().lt(lit(*nanos)).or(started()
@@ -221,20 +219,7 @@ impl TableProvider for RunParts {
         filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let indexed = match trace_ids(filters) {
-            Some(ids) if ids.len() <= MAX_INDEXED_IDS => {
-                self.spans.indexed_hours(state, &ids).await?
-            }
-            _ => None,
-        };
-        let (lo, hi) = self.within.unzip();
-        let hours = match indexed {
-            Some(hours) => hours
-                .into_iter()
-                .filter(|h| lo.is_none_or(|lo| *h >= lo) && hi.is_none_or(|hi| *h <= hi))
-                .collect(),
-            None => self.spans.hours(lo, hi).await?.into_iter().collect(),
-        };
+        let hours = self.spans.scan_hours(state, filters).await?;
         let (summaries, unsummarised) = self.files(hours).await?;
         let ctx = private_session(state);
         let mut parts: Vec<DataFrame> = Vec::new();
@@ -245,7 +230,7 @@ impl TableProvider for RunParts {
         if !unsummarised.is_empty() {
             let table = listing(state, &unsummarised, ".parquet", spans_schema(), &[])?;
             ctx.register_table("spans", Arc::new(table))?;
-            parts.push(ctx.sql(run_summary::PARTIAL).await?);
+            parts.push(ctx.sql(&run_summary::PARTIAL).await?);
         }
         let Some(mut df) = parts.pop() else {
             let schema = project_schema(&self.schema, projection)?;

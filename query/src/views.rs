@@ -9,7 +9,7 @@ const CONTENTS: &str = "(SELECT hash, first_value(kind) AS kind, first_value(con
 /// `(name, SQL)` of each view, created in order.
 pub fn views() -> Vec<(&'static str, String)> {
     vec![
-        ("runs", cairn_schema::run_summary::FINAL.to_owned()),
+        ("runs", cairn_schema::run_summary::FINAL.clone()),
         ("messages", MESSAGES.replace("{contents}", CONTENTS)),
         ("llm_calls", LLM_CALLS.replace("{contents}", CONTENTS)),
         ("tool_calls", TOOL_CALLS.replace("{contents}", CONTENTS)),

@@ -133,16 +133,7 @@ impl PartitionFiles {
 
     /// The visible data files without a run summary.
     pub fn unsummarised(&self) -> Vec<&ObjectMeta> {
-        let summarised: HashSet<String> = (self.summaries.iter())
-            .filter_map(|m| run_summary::data_of(m.location.filename()?))
-            .collect();
-        (self.visible.iter())
-            .filter(|m| {
-                !m.location
-                    .filename()
-                    .is_some_and(|n| summarised.contains(n))
-            })
-            .collect()
+        run_summary::unsummarised(&self.visible, &self.summaries)
     }
 }
 

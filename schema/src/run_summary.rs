@@ -22,6 +22,11 @@
 //!
 //! The columns of a summary are those [`PARTIAL`] produces; changing it means a new [`SUFFIX`].
 
+use std::collections::HashSet;
+use std::sync::LazyLock;
+
+use object_store::ObjectMeta;
+
 /// Name suffix of summaries.
 pub const SUFFIX: &str = ".runs";
 const DATA: &str = ".parquet";
@@ -36,46 +41,110 @@ pub fn data_of(summary: &str) -> Option<String> {
     Some(format!("{}{DATA}", summary.strip_suffix(SUFFIX)?))
 }
 
+/// The span files among `data` without a summary among `summaries` (one partition's files).
+pub fn unsummarised<'a>(data: &'a [ObjectMeta], summaries: &[ObjectMeta]) -> Vec<&'a ObjectMeta> {
+    let summarised: HashSet<String> = (summaries.iter())
+        .filter_map(|m| data_of(m.location.filename()?))
+        .collect();
+    (data.iter())
+        .filter(|m| {
+            !m.location
+                .filename()
+                .is_some_and(|n| summarised.contains(n))
+        })
+        .collect()
+}
+
+/// Columns of a run taken from its first span (by start) that has them; a partial keeps each
+/// with the start of the span it came from (`<column>_at`), which chooses among partials.
+const FIRST_SEEN: [&str; 6] = [
+    "agent_name",
+    "conversation_id",
+    "user_id",
+    "policy_ref",
+    "policy_hash",
+    "sandbox_id",
+];
+
+/// Aggregates whose partial values add up: (column of the view, its partial over spans).
+const ADDED: [(&str, &str); 9] = [
+    ("span_count", "count(*)"),
+    (
+        "error_count",
+        "count(*) FILTER (WHERE status_code = 'error')",
+    ),
+    (
+        "llm_calls",
+        "count(*) FILTER (WHERE operation = 'llm_call')",
+    ),
+    (
+        "tool_calls",
+        "count(*) FILTER (WHERE operation IN ('tool_call', 'handoff'))",
+    ),
+    (
+        "input_tokens",
+        "sum(input_tokens) FILTER (WHERE operation IN ('llm_call', 'embeddings'))",
+    ),
+    (
+        "output_tokens",
+        "sum(output_tokens) FILTER (WHERE operation IN ('llm_call', 'embeddings'))",
+    ),
+    (
+        "cache_read_tokens",
+        "sum(cache_read_tokens) FILTER (WHERE operation IN ('llm_call', 'embeddings'))",
+    ),
+    (
+        "reasoning_tokens",
+        "sum(reasoning_tokens) FILTER (WHERE operation IN ('llm_call', 'embeddings'))",
+    ),
+    (
+        "cost",
+        "sum(cost) FILTER (WHERE operation IN ('llm_call', 'embeddings'))",
+    ),
+];
+
+/// `each` of `items`, as a list of select items.
+fn items<T>(items: &[T], each: impl Fn(&T) -> String) -> String {
+    items
+        .iter()
+        .map(each)
+        .collect::<Vec<_>>()
+        .join(",\n        ")
+}
+
 /// Partial aggregates per trace over a table `spans` (any set of span files). The root is the
 /// earliest span without a parent (else the earliest span); first values are chosen by start.
-pub const PARTIAL: &str = "SELECT
+/// Token and cost totals count leaf model calls only.
+pub static PARTIAL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT
         trace_id,
         first_value(span_id ORDER BY parent_span_id IS NOT NULL, start_time) AS root_span_id,
         first_value(name ORDER BY parent_span_id IS NOT NULL, start_time) AS root_name,
         first_value(service_name ORDER BY parent_span_id IS NOT NULL, start_time) AS service_name,
         bool_and(parent_span_id IS NOT NULL) AS root_has_parent,
         first_value(start_time ORDER BY parent_span_id IS NOT NULL, start_time) AS root_start,
-        first_value(agent_name ORDER BY start_time) FILTER (WHERE agent_name IS NOT NULL) AS agent_name,
-        min(start_time) FILTER (WHERE agent_name IS NOT NULL) AS agent_name_at,
-        first_value(conversation_id ORDER BY start_time) FILTER (WHERE conversation_id IS NOT NULL) AS conversation_id,
-        min(start_time) FILTER (WHERE conversation_id IS NOT NULL) AS conversation_id_at,
-        first_value(user_id ORDER BY start_time) FILTER (WHERE user_id IS NOT NULL) AS user_id,
-        min(start_time) FILTER (WHERE user_id IS NOT NULL) AS user_id_at,
-        first_value(policy_ref ORDER BY start_time) FILTER (WHERE policy_ref IS NOT NULL) AS policy_ref,
-        min(start_time) FILTER (WHERE policy_ref IS NOT NULL) AS policy_ref_at,
-        first_value(policy_hash ORDER BY start_time) FILTER (WHERE policy_hash IS NOT NULL) AS policy_hash,
-        min(start_time) FILTER (WHERE policy_hash IS NOT NULL) AS policy_hash_at,
-        first_value(sandbox_id ORDER BY start_time) FILTER (WHERE sandbox_id IS NOT NULL) AS sandbox_id,
-        min(start_time) FILTER (WHERE sandbox_id IS NOT NULL) AS sandbox_id_at,
+        {first},
         min(start_time) AS start_time,
         max(end_time) AS end_time,
         bool_or(status_code = 'error') AS any_error,
         bool_or(status_code = 'ok') AS any_ok,
-        count(*) AS span_count,
-        count(*) FILTER (WHERE status_code = 'error') AS error_count,
-        count(*) FILTER (WHERE operation = 'llm_call') AS llm_calls,
-        count(*) FILTER (WHERE operation IN ('tool_call', 'handoff')) AS tool_calls,
-        sum(input_tokens) FILTER (WHERE operation IN ('llm_call', 'embeddings')) AS input_tokens,
-        sum(output_tokens) FILTER (WHERE operation IN ('llm_call', 'embeddings')) AS output_tokens,
-        sum(cache_read_tokens) FILTER (WHERE operation IN ('llm_call', 'embeddings')) AS cache_read_tokens,
-        sum(reasoning_tokens) FILTER (WHERE operation IN ('llm_call', 'embeddings')) AS reasoning_tokens,
-        sum(cost) FILTER (WHERE operation IN ('llm_call', 'embeddings')) AS cost
+        {added}
     FROM spans
-    GROUP BY trace_id";
+    GROUP BY trace_id",
+        first = items(&FIRST_SEEN, |c| format!(
+            "first_value({c} ORDER BY start_time) FILTER (WHERE {c} IS NOT NULL) AS {c},\n        \
+             min(start_time) FILTER (WHERE {c} IS NOT NULL) AS {c}_at"
+        )),
+        added = items(&ADDED, |(c, partial)| format!("{partial} AS {c}")),
+    )
+});
 
 /// One row per trace from partial aggregates in a table `run_parts` (rows of [`PARTIAL`]):
-/// the `runs` view. Token and cost totals count leaf model calls only.
-pub const FINAL: &str = "SELECT
+/// the `runs` view.
+pub static FINAL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT
         trace_id, root_span_id, root_name, service_name, agent_name, conversation_id, user_id,
         start_time, end_time, CAST(end_time AS BIGINT) - CAST(start_time AS BIGINT) AS duration_ns,
         status, span_count, error_count, llm_calls, tool_calls,
@@ -83,35 +152,28 @@ pub const FINAL: &str = "SELECT
         policy_ref, policy_hash, sandbox_id
     FROM (
         SELECT
-            trace_id,
-            first_value(root_span_id ORDER BY root_has_parent, root_start) AS root_span_id,
-            first_value(root_name ORDER BY root_has_parent, root_start) AS root_name,
-            first_value(service_name ORDER BY root_has_parent, root_start) AS service_name,
-            first_value(agent_name ORDER BY agent_name_at) FILTER (WHERE agent_name IS NOT NULL) AS agent_name,
-            first_value(conversation_id ORDER BY conversation_id_at) FILTER (WHERE conversation_id IS NOT NULL) AS conversation_id,
-            first_value(user_id ORDER BY user_id_at) FILTER (WHERE user_id IS NOT NULL) AS user_id,
-            first_value(policy_ref ORDER BY policy_ref_at) FILTER (WHERE policy_ref IS NOT NULL) AS policy_ref,
-            first_value(policy_hash ORDER BY policy_hash_at) FILTER (WHERE policy_hash IS NOT NULL) AS policy_hash,
-            first_value(sandbox_id ORDER BY sandbox_id_at) FILTER (WHERE sandbox_id IS NOT NULL) AS sandbox_id,
-            min(start_time) AS start_time,
-            max(end_time) AS end_time,
-            CASE
-                WHEN bool_or(any_error) THEN 'error'
-                WHEN bool_or(any_ok) THEN 'ok'
-                ELSE 'unset'
-            END AS status,
-            sum(span_count) AS span_count,
-            sum(error_count) AS error_count,
-            sum(llm_calls) AS llm_calls,
-            sum(tool_calls) AS tool_calls,
-            sum(input_tokens) AS input_tokens,
-            sum(output_tokens) AS output_tokens,
-            sum(cache_read_tokens) AS cache_read_tokens,
-            sum(reasoning_tokens) AS reasoning_tokens,
-            sum(cost) AS cost
+        trace_id,
+        first_value(root_span_id ORDER BY root_has_parent, root_start) AS root_span_id,
+        first_value(root_name ORDER BY root_has_parent, root_start) AS root_name,
+        first_value(service_name ORDER BY root_has_parent, root_start) AS service_name,
+        {first},
+        min(start_time) AS start_time,
+        max(end_time) AS end_time,
+        CASE
+            WHEN bool_or(any_error) THEN 'error'
+            WHEN bool_or(any_ok) THEN 'ok'
+            ELSE 'unset'
+        END AS status,
+        {added}
         FROM run_parts
         GROUP BY trace_id
-    )";
+    )",
+        first = items(&FIRST_SEEN, |c| format!(
+            "first_value({c} ORDER BY {c}_at) FILTER (WHERE {c} IS NOT NULL) AS {c}"
+        )),
+        added = items(&ADDED, |(c, _)| format!("sum({c}) AS {c}")),
+    )
+});
 
 #[cfg(test)]
 mod tests {
