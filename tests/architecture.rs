@@ -11,6 +11,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("cairn-config", &[]),
     ("cairn-schema", &[]),
     ("cairn-telemetry", &[]),
+    ("cairn-ui", &[]),
     ("cairn-net", &["cairn-config"]),
     ("cairn-normalize", &["cairn-schema"]),
     ("cairn-store", &["cairn-schema", "cairn-telemetry"]),
@@ -34,6 +35,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "cairn-telemetry",
             "cairn-net",
             "cairn-config",
+            "cairn-ui",
         ],
     ),
     (

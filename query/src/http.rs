@@ -5,7 +5,9 @@
 //! - `GET /api/v1/traces/{trace_id}`: the trace as OTLP JSON.
 //! - The lineage, governance and replay API of [`crate::api`].
 //! - `GET /health`: liveness.
+//! - Any other path: the web UI ([`cairn_ui`]).
 //!
+//! Answers are gzip-compressed when the client accepts it.
 //! Every request is scoped to the tenant of its `X-Scope-OrgID` header (default `default`).
 //! Path ids and query parameters are typed ([`crate::api::extract`]): an unknown or malformed one
 //! is a 400 naming it. Errors are JSON `{"error": "…"}` with a 4xx/5xx status; a fault of ours
@@ -24,6 +26,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::StreamExt;
 use serde::Deserialize;
+use tower_http::compression::CompressionLayer;
 
 use crate::api::extract::{ApiPath, TenantOf, TraceId};
 use crate::format::Format;
@@ -62,7 +65,15 @@ pub fn router(engine: QueryEngine) -> Router {
         .route("/health", get(|| async { "ok" }))
         .merge(crate::api::routes())
         .merge(cairn_telemetry::router())
+        .fallback_service(cairn_ui::router())
         .layer(axum::middleware::from_fn(crate::metrics::track))
+        // Answers gzip-compressed for clients that accept it (a run's steps shrink ~10×), at
+        // the fastest level; the UI's assets come compressed already and pass as they are.
+        .layer(
+            CompressionLayer::new()
+                .gzip(true)
+                .quality(tower_http::CompressionLevel::Fastest),
+        )
         .with_state(engine)
 }
 

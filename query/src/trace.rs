@@ -4,7 +4,8 @@
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::compute::filter_record_batch;
 use arrow::datatypes::TimestampNanosecondType;
 use cairn_normalize::decode::{decode, referenced_payloads};
 use cairn_normalize::otlp::trace::v1::TracesData;
@@ -12,7 +13,7 @@ use cairn_normalize::payload::Contents;
 use cairn_schema::ids::parse_trace_id;
 use cairn_schema::layout::{hour_of, PAYLOAD_REUSE_HOURS};
 use cairn_schema::tenant::Tenant;
-use datafusion::prelude::{col, lit, DataFrame, SessionContext};
+use datafusion::prelude::{col, lit, DataFrame, Expr, SessionContext};
 
 use crate::catalog::TenantTable;
 use crate::{Error, QueryEngine, Result};
@@ -39,15 +40,18 @@ async fn fetch_on(engine: &QueryEngine, tenant: &Tenant, trace_id: String) -> Re
     if batches.iter().all(|b| b.num_rows() == 0) {
         return Err(Error::NotFound(format!("trace {trace_id} not found")));
     }
-    let contents = payload_contents(
-        engine,
-        &ctx,
-        tenant,
-        referenced_payloads(&batches)?,
-        &BTreeSet::from([trace_id]),
-        span_hours(&batches),
-    )
-    .await?;
+    let contents = contents_of(
+        &payload_rows(
+            engine,
+            &ctx,
+            tenant,
+            referenced_payloads(&batches)?,
+            &BTreeSet::from([trace_id]),
+            span_hours(&batches),
+            vec![col("content")],
+        )
+        .await?,
+    );
     Ok(TracesData {
         resource_spans: decode(&batches, &contents)?,
     })
@@ -75,78 +79,91 @@ pub fn hour_range(starts: impl IntoIterator<Item = i64>) -> Option<(i64, i64)> {
     })
 }
 
-/// The contents of `hashes`, referred to by spans of `traces`, from the `payloads` table, in
-/// three steps, each for the hashes the previous one did not find:
+/// The contents of payload rows whose columns are the hash and the content (as
+/// [`payload_rows`] reads them).
+fn contents_of(batches: &[RecordBatch]) -> Contents {
+    let mut contents = Contents::new();
+    for b in batches {
+        let (h, c) = (
+            b.column(0).as_string::<i32>(),
+            b.column(1).as_string::<i32>(),
+        );
+        for i in 0..b.num_rows() {
+            if c.is_valid(i) {
+                contents.insert(h.value(i).to_owned(), c.value(i).to_owned());
+            }
+        }
+    }
+    contents
+}
+
+/// One row per payload of `hashes` found, referred to by spans of `traces`: its `hash`, then
+/// `columns` (expressions over `payloads`: `kind`, `content`, …). Read from the `payloads`
+/// table in three steps, each for the hashes the previous one did not find:
 ///
 /// 1. the payload partitions the traces' index entries name (`payload_hours`): usually the
 ///    hour of the spans and the few hours whose copies they reuse;
 /// 2. given the first and last hour of the spans, the partitions that can hold them (a span
 ///    refers to a copy stored in its hour or up to [`PAYLOAD_REUSE_HOURS`] before);
 /// 3. every partition (payloads written under an earlier layout).
-pub async fn payload_contents(
+pub async fn payload_rows(
     engine: &QueryEngine,
     ctx: &SessionContext,
     tenant: &Tenant,
     hashes: HashSet<String>,
     traces: &BTreeSet<String>,
     span_hours: Option<(i64, i64)>,
-) -> Result<Contents> {
-    let mut contents = Contents::new();
-    if hashes.is_empty() {
-        return Ok(contents);
-    }
+    columns: Vec<Expr>,
+) -> Result<Vec<RecordBatch>> {
+    let mut found = Vec::new();
     let mut missing = hashes;
-    if let Some(hours) = crate::catalog::payload_hours(&ctx.state(), tenant, traces).await? {
-        let table = TenantTable::payloads(engine.store(), tenant.clone()).in_hours(hours);
-        read_contents(
-            ctx.read_table(Arc::new(table))?,
-            &mut missing,
-            &mut contents,
-        )
-        .await?;
+    let mut select = vec![col("hash")];
+    select.extend(columns);
+    let payloads = || TenantTable::payloads(engine.store(), tenant.clone());
+    for step in 0..3 {
+        if missing.is_empty() {
+            break;
+        }
+        let table = match step {
+            0 => match crate::catalog::payload_hours(&ctx.state(), tenant, traces).await? {
+                Some(hours) => Some(ctx.read_table(Arc::new(payloads().in_hours(hours)))?),
+                None => None,
+            },
+            1 => match span_hours {
+                Some((lo, hi)) => Some(ctx.read_table(Arc::new(
+                    payloads().within_hours(lo - PAYLOAD_REUSE_HOURS, hi),
+                ))?),
+                None => None,
+            },
+            _ => Some(ctx.table("payloads").await?),
+        };
+        if let Some(table) = table {
+            read_rows(table, &select, &mut missing, &mut found).await?;
+        }
     }
-    if missing.is_empty() {
-        return Ok(contents);
-    }
-    if let Some((lo, hi)) = span_hours {
-        let table = TenantTable::payloads(engine.store(), tenant.clone())
-            .within_hours(lo - PAYLOAD_REUSE_HOURS, hi);
-        read_contents(
-            ctx.read_table(Arc::new(table))?,
-            &mut missing,
-            &mut contents,
-        )
-        .await?;
-    }
-    if !missing.is_empty() {
-        read_contents(ctx.table("payloads").await?, &mut missing, &mut contents).await?;
-    }
-    Ok(contents)
+    Ok(found)
 }
 
-/// Reads the contents of `missing` hashes from `payloads` into `contents`, leaving in `missing`
-/// those not found.
-async fn read_contents(
+/// Reads `select` (the hash first) of the `missing` hashes from `payloads` into `found`, the
+/// first row of each hash only, leaving in `missing` those not found.
+async fn read_rows(
     payloads: DataFrame,
+    select: &[Expr],
     missing: &mut HashSet<String>,
-    contents: &mut Contents,
+    found: &mut Vec<RecordBatch>,
 ) -> Result<()> {
     let list = missing.iter().map(|h| lit(h.as_str())).collect();
     let batches = payloads
         .filter(col("hash").in_list(list, false))?
-        .select_columns(&["hash", "content"])?
+        .select(select.to_vec())?
         .collect()
         .await?;
     for b in &batches {
-        let (h, c) = (
-            b.column(0).as_string::<i32>(),
-            b.column(1).as_string::<i32>(),
-        );
-        for i in 0..b.num_rows() {
-            if h.is_valid(i) && c.is_valid(i) && missing.remove(h.value(i)) {
-                contents.insert(h.value(i).to_owned(), c.value(i).to_owned());
-            }
-        }
+        let h = b.column(0).as_string::<i32>();
+        let first: BooleanArray = (0..b.num_rows())
+            .map(|i| Some(h.is_valid(i) && missing.remove(h.value(i))))
+            .collect();
+        found.push(filter_record_batch(b, &first)?);
     }
     Ok(())
 }

@@ -19,7 +19,7 @@ pub fn views() -> Vec<(&'static str, String)> {
         ("data_access", DATA_ACCESS.to_owned()),
         ("lineage_edges", LINEAGE_EDGES.to_owned()),
         ("approval_gates", APPROVAL_GATES.to_owned()),
-        ("bypasses", BYPASSES.to_owned()),
+        ("bypasses", bypasses_over("policies")),
         ("policy_changes", POLICY_CHANGES.to_owned()),
     ]
 }
@@ -164,12 +164,18 @@ const APPROVAL_GATES: &str = "SELECT
 /// Tool calls that the policy in force (or the configured rule list) gates behind an approval
 /// but that ran without a granted one: `no_approval`, or `approval_<state>` for a request that
 /// was denied, timed out or never decided. The policy is the step's snapshot (ref and hash),
-/// whose document any span of any run may have carried.
+/// whose document any span of any run may have carried: the `document` of the snapshot's row
+/// in `policies` (the view), or in a relation of the same columns that holds the documents of
+/// the snapshots a few runs name, looked up without reading every policy document stored.
+pub fn bypasses_over(policies: &str) -> String {
+    BYPASSES.replace("{policies}", policies)
+}
+
 const BYPASSES: &str = "SELECT s.trace_id, s.span_id, s.start_time, s.agent_name, s.tool_name,
         s.tool_call_id, s.policy_ref, s.policy_hash, s.sandbox_id,
         CASE WHEN g.last_state IS NULL THEN 'no_approval' ELSE 'approval_' || g.last_state END AS reason
     FROM spans s
-    LEFT JOIN policies p
+    LEFT JOIN {policies} p
         ON p.policy_ref = s.policy_ref AND coalesce(p.policy_hash, '') = coalesce(s.policy_hash, '')
     LEFT JOIN (
         SELECT trace_id, tool_call_id, bool_or(approval_state = 'granted') AS granted,

@@ -11,27 +11,27 @@ use serde_json::{json, Value};
 
 use crate::harness::{client, python_script, run_python, Cairn};
 
-fn tid(n: u32) -> String {
+pub(crate) fn tid(n: u32) -> String {
     format!("{:032x}", 0xa00 + n)
 }
 
-fn sid(label: &str) -> String {
+pub(crate) fn sid(label: &str) -> String {
     // a01.8b → 000000000000a18b; a01.12 → 000000000000a112
     let (run, span) = label.split_once('.').unwrap();
     format!("000000000000a{}{:0>2}", &run[2..], span)
 }
 
-async fn get(cairn: &Cairn, path: &str) -> (u16, Value) {
+pub(crate) async fn get(cairn: &Cairn, path: &str) -> (u16, Value) {
     cairn.get(None, path).await
 }
 
-async fn ok(cairn: &Cairn, path: &str) -> Value {
+pub(crate) async fn ok(cairn: &Cairn, path: &str) -> Value {
     let (status, body) = get(cairn, path).await;
     assert_eq!(status, 200, "{path}: {body}");
     body
 }
 
-fn strings(v: &Value, key: &str) -> Vec<String> {
+pub(crate) fn strings(v: &Value, key: &str) -> Vec<String> {
     v.as_array()
         .unwrap_or_else(|| panic!("not an array: {v}"))
         .iter()
@@ -63,8 +63,10 @@ fn flatten(steps: &Value, out: &mut Vec<(String, Option<String>)>) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn lineage_governance_and_replay() {
+/// A Cairn whose rules gate `post_*` tools, with the runs of `tests/python/lineage_runs.py`
+/// sent to tenant `default`: the Cairn, the OTLP/HTTP endpoint they were sent to, and the ids
+/// the script printed.
+pub(crate) fn with_lineage_runs() -> (Cairn, String, Value) {
     let cairn = Cairn::start(&["--approval-required", "post_*"]);
     let endpoint = format!("http://{}/v1/traces", cairn.otlp_http);
     let script = python_script("lineage_runs.py");
@@ -76,6 +78,12 @@ async fn lineage_governance_and_replay() {
         "default",
     ]))
     .unwrap();
+    (cairn, endpoint, ids)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lineage_governance_and_replay() {
+    let (cairn, endpoint, ids) = with_lineage_runs();
     assert_eq!(ids["traces"]["a01"], tid(1));
     assert_eq!(ids["spans"]["a01.8b"], sid("a01.8b"));
     assert_eq!(cairn.count(None, "spans").await, 30);

@@ -26,3 +26,5 @@ mod sql_api;
 mod store_faults;
 mod telemetry;
 mod trace_index;
+mod ui_api;
+mod ui_assets;

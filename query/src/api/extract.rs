@@ -1,7 +1,7 @@
 //! Typed request parts of the query API, each refused with a JSON 400 naming what is wrong:
-//! the tenant of `X-Scope-OrgID`, path ids ([`TraceId`], [`SpanId`]) and query parameters
-//! ([`Params`]: a struct per endpoint, unknown parameters refused, each value read as its type,
-//! errors naming the parameter).
+//! the tenant of `X-Scope-OrgID`, path ids ([`TraceId`], [`SpanId`], [`PayloadHash`]) and query
+//! parameters ([`Params`]: a struct per endpoint, unknown parameters refused, each value read as
+//! its type, errors naming the parameter).
 
 use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::request::Parts;
@@ -99,16 +99,63 @@ impl SpanId {
     }
 }
 
+/// `text` in lower case if it is hex digits of a length in `lengths`, else an error naming `what`
+/// (as `what {text:?} is not {digits} hex digits`).
+fn hex<E: serde::de::Error>(
+    text: String,
+    lengths: std::ops::RangeInclusive<usize>,
+    what: &str,
+    digits: &str,
+) -> Result<String, E> {
+    if lengths.contains(&text.len()) && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(text.to_ascii_lowercase())
+    } else {
+        Err(E::custom(format!(
+            "{what} {text:?} is not {digits} hex digits"
+        )))
+    }
+}
+
 impl<'de> Deserialize<'de> for SpanId {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let id = String::deserialize(d)?;
-        if id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
-            Ok(Self(id.to_ascii_lowercase()))
-        } else {
-            Err(serde::de::Error::custom(format!(
-                "span id {id:?} is not 16 hex digits"
-            )))
+        hex(String::deserialize(d)?, 16..=16, "span id", "16").map(Self)
+    }
+}
+
+/// A payload hash: 32 to 64 hex digits, normalised to lower case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayloadHash(String);
+
+impl PayloadHash {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for PayloadHash {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        hex(String::deserialize(d)?, 32..=64, "payload hash", "32 to 64").map(Self)
+    }
+}
+
+/// A page of a run's steps: `offset`, the index of the first (default 0), and `limit`, how many.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Page {
+    offset: Option<usize>,
+    limit: Option<usize>,
+}
+
+impl Page {
+    /// The offset and the length of the page: `limit`, 1 to `max` (default `default`).
+    pub fn bounds(&self, default: usize, max: usize) -> Result<(usize, usize), Error> {
+        let limit = self.limit.unwrap_or(default);
+        if !(1..=max).contains(&limit) {
+            return Err(Error::BadRequest(format!(
+                "limit={limit}: a page has 1 to {max} steps"
+            )));
         }
+        Ok((self.offset.unwrap_or(0), limit))
     }
 }
 
@@ -177,5 +224,11 @@ mod tests {
         let s: SpanId = serde_json::from_str("\"00F067AA0BA902B7\"").unwrap();
         assert_eq!(s.as_str(), "00f067aa0ba902b7");
         assert!(serde_json::from_str::<SpanId>("\"00f0\"").is_err());
+        let h: PayloadHash = serde_json::from_str("\"0123456789ABCDEF0123456789abcdef\"").unwrap();
+        assert_eq!(h.as_str(), "0123456789abcdef0123456789abcdef");
+        assert!(serde_json::from_str::<PayloadHash>("\"0123\"").is_err());
+        assert!(
+            serde_json::from_str::<PayloadHash>("\"'or'1'='1'-----------------------\"").is_err()
+        );
     }
 }

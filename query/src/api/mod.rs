@@ -7,9 +7,11 @@ pub(crate) mod extract;
 mod governance;
 mod graph;
 mod inherit;
+mod inspect;
 mod lineage;
 mod payloads;
 mod replay;
+mod run_gates;
 mod runs;
 pub mod step;
 mod why;
@@ -32,6 +34,16 @@ pub fn routes() -> Router<QueryEngine> {
     Router::new()
         .route("/api/v1/runs", get(runs::search))
         .route("/api/v1/runs/{trace_id}", get(runs::trail))
+        .route("/api/v1/runs/{trace_id}/steps", get(inspect::steps))
+        .route(
+            "/api/v1/runs/{trace_id}/steps/{span_id}",
+            get(inspect::step),
+        )
+        .route(
+            "/api/v1/runs/{trace_id}/payloads/{hash}",
+            get(inspect::payload),
+        )
+        .route("/api/v1/runs/{trace_id}/search", get(inspect::search))
         .route("/api/v1/runs/{trace_id}/steps/{span_id}/why", get(why::why))
         .route("/api/v1/runs/{trace_id}/lineage", get(graph::lineage))
         .route("/api/v1/runs/{trace_id}/data", get(governance::run_data))
@@ -99,6 +111,13 @@ fn in_list_from(first: usize, keys: &[String]) -> (String, Vec<ScalarValue>) {
         .collect::<Vec<_>>()
         .join(", ");
     (list, keys.iter().map(|k| text(k)).collect())
+}
+
+/// The offset of the page after the page of `limit` at `offset`, of `total`; `None` after the
+/// last.
+fn next_offset(offset: usize, limit: usize, total: usize) -> Option<usize> {
+    let next = offset.saturating_add(limit);
+    (next < total).then_some(next)
 }
 
 /// A string field of a row.

@@ -19,11 +19,11 @@ use cairn_schema::tenant::Tenant;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::extract::{ApiPath, Params, TenantOf, TraceId};
+use super::extract::{ApiPath, Page, Params, TenantOf, TraceId};
 use super::runs::{steps_with, whole};
 use super::step::{self, Step};
 use super::{field, payloads, trace_param};
-use crate::{Error, QueryEngine, Result};
+use crate::{QueryEngine, Result};
 
 /// Operations on the decision path.
 const DECISIONS: &[&str] = &[
@@ -134,7 +134,7 @@ fn replay_step(index: usize, s: &Step) -> Value {
             pick(s, &["guardrail_verdict", "output_messages", "result"]),
         ),
     };
-    json!({
+    let mut step = json!({
         "index": index,
         "span_id": s.span_id,
         "parent_span_id": s.parent_span_id,
@@ -147,36 +147,29 @@ fn replay_step(index: usize, s: &Step) -> Value {
         "policy_hash": s.policy_hash,
         "input": input,
         "output": output,
-    })
+    });
+    // What per-step deltas are computed from, when known.
+    if let (Value::Object(step), Value::Object(measures)) = (&mut step, pick(s, MEASURES)) {
+        step.extend(measures);
+    }
+    step
 }
+
+/// The measures of a step that a replay step shows at its top level, when known.
+const MEASURES: &[&str] = &["duration_ns", "input_tokens", "output_tokens", "cost"];
 
 /// Steps of a replay page: default and maximum.
 pub const DEFAULT_PAGE: usize = 100;
 pub const MAX_PAGE: usize = 1000;
 
-/// A page of the decision path.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReplayParams {
-    /// Index of the first step (default 0).
-    offset: Option<usize>,
-    /// Steps in the page (default [`DEFAULT_PAGE`], at most [`MAX_PAGE`]).
-    limit: Option<usize>,
-}
-
+/// A page of the decision path (default [`DEFAULT_PAGE`] steps, at most [`MAX_PAGE`]).
 pub async fn replay(
     State(engine): State<QueryEngine>,
     TenantOf(tenant): TenantOf,
     ApiPath(trace_id): ApiPath<TraceId>,
-    Params(q): Params<ReplayParams>,
+    Params(page): Params<Page>,
 ) -> Result<Json<Value>> {
-    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(Error::BadRequest(format!(
-            "limit={limit}: a page has 1 to {MAX_PAGE} steps"
-        )));
-    }
-    let offset = q.offset.unwrap_or(0);
+    let (offset, limit) = page.bounds(DEFAULT_PAGE, MAX_PAGE)?;
     // The path from the columns that resolve and order it; the page's steps read whole.
     let path = path_with(
         &engine,
@@ -194,12 +187,11 @@ pub async fn replay(
         .enumerate()
         .map(|(i, s)| replay_step(offset + i, s))
         .collect();
-    let next = offset.saturating_add(limit);
     Ok(Json(json!({
         "trace_id": trace_id.as_str(),
         "steps": steps,
         "total_steps": total,
-        "next_offset": (next < total).then_some(next),
+        "next_offset": super::next_offset(offset, limit, total),
     })))
 }
 
@@ -306,8 +298,56 @@ fn differences(a: &Step, b: &Step) -> Vec<&'static str> {
         .collect()
 }
 
-/// Compares two decision paths step by step.
+/// What lines up two steps of different runs: the operation, the tool (else the model) and the
+/// agent.
+fn signature(s: &Step) -> (Option<&str>, Option<&str>, Option<&str>) {
+    let what = (s.tool_name.as_deref())
+        .or(s.request_model.as_deref())
+        .or(s.response_model.as_deref());
+    (s.operation.as_deref(), what, s.agent_name.as_deref())
+}
+
+/// How long aligning two paths may take; past it the alignment is still complete, but a
+/// common subsequence may be cut into gaps.
+const ALIGN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The two paths aligned by a longest common subsequence of their steps' [`signature`]s: each
+/// row a step of both (`same` when they do not differ at all) or of one side only (a gap on the
+/// other, `same` false), in path order.
+pub fn align(left: &[Step], right: &[Step]) -> Vec<Value> {
+    let (a, b): (Vec<_>, Vec<_>) = (
+        left.iter().map(signature).collect(),
+        right.iter().map(signature).collect(),
+    );
+    let deadline = std::time::Instant::now() + ALIGN_DEADLINE;
+    let ops =
+        similar::capture_diff_slices_deadline(similar::Algorithm::Myers, &a, &b, Some(deadline));
+    let mut out = Vec::with_capacity(left.len().max(right.len()));
+    for op in ops {
+        let (tag, lefts, rights) = op.as_tag_tuple();
+        if tag == similar::DiffTag::Equal {
+            for (i, j) in lefts.zip(rights) {
+                let same = differences(&left[i], &right[j]).is_empty();
+                out.push(json!({"left": i, "right": j, "same": same}));
+            }
+        } else {
+            // A replaced run: the left side's steps, then the right side's.
+            out.extend(lefts.map(|i| json!({"left": i, "right": null, "same": false})));
+            out.extend(rights.map(|j| json!({"left": null, "right": j, "same": false})));
+        }
+    }
+    out
+}
+
+/// Compares two decision paths step by step, and aligns them ([`align`]).
 pub fn diff(left: &[Step], right: &[Step]) -> Value {
+    let mut out = first_divergence(left, right);
+    out["aligned"] = Value::Array(align(left, right));
+    out
+}
+
+/// Compares two decision paths index by index, up to the first divergence.
+fn first_divergence(left: &[Step], right: &[Step]) -> Value {
     let summary = |s: &Step| {
         pick(
             s,
@@ -374,4 +414,60 @@ pub async fn diff_runs(
         d["right_step"] = right.get(i).map_or(Value::Null, |s| replay_step(i, s));
     }
     Ok(Json(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(operation: &str, tool: Option<&str>, model: Option<&str>, status: &str) -> Step {
+        Step {
+            operation: Some(operation.into()),
+            tool_name: tool.map(str::to_owned),
+            request_model: model.map(str::to_owned),
+            agent_name: Some("triage".into()),
+            status_code: Some(status.into()),
+            ..Step::default()
+        }
+    }
+
+    /// `aligned` as (left, right, same).
+    fn aligned(left: &[Step], right: &[Step]) -> Vec<(Option<u64>, Option<u64>, bool)> {
+        align(left, right)
+            .iter()
+            .map(|r| {
+                (
+                    r["left"].as_u64(),
+                    r["right"].as_u64(),
+                    r["same"].as_bool().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn paths_align_by_a_longest_common_subsequence_of_signatures() {
+        let model = step("llm_call", None, Some("gpt-4o"), "ok");
+        let lookup = step("tool_call", Some("lookup"), None, "ok");
+        let refund = step("tool_call", Some("refund"), None, "ok");
+        let failed_refund = step("tool_call", Some("refund"), None, "error");
+        let email = step("tool_call", Some("email"), None, "ok");
+        // The right side inserts a lookup, its refund failed, and it sent no email.
+        let left = [model.clone(), refund.clone(), model.clone(), email];
+        let right = [model.clone(), lookup, failed_refund, model];
+        assert_eq!(
+            aligned(&left, &right),
+            [
+                (Some(0), Some(0), true),
+                (None, Some(1), false),
+                (Some(1), Some(2), false),
+                (Some(2), Some(3), true),
+                (Some(3), None, false),
+            ]
+        );
+        assert_eq!(aligned(&left, &left).len(), 4);
+        assert!(aligned(&left, &left).iter().all(|r| r.2));
+        assert!(align(&[], &[]).is_empty());
+        assert_eq!(aligned(&[], &[refund]), [(None, Some(0), false)]);
+    }
 }

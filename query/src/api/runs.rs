@@ -4,7 +4,8 @@
 //! parent, parent cycles and trees deeper than [`MAX_TREE_DEPTH`] are shown is described at
 //! [`tree`], and `tree` in the answer says how many steps were placed so. Run search
 //! (`GET /api/v1/runs?…`): runs filtered by time, agent, tool, model, sandbox, status, cost,
-//! approval state, data touched and attributes, newest first, paginated by cursor.
+//! approval state, pending approvals, data touched and attributes, newest first, paginated by
+//! cursor, each run with its approval states and bypasses counted ([`super::run_gates`]).
 
 use std::collections::HashMap;
 
@@ -59,6 +60,39 @@ pub async fn steps_with(
     Ok(rows)
 }
 
+/// The steps of run `trace_id` as [`steps_with`] reads them, and the index of the first with
+/// span id `span_id` (404 when there is none).
+pub async fn step_in(
+    engine: &QueryEngine,
+    tenant: &cairn_schema::tenant::Tenant,
+    trace_id: &str,
+    span_id: &str,
+    columns: &[&str],
+) -> Result<(Vec<Step>, usize)> {
+    let all = steps_with(engine, tenant, trace_id, columns).await?;
+    let index = all
+        .iter()
+        .position(|s| s.span_id.as_deref() == Some(span_id))
+        .ok_or_else(|| Error::NotFound(format!("step {span_id} not in run {trace_id}")))?;
+    Ok((all, index))
+}
+
+/// The `runs` row of `trace_id`, if it has one.
+pub async fn run_row(
+    engine: &QueryEngine,
+    tenant: &cairn_schema::tenant::Tenant,
+    trace_id: &TraceId,
+) -> Result<Option<Row>> {
+    let rows = engine
+        .rows(
+            tenant,
+            "SELECT * FROM runs WHERE trace_id = $1",
+            vec![trace_id.param()],
+        )
+        .await?;
+    Ok(rows.into_iter().next())
+}
+
 /// `steps` (of run `trace_id`, read with some columns and resolved) with every column, in
 /// the same order: each is the run's row with its span id and start time.
 pub async fn whole(
@@ -68,6 +102,17 @@ pub async fn whole(
     steps: &[&Step],
 ) -> Result<Vec<Step>> {
     let ids = step::distinct(steps.iter().copied(), |s| &s.span_id);
+    let rows = rows_of(engine, tenant, trace_id, &ids).await?;
+    resolved_rows(&rows, steps)
+}
+
+/// Every row, with every column, of run `trace_id` with one of the span ids `ids`.
+pub async fn rows_of(
+    engine: &QueryEngine,
+    tenant: &cairn_schema::tenant::Tenant,
+    trace_id: &str,
+    ids: &[String],
+) -> Result<Vec<Step>> {
     let mut rows = Vec::new();
     for chunk in ids.chunks(super::MAX_IN_LIST) {
         let mut params = vec![super::trace_param(trace_id)?];
@@ -79,9 +124,15 @@ pub async fn whole(
         );
         rows.extend(engine.decoded(tenant, &sql, params, Step::decode).await?);
     }
-    // The first row of each (span id, start time).
+    Ok(rows)
+}
+
+/// `steps` (read with some columns and resolved) with every column, from `rows` (their rows
+/// read whole, [`rows_of`]): each is the first row with its span id and start time, resolved
+/// as the step is.
+pub fn resolved_rows(rows: &[Step], steps: &[&Step]) -> Result<Vec<Step>> {
     let mut by_key: HashMap<(&Option<String>, Option<step::Timestamp>), &Step> = HashMap::new();
-    for r in &rows {
+    for r in rows {
         by_key.entry((&r.span_id, r.start_time)).or_insert(r);
     }
     steps
@@ -292,16 +343,12 @@ pub async fn trail(
             trace_id.as_str(),
             q.payloads.unwrap_or(false),
         ),
-        engine.rows(
-            &tenant,
-            "SELECT * FROM runs WHERE trace_id = $1",
-            vec![trace_id.param()],
-        )
+        run_row(&engine, &tenant, &trace_id)
     )?;
     let tree = tree(steps, MAX_TREE_DEPTH);
     // Serialised as it is: the steps are not copied into JSON values first.
     Ok(Json(TrailAnswer {
-        run: run.into_iter().next(),
+        run,
         steps: tree.roots,
         tree: TreeShape {
             max_depth: MAX_TREE_DEPTH,
@@ -338,7 +385,8 @@ pub const MAX_SEARCH_PARAMS: usize = 32;
 
 /// Run search. Filters: `from`, `to` (RFC 3339, on span start), `agent`, `tool`, `model`
 /// (request or response), `sandbox`, `pod`, `status` (`ok`, `error`, `unset`), `min_cost`,
-/// `approval` (a state any step had), `data` (a URI any step read or wrote), `conversation`,
+/// `approval` (a state any step had), `pending=approval` (an approval gate the run requested is
+/// still `requested`, per `approval_gates`), `data` (a URI any step read or wrote), `conversation`,
 /// `attr.<key>=<value>` (a span attribute); `limit` (default 100) and `cursor` (from the
 /// previous page); at most [`MAX_SEARCH_PARAMS`] parameters in all.
 pub async fn search(
@@ -364,6 +412,15 @@ pub async fn search(
             "pod" => span.add("k8s_pod_name = $?", text(value)),
             "approval" => span.add("approval_state = $?", text(value)),
             "conversation" => span.add("conversation_id = $?", text(value)),
+            "pending" if value == "approval" => span.add(
+                "trace_id IN (SELECT trace_id FROM approval_gates WHERE state = $?)",
+                text("requested"),
+            ),
+            "pending" => {
+                return Err(Error::BadRequest(format!(
+                    "pending={value:?}: the only pending state searched is approval"
+                )))
+            }
             "data" => span.add(
                 "(array_has(data_read, $?) OR array_has(data_written, $?))",
                 text(value),
@@ -483,6 +540,7 @@ pub async fn search(
     for r in rows.iter_mut() {
         r.remove("start_nanos");
     }
+    super::run_gates::annotate(&engine, &tenant, &mut rows).await?;
     Ok(Json(json!({ "runs": rows, "next_cursor": next })))
 }
 

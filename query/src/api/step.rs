@@ -163,6 +163,19 @@ macro_rules! step {
                 Ok(steps)
             }
 
+            /// Clears, in each of `steps`, the columns not among `columns`.
+            pub fn keep_columns(steps: &mut [Step], columns: &[&str]) {
+                let keep: Vec<bool> = COLUMNS.iter().map(|c| columns.contains(c)).collect();
+                for step in steps {
+                    let mut keep = keep.iter();
+                    $(
+                        if keep.next() == Some(&false) {
+                            step.$column = None;
+                        }
+                    )*
+                }
+            }
+
             /// The field called `name` (a column or a resolved content) as JSON, if set.
             pub fn get(&self, name: &str) -> Option<Value> {
                 match name {
@@ -413,6 +426,27 @@ mod tests {
                 (Some(2), None),
                 (None, Some("a")),
             ]
+        );
+    }
+
+    #[test]
+    fn keeping_columns_clears_the_others() {
+        let mut steps = vec![Step {
+            span_id: Some("s".into()),
+            name: Some("n".into()),
+            cost: Some(0.5),
+            data_read: Some(vec!["u".into()]),
+            policy_document_ref: Some("p".into()),
+            ..Step::default()
+        }];
+        Step::keep_columns(&mut steps, &["span_id", "cost", "not_a_column"]);
+        assert_eq!(
+            steps[0],
+            Step {
+                span_id: Some("s".into()),
+                cost: Some(0.5),
+                ..Step::default()
+            }
         );
     }
 

@@ -10,11 +10,13 @@ use axum::extract::State;
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::extract::{ApiPath, SpanId, TenantOf, TraceId};
+use serde::Deserialize;
+
+use super::extract::{ApiPath, Params, SpanId, TenantOf, TraceId};
 use super::payloads;
-use super::runs::{steps_with, whole};
+use super::runs::{step_in, whole};
 use super::step::{self, Step};
-use crate::{Error, QueryEngine, Result};
+use crate::{QueryEngine, Result};
 
 /// Whether `turn` (a model call) asked for `tool_call_id`.
 fn requested(turn: &Step, tool_call_id: &str) -> bool {
@@ -25,21 +27,26 @@ fn requested(turn: &Step, tool_call_id: &str) -> bool {
             .is_some_and(|ids| ids.iter().any(|i| i == tool_call_id))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhyParams {
+    /// Include payload contents (default true); the step inspector, which loads large payloads
+    /// only when opened, asks without.
+    payloads: Option<bool>,
+}
+
 pub async fn why(
     State(engine): State<QueryEngine>,
     TenantOf(tenant): TenantOf,
     ApiPath((trace_id, span_id)): ApiPath<(TraceId, SpanId)>,
+    Params(q): Params<WhyParams>,
 ) -> Result<Json<Value>> {
     let span_id = span_id.as_str().to_owned();
     // Every step of the run, with what resolves agents and tool calls and walks the chain; the
     // steps the answer shows are read whole below.
     let mut columns = super::inherit::RESOLVED_FROM.to_vec();
     columns.push("name");
-    let all = steps_with(&engine, &tenant, trace_id.as_str(), &columns).await?;
-    let index = all
-        .iter()
-        .position(|s| s.span_id.as_deref() == Some(span_id.as_str()))
-        .ok_or_else(|| Error::NotFound(format!("step {span_id} not in run {trace_id}")))?;
+    let (all, index) = step_in(&engine, &tenant, trace_id.as_str(), &span_id, &columns).await?;
     let step = &all[index];
     let start = step.start_time;
     let call_id = step.tool_call_id.as_deref();
@@ -94,7 +101,9 @@ pub async fn why(
     let shown: Vec<&Step> = [step].into_iter().chain(turn).chain(approvals).collect();
     let mut whole = whole(&engine, &tenant, trace_id.as_str(), &shown).await?;
     let approvals = whole.split_off(1 + usize::from(turn.is_some()));
-    payloads::attach(&engine, &tenant, &mut whole).await?;
+    if q.payloads.unwrap_or(true) {
+        payloads::attach(&engine, &tenant, &mut whole).await?;
+    }
     let mut detail = whole.into_iter();
     let step = detail.next().expect("the step");
     let turn = detail.next();
