@@ -359,3 +359,43 @@ async function apiBypasses() {
   const body = /** @type {{ bypasses: unknown[] }} */ (await res.json());
   return body.bypasses.length;
 }
+
+test("the overview strip zooms the waterfall to a time range; the policy shows what changed", async () => {
+  const page = await ctx.browser.newPage();
+  await page.goto(url(`/runs/${A01}`));
+  const strip = page.getByTestId("waterfall-overview");
+  await strip.waitFor();
+  const box = await strip.boundingBox();
+  assert.ok(box);
+  const axis = async () => page.locator(".wf-axis span").allInnerTexts();
+  const before = await axis();
+  // Drag over the first third of the run (0 s to about 20 s of its minute).
+  await page.mouse.move(box.x + 2, box.y + box.height / 2);
+  await page.mouse.down();
+  await page.mouse.move(box.x + box.width / 3, box.y + box.height / 2, { steps: 5 });
+  await page.mouse.up();
+  await page.getByTestId("zoom-reset").waitFor();
+  const zoomed = await axis();
+  assert.notDeepEqual(zoomed, before);
+  assert.match(zoomed[zoomed.length - 1] ?? "", /^(19|20|21)\.\d s$/, `axis ends near 20 s: ${zoomed.join(" ")}`);
+  // The refund at 20 s is at the right edge now; the email at 25 s is off the track.
+  await page.getByTestId("zoom-reset").click();
+  assert.deepEqual(await axis(), before);
+
+  // Run a04 ran under policy-v2, which changed from policy-v1: the inspector shows the diff.
+  await page.goto(url("/runs/00000000000000000000000000000a04?step=000000000000a403"));
+  const policy = page.locator('[data-testid="inspector"] [data-testid="policy"]');
+  await policy.waitFor();
+  await policy.locator("summary").click();
+  assert.match(await policy.innerText(), /Changed from\s+policy-v1/);
+  await policy.getByTestId("show-policy").click();
+  const diff = policy.getByTestId("policy-diff");
+  await diff.waitFor();
+  const added = await diff.locator(".diff-add").allInnerTexts();
+  const removed = await diff.locator(".diff-del").allInnerTexts();
+  assert.ok(added.some((l) => l.includes("policy-v2")), added.join("\n"));
+  assert.ok(removed.some((l) => l.includes("policy-v1")), removed.join("\n"));
+  await screenshot(page, "policy-diff");
+  assert.deepEqual(problems(page), []);
+  await page.close();
+});

@@ -199,7 +199,7 @@ function Filters({ query }: { query: URLSearchParams }) {
       {TEXT_FILTERS.map(([k, label, ph]) => (
         <label key={k}>
           {label}
-          <input value={form[k] ?? ""} placeholder={`any, e.g. ${ph}`} onChange={(e) => set(k, e.target.value)} name={k} />
+          <input value={form[k] ?? ""} placeholder={`e.g. ${ph}`} onChange={(e) => set(k, e.target.value)} name={k} />
         </label>
       ))}
       {SELECTS.map(([k, label, options]) => (
