@@ -495,6 +495,15 @@ async fn inspector(cairn: &Cairn) {
         json!({"ref": "policy-v1", "hash": "sha256:v1", "trace_id": tid(3),
                "document_ref": refund["policy"]["document_ref"]})
     );
+    // Bypasses: a04 refunded without an approval and emailed after one timed out; a01's refund
+    // was granted, and a model turn is never one.
+    assert_eq!(bypass["bypass"], json!({"reason": "no_approval"}));
+    assert_eq!(
+        inspect(cairn, 4, "a04.6").await["bypass"],
+        json!({"reason": "approval_timed_out"})
+    );
+    assert_eq!(refund["bypass"], Value::Null);
+    assert_eq!(inspect(cairn, 4, "a04.2").await["bypass"], Value::Null);
     let rerun = inspect(cairn, 5, "a05.7").await;
     assert_eq!(rerun["policy"]["previous"]["ref"], "policy-v2");
     assert_eq!(rerun["policy"]["previous"]["trace_id"], tid(4));

@@ -6,7 +6,8 @@
 //! - `GET /api/v1/runs/{trace_id}/steps/{span_id}`: the step inspector: the step's whole row (as
 //!   the trail shows it, without payload contents), its payloads described (kind and size, the
 //!   content inline up to [`INLINE_BYTES`]), its policy snapshot with the one in force for its
-//!   agent before the run, and its links to steps of other runs.
+//!   agent before the run, its links to steps of other runs, and why it is a bypass (its row of
+//!   the `bypasses` view), if it is one.
 //! - `GET /api/v1/runs/{trace_id}/payloads/{hash}`: one payload the run refers to.
 //! - `GET /api/v1/runs/{trace_id}/search?q=…`: the steps of the run whose text holds `q`, with
 //!   where it was found.
@@ -150,7 +151,7 @@ pub async fn step(
     let root = run.as_ref().and_then(|r| field(r, "root_span_id")) == Some(span_id.as_str());
     let refs = payloads::references(&step);
     let wanted: HashSet<String> = refs.iter().map(|(_, h)| (*h).clone()).collect();
-    let (described, links, previous) = tokio::try_join!(
+    let (described, links, previous, bypass) = tokio::try_join!(
         payloads::describe(
             &engine,
             &tenant,
@@ -160,6 +161,7 @@ pub async fn step(
         ),
         links(&engine, &tenant, trace_id.as_str(), &step, root),
         previous_policy(&engine, &tenant, &step, run_start),
+        bypass(&engine, &tenant, trace_id.as_str(), &step),
     )?;
     let payloads: Vec<StepPayload<'_>> = refs
         .iter()
@@ -179,7 +181,26 @@ pub async fn step(
             "previous": previous,
         },
         "links": links,
+        "bypass": bypass,
     })))
+}
+
+/// Why `step` is a row of the `bypasses` view (`{"reason": …}`), or null. Only tool calls and
+/// hand-offs can be: other steps are not looked up.
+async fn bypass(
+    engine: &QueryEngine,
+    tenant: &Tenant,
+    trace_id: &str,
+    step: &Step,
+) -> Result<Value> {
+    if !matches!(step.operation.as_deref(), Some("tool_call" | "handoff")) {
+        return Ok(Value::Null);
+    }
+    let rows = super::run_gates::bypass_rows(engine, tenant, &[trace_id.to_owned()]).await?;
+    Ok(rows
+        .iter()
+        .find(|r| field(r, "span_id") == step.span_id.as_deref())
+        .map_or(Value::Null, |r| json!({ "reason": field(r, "reason") })))
 }
 
 /// The edges of the `lineage_edges` view between `step` (of run `trace_id`, read whole) and

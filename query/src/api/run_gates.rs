@@ -104,8 +104,24 @@ async fn bypass_counts(
     tenant: &Tenant,
     ids: &[String],
 ) -> Result<HashMap<String, i64>> {
-    let documents = documents(engine, tenant, ids).await?;
     let mut out = HashMap::new();
+    for r in bypass_rows(engine, tenant, ids).await? {
+        if let Some(id) = field(&r, "trace_id") {
+            *out.entry(id.to_owned()).or_default() += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// The rows of the `bypasses` view of the runs `ids` (`trace_id`, `span_id`, `reason`), over
+/// the policy documents of those runs' own snapshots (see the module's header).
+pub async fn bypass_rows(
+    engine: &QueryEngine,
+    tenant: &Tenant,
+    ids: &[String],
+) -> Result<Vec<Row>> {
+    let documents = documents(engine, tenant, ids).await?;
+    let mut out = Vec::new();
     for chunk in ids.chunks(MAX_IN_LIST) {
         let mut c = Conditions::default();
         let list: Vec<String> = chunk.iter().map(|id| c.param(text(id))).collect();
@@ -127,16 +143,11 @@ async fn bypass_counts(
             policies.join(", ")
         );
         let sql = format!(
-            "SELECT trace_id, count(*) AS n FROM ({})
-             WHERE trace_id IN ({}) GROUP BY trace_id",
+            "SELECT trace_id, span_id, reason FROM ({}) WHERE trace_id IN ({})",
             crate::views::bypasses_over(&policies),
             list.join(", ")
         );
-        for r in engine.rows(tenant, &sql, c.params).await? {
-            if let Some(id) = field(&r, "trace_id") {
-                out.insert(id.to_owned(), count(&r));
-            }
-        }
+        out.extend(engine.rows(tenant, &sql, c.params).await?);
     }
     Ok(out)
 }

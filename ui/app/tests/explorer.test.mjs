@@ -386,6 +386,8 @@ test("the overview strip zooms the waterfall to a time range; the policy shows w
   await page.goto(url("/runs/00000000000000000000000000000a04?step=000000000000a403"));
   const policy = page.locator('[data-testid="inspector"] [data-testid="policy"]');
   await policy.waitFor();
+  // It also ran without the approval policy-v2 requires for refunds.
+  assert.match(await page.locator('[data-testid="inspector"] [data-testid="bypass"]').innerText(), /no approval/);
   await policy.locator("summary").click();
   assert.match(await policy.innerText(), /Changed from\s+policy-v1/);
   await policy.getByTestId("show-policy").click();

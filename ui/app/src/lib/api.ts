@@ -173,6 +173,8 @@ export interface StepDetail {
   payloads: Payload[];
   policy?: (PolicyRef & { previous?: PolicyRef | null }) | null;
   links?: { kind: string; trace_id: string; span_id?: string; direction: "in" | "out" }[];
+  /** Set when the step ran without the approval its policy required. */
+  bypass?: { reason?: string } | null;
 }
 
 export interface WhyAnswer {

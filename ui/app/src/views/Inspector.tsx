@@ -40,7 +40,7 @@ export function Inspector({ traceId, spanId, onSelect, crumbs }: InspectorProps)
   );
   if (detail.error) return <aside className="inspector"><ErrorBox error={detail.error} /></aside>;
   if (!detail.data) return <aside className="inspector"><Loading what="step" /></aside>;
-  const { step, payloads, policy, links } = detail.data;
+  const { step, payloads, policy, links, bypass } = detail.data;
   const s = step as Row;
   const str = (k: string) => (typeof s[k] === "string" ? (s[k] as string) : undefined);
   const num = (k: string) => (typeof s[k] === "number" ? (s[k] as number) : undefined);
@@ -83,6 +83,12 @@ export function Inspector({ traceId, spanId, onSelect, crumbs }: InspectorProps)
           <span className="mono">{spanId}</span>
         </Fact>
       </dl>
+
+      {bypass && (
+        <div className="bypass-note" data-testid="bypass" role="note">
+          <b>Bypass:</b> ran without the approval its policy required ({(bypass.reason ?? "unknown").replaceAll("_", " ")}).
+        </div>
+      )}
 
       {str("approval_state") && (
         <Section title="Approval" open>
