@@ -157,6 +157,17 @@ test("a 10,000-step run: the waterfall keeps few DOM rows, the graph draws the s
   await screenshot(page, "graph-large");
   const second = await drawGraph();
   assert.deepEqual(second, first, "the same run draws the same layout");
+  // A selected step of the large graph gets its neighbourhood laid out layered beside it: the
+  // tool call with the model turn that asked for it and the approval that gated it.
+  const step = big.sample_spans["approved_tool"];
+  await page.goto(url(`/runs/${big.trace_id}?view=graph&step=${step}`));
+  const near = page.getByTestId("neighbourhood");
+  await near.locator(`[data-testid="graph-node"][data-span-id="${step}"]`).waitFor({ timeout: 60_000 });
+  assert.ok((await near.locator('[data-testid="graph-node"]').count()) >= 3);
+  for (const kind of ["requested", "gates", "child"]) {
+    assert.ok((await near.locator(`path[data-kind="${kind}"]`).count()) > 0, `a ${kind} edge around the step`);
+  }
+  await screenshot(page, "graph-large-neighbourhood");
   assert.deepEqual(problems(page), []);
   await page.close();
 });

@@ -23,10 +23,14 @@ export interface LayoutRequest {
   nodes: LayoutNode[];
   edges: LayoutEdge[];
   mode: "layered" | "tree";
+  /** Layered layouts: ranks top to bottom (default) or left to right. */
+  direction?: "TB" | "LR";
 }
 
 export interface LayoutResult {
   mode: "layered" | "tree";
+  /** Which way ranks run: edges leave and enter nodes on that axis. */
+  direction: "TB" | "LR";
   /** x, y of each node's centre, in the order of the request's nodes. */
   xy: Float64Array;
   width: number;

@@ -14,12 +14,13 @@ const byStart = (a: LayoutNode, b: LayoutNode) => a.start - b.start || (a.id < b
 export function layout(req: LayoutRequest): LayoutResult {
   const t0 = performance.now();
   const r = req.mode === "layered" ? layered(req) : tree(req);
-  return { ...r, hash: hash(r.xy), ms: performance.now() - t0 };
+  const direction = req.mode === "layered" ? (req.direction ?? "TB") : "TB";
+  return { ...r, direction, hash: hash(r.xy), ms: performance.now() - t0 };
 }
 
-function layered(req: LayoutRequest): Omit<LayoutResult, "hash" | "ms"> {
+function layered(req: LayoutRequest): Omit<LayoutResult, "hash" | "ms" | "direction"> {
   const g = new dagre.graphlib.Graph({ multigraph: true });
-  g.setGraph({ rankdir: "TB", nodesep: 24, ranksep: 56, marginx: 20, marginy: 20 });
+  g.setGraph({ rankdir: req.direction ?? "TB", nodesep: 24, ranksep: 56, marginx: 20, marginy: 20 });
   g.setDefaultEdgeLabel(() => ({}));
   const nodes = [...req.nodes].sort(byStart);
   for (const n of nodes) g.setNode(n.id, { width: NODE_W, height: NODE_H });
@@ -43,7 +44,7 @@ function layered(req: LayoutRequest): Omit<LayoutResult, "hash" | "ms"> {
 /** Leaf children of one step are laid out in a block this many columns wide. */
 const LEAF_COLUMNS = 6;
 
-function tree(req: LayoutRequest): Omit<LayoutResult, "hash" | "ms"> {
+function tree(req: LayoutRequest): Omit<LayoutResult, "hash" | "ms" | "direction"> {
   const n = req.nodes.length;
   const order = req.nodes.map((_, i) => i).sort((a, b) => byStart(req.nodes[a]!, req.nodes[b]!));
   const index = new Map(req.nodes.map((node, i) => [node.id, i]));

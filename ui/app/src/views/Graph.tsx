@@ -83,25 +83,11 @@ export default function Graph({ traceId, selected, onSelect, crumbs }: Props) {
       edges: layoutEdges,
       mode: nodes.length <= LAYERED_MAX ? "layered" : "tree",
     };
-    let worker: Worker | null = null;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const start = (r: LayoutRequest) => {
-      worker?.terminate();
-      worker = new Worker(new URL("../lib/layout.worker.ts", import.meta.url), { type: "module" });
-      worker.onmessage = (m: MessageEvent<LayoutResult>) => {
-        clearTimeout(timer);
-        setDrawn({ nodes, edges, layout: m.data });
-        worker?.terminate();
-      };
-      worker.onerror = (err) => setLayoutError(err.message || "the layout failed");
-      worker.postMessage(r);
-      if (r.mode === "layered") timer = setTimeout(() => start({ ...r, mode: "tree" }), LAYERED_BUDGET_MS);
-    };
-    start(req);
-    return () => {
-      clearTimeout(timer);
-      worker?.terminate();
-    };
+    return layoutInWorker(
+      req,
+      (layout) => setDrawn({ nodes, edges, layout }),
+      (message) => setLayoutError(message),
+    );
   }, [lineage.data, traceId]);
 
   const follow = (n: LineageNode) => {
@@ -276,73 +262,14 @@ function Canvas({ drawn, traceId, selected, onNode }: { drawn: Drawn; traceId: s
       onPointerUp={onUp}
     >
       {svg && view ? (
-        <svg width={size.w} height={size.h} role="img" aria-label={`Lineage graph of ${nodes.length} steps`}>
-          <defs>
-            {Object.entries({ ...EDGE_STYLE, other: OTHER_EDGE }).map(([k, s]) => (
-              <marker key={k} id={`arrow-${k}`} viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
-                <path d="M0,0 L10,5 L0,10 z" fill={s.color} />
-              </marker>
-            ))}
-          </defs>
-          <g transform={`translate(${view.x},${view.y}) scale(${view.k})`}>
-            {edges.map((e, k) => {
-              const s = EDGE_STYLE[e.kind] ?? OTHER_EDGE;
-              const [x1, y1, x2, y2] = ends(layout, e.a, e.b);
-              const bend = e.kind === "child" ? 0 : 40;
-              return (
-                <path
-                  key={k}
-                  d={`M${x1},${y1} C${x1 + bend},${(y1 + y2) / 2} ${x2 + bend},${(y1 + y2) / 2} ${x2},${y2}`}
-                  fill="none"
-                  stroke={s.color}
-                  strokeWidth={e.kind === "child" ? 1.2 : 1.8}
-                  strokeDasharray={s.dash}
-                  markerEnd={`url(#arrow-${EDGE_STYLE[e.kind] ? e.kind : "other"})`}
-                  data-kind={e.kind}
-                >
-                  <title>{s.label}</title>
-                </path>
-              );
-            })}
-            {nodes.map((n, i) => {
-              const kind = opKind(n.operation);
-              const other = n.trace_id !== traceId;
-              return (
-                <g
-                  key={i}
-                  transform={`translate(${layout.xy[2 * i]! - NODE_W / 2},${layout.xy[2 * i + 1]! - NODE_H / 2})`}
-                  className={`gnode ${i === selectedIndex ? "selected" : ""}`}
-                  data-testid="graph-node"
-                  data-span-id={n.span_id}
-                  data-trace-id={n.trace_id}
-                >
-                  <rect
-                    width={NODE_W}
-                    height={NODE_H}
-                    rx="6"
-                    fill={n.status_code === "error" ? "#fdeaea" : NODE_FILL[kind]}
-                    stroke={i === selectedIndex ? "#111" : n.status_code === "error" ? "#cf3b3b" : NODE_STROKE[kind]}
-                    strokeWidth={i === selectedIndex ? 2.5 : 1.2}
-                    strokeDasharray={other ? "4 3" : undefined}
-                  />
-                  <text x="8" y="15" className="gnode-title">
-                    {clip(n.name ?? n.span_id, 26)}
-                  </text>
-                  <text x="8" y="30" className="gnode-sub">
-                    {other ? `run ${shortId(n.trace_id)}` : clip([kind, n.agent_name].filter(Boolean).join(" · "), 30)}
-                  </text>
-                  <title>{`${n.name ?? ""}\n${n.operation ?? ""}${other ? `\nin run ${n.trace_id}` : ""}`}</title>
-                </g>
-              );
-            })}
-          </g>
-        </svg>
+        <SvgScene drawn={drawn} traceId={traceId} selected={selectedIndex} view={view} size={size} />
       ) : (
         <canvas ref={canvas} data-testid="graph-canvas" style={{ width: size.w, height: size.h }} />
       )}
       {view && layout.width * view.k > size.w * 1.5 && (
         <Minimap drawn={drawn} view={view} size={size} onCenter={(gx, gy) => setView({ ...view, x: size.w / 2 - gx * view.k, y: size.h / 2 - gy * view.k })} />
       )}
+      {!svg && selectedIndex >= 0 && <Neighbourhood drawn={drawn} traceId={traceId} selected={selectedIndex} onNode={onNode} />}
       <div className="graph-controls">
         <span className="muted small">
           {nodes.length.toLocaleString()} steps · {edges.length.toLocaleString()} edges · {layout.mode === "layered" ? "layered" : "tree"} layout
@@ -354,6 +281,100 @@ function Canvas({ drawn, traceId, selected, onNode }: { drawn: Drawn; traceId: s
           −
         </button>
       </div>
+    </div>
+  );
+}
+
+/** Lays `req` out in a Web Worker, a layered layout giving way to the tree layout past its
+ * budget; calls `done` with the result. Returns what cancels it. */
+function layoutInWorker(req: LayoutRequest, done: (r: LayoutResult) => void, failed: (message: string) => void): () => void {
+  let worker: Worker | null = null;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const start = (r: LayoutRequest) => {
+    worker?.terminate();
+    worker = new Worker(new URL("../lib/layout.worker.ts", import.meta.url), { type: "module" });
+    worker.onmessage = (m: MessageEvent<LayoutResult>) => {
+      clearTimeout(timer);
+      done(m.data);
+      worker?.terminate();
+    };
+    worker.onerror = (err) => failed(err.message || "the layout failed");
+    worker.postMessage(r);
+    if (r.mode === "layered") timer = setTimeout(() => start({ ...r, mode: "tree" }), LAYERED_BUDGET_MS);
+  };
+  start(req);
+  return () => {
+    clearTimeout(timer);
+    worker?.terminate();
+  };
+}
+
+/** Steps shown around the selected one in a large graph. */
+const NEIGHBOURHOOD_MAX = 9;
+const PANEL = { w: 460, h: 300 };
+
+/** The selected step of a large graph with the steps one edge away, laid out layered. */
+function Neighbourhood(props: { drawn: Drawn; traceId: string; selected: number; onNode: (n: LineageNode) => void }) {
+  const { drawn, selected } = props;
+  const sub = useMemo(() => {
+    // Why-edges, links and the parent first, then children, in their order.
+    const touching = drawn.edges.filter((e) => e.a === selected || e.b === selected);
+    const rank = (e: { a: number; kind: string }) => (e.kind !== "child" ? 0 : e.a === selected ? 2 : 1);
+    const ordered = [...touching].sort((x, y) => rank(x) - rank(y));
+    const keep = [selected];
+    const seen = new Set(keep);
+    for (const e of ordered) {
+      if (keep.length >= NEIGHBOURHOOD_MAX) break;
+      const other = e.a === selected ? e.b : e.a;
+      if (!seen.has(other)) {
+        seen.add(other);
+        keep.push(other);
+      }
+    }
+    const at = new Map(keep.map((i, k) => [i, k]));
+    const nodes = keep.map((i) => drawn.nodes[i]!);
+    const edges = drawn.edges.flatMap((e) => {
+      const a = at.get(e.a);
+      const b = at.get(e.b);
+      return a !== undefined && b !== undefined ? [{ a, b, kind: e.kind }] : [];
+    });
+    const neighbours = new Set(touching.map((e) => (e.a === selected ? e.b : e.a))).size;
+    return { nodes, edges, more: neighbours + 1 - keep.length };
+  }, [drawn, selected]);
+  const [layout, setLayout] = useState<LayoutResult | null>(null);
+  useEffect(() => {
+    setLayout(null);
+    return layoutInWorker(
+      {
+        nodes: sub.nodes.map((n, i) => ({ id: String(i), start: Date.parse(n.start_time ?? "") || 0, group: n.trace_id })),
+        edges: sub.edges.map((e) => ({ from: String(e.a), to: String(e.b), kind: e.kind })),
+        mode: "layered",
+        direction: "LR",
+      },
+      setLayout,
+      () => undefined,
+    );
+  }, [sub]);
+  const stop = (e: { stopPropagation: () => void }) => e.stopPropagation();
+  const k = layout ? Math.min(PANEL.w / (layout.width + 20), (PANEL.h - 24) / (layout.height + 20), 1) : 1;
+  const height = layout ? Math.min(PANEL.h - 24, layout.height * k + 12) : 60;
+  return (
+    <div className="neighbourhood" data-testid="neighbourhood" onPointerDown={stop} onPointerUp={stop} onPointerMove={stop} onWheel={stop}>
+      <div className="neighbourhood-title">
+        The selected step and {sub.nodes.length - 1} of its neighbours{sub.more > 0 ? ` (${sub.more} more: zoom the graph)` : ""}
+      </div>
+      {layout ? (
+        <SvgScene
+          drawn={{ nodes: sub.nodes, edges: sub.edges, layout }}
+          traceId={props.traceId}
+          selected={0}
+          view={{ k, x: (PANEL.w - layout.width * k) / 2, y: 4 }}
+          size={{ w: PANEL.w, h: height }}
+          onNode={props.onNode}
+        />
+      ) : (
+        <Loading what="neighbourhood" />
+      )}
     </div>
   );
 }
@@ -374,7 +395,21 @@ function ends(layout: LayoutResult, a: number, b: number): [number, number, numb
   const y1 = layout.xy[2 * a + 1]!;
   const x2 = layout.xy[2 * b]!;
   const y2 = layout.xy[2 * b + 1]!;
+  if (layout.direction === "LR") {
+    // Ranks left to right: from the facing sides.
+    return x2 > x1 ? [x1 + NODE_W / 2, y1, x2 - NODE_W / 2, y2] : [x1 - NODE_W / 2, y1, x2 + NODE_W / 2, y2];
+  }
   return y2 > y1 ? [x1, y1 + NODE_H / 2, x2, y2 - NODE_H / 2] : [x1, y1 - NODE_H / 2, x2, y2 + NODE_H / 2];
+}
+
+/** A curve between the ends of an edge, leaving and entering along the side it uses. */
+function curve([x1, y1, x2, y2]: [number, number, number, number], bend: number, direction: "TB" | "LR"): string {
+  if (direction === "LR") {
+    const mx = (x1 + x2) / 2;
+    return `M${x1},${y1} C${mx},${y1 + bend} ${mx},${y2 + bend} ${x2},${y2}`;
+  }
+  const my = (y1 + y2) / 2;
+  return `M${x1},${y1} C${x1 + bend},${my} ${x2 + bend},${my} ${x2},${y2}`;
 }
 
 function drawCanvas(c: HTMLCanvasElement, size: { w: number; h: number }, view: View, drawn: Drawn, traceId: string, selected: number) {
@@ -502,5 +537,81 @@ function Minimap(props: { drawn: Drawn; view: View; size: { w: number; h: number
       onPointerUp={(e) => e.stopPropagation()}
       title="The whole graph: click to move there"
     />
+  );
+}
+
+/** A graph as SVG: edges styled by kind, a box per step (dashed for steps of other runs). */
+function SvgScene(props: {
+  drawn: Drawn;
+  traceId: string;
+  selected: number;
+  view: View;
+  size: { w: number; h: number };
+  onNode?: (n: LineageNode) => void;
+}) {
+  const { drawn, traceId, view, size } = props;
+  const { nodes, edges, layout } = drawn;
+  const selectedIndex = props.selected;
+  return (
+    <svg width={size.w} height={size.h} role="img" aria-label={`Lineage graph of ${nodes.length} steps`}>
+      <defs>
+        {Object.entries({ ...EDGE_STYLE, other: OTHER_EDGE }).map(([k, s]) => (
+          <marker key={k} id={`arrow-${k}`} viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
+            <path d="M0,0 L10,5 L0,10 z" fill={s.color} />
+          </marker>
+        ))}
+      </defs>
+      <g transform={`translate(${view.x},${view.y}) scale(${view.k})`}>
+        {edges.map((e, k) => {
+          const s = EDGE_STYLE[e.kind] ?? OTHER_EDGE;
+          const bend = e.kind === "child" ? 0 : 40;
+          return (
+            <path
+              key={k}
+              d={curve(ends(layout, e.a, e.b), bend, layout.direction)}
+              fill="none"
+              stroke={s.color}
+              strokeWidth={e.kind === "child" ? 1.2 : 1.8}
+              strokeDasharray={s.dash}
+              markerEnd={`url(#arrow-${EDGE_STYLE[e.kind] ? e.kind : "other"})`}
+              data-kind={e.kind}
+            >
+              <title>{s.label}</title>
+            </path>
+          );
+        })}
+        {nodes.map((n, i) => {
+          const kind = opKind(n.operation);
+          const other = n.trace_id !== traceId;
+          return (
+            <g
+              key={i}
+              transform={`translate(${layout.xy[2 * i]! - NODE_W / 2},${layout.xy[2 * i + 1]! - NODE_H / 2})`}
+              className={`gnode ${i === selectedIndex ? "selected" : ""}`}
+              data-testid="graph-node"
+              data-span-id={n.span_id}
+              data-trace-id={n.trace_id}
+            >
+              <rect
+                width={NODE_W}
+                height={NODE_H}
+                rx="6"
+                fill={n.status_code === "error" ? "#fdeaea" : NODE_FILL[kind]}
+                stroke={i === selectedIndex ? "#111" : n.status_code === "error" ? "#cf3b3b" : NODE_STROKE[kind]}
+                strokeWidth={i === selectedIndex ? 2.5 : 1.2}
+                strokeDasharray={other ? "4 3" : undefined}
+              />
+              <text x="8" y="15" className="gnode-title">
+                {clip(n.name ?? n.span_id, 26)}
+              </text>
+              <text x="8" y="30" className="gnode-sub">
+                {other ? `run ${shortId(n.trace_id)}` : clip([kind, n.agent_name].filter(Boolean).join(" · "), 30)}
+              </text>
+              <title>{`${n.name ?? ""}\n${n.operation ?? ""}${other ? `\nin run ${n.trace_id}` : ""}`}</title>
+            </g>
+          );
+        })}
+      </g>
+    </svg>
   );
 }
