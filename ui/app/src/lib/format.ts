@@ -60,3 +60,13 @@ export function cell(v: unknown): string {
   if (typeof v === "number" || typeof v === "boolean") return String(v);
   return JSON.stringify(v);
 }
+
+/** A `datetime-local` value read as UTC, as RFC 3339 (other values pass as typed). */
+export function utc(v: string): string {
+  return /^\d{4}-\d\d-\d\dT\d\d:\d\d$/.test(v) ? `${v}:00Z` : v;
+}
+
+/** A time range of the UI's `datetime-local` inputs as the API takes it (empty stays empty). */
+export function utcRange(from: string, to: string): { from: string; to: string } {
+  return { from: from && utc(from), to: to && utc(to) };
+}

@@ -77,7 +77,7 @@ export const KIND_COLOR: Record<string, string> = {
   other: "#7a8594",
 };
 
-/** A time range of two `datetime-local` inputs read as UTC (see `utc` in views/Runs). */
+/** A time range of two `datetime-local` inputs read as UTC (see `utc` in lib/format). */
 export function TimeRange(props: { from: string; to: string; onChange: (from: string, to: string) => void }) {
   return (
     <>

@@ -1,11 +1,10 @@
 // Cost: tokens and cost by agent, model, run, day or hour, as a bar chart and a table.
 
 import { get, type Row } from "../lib/api";
-import { cell, cost, count, shortId } from "../lib/format";
+import { cell, cost, count, shortId, utcRange } from "../lib/format";
 import { useApi } from "../lib/hooks";
 import { navigate, useLocation, withQuery } from "../lib/router";
 import { Empty, ErrorBox, Link, Loading, TimeRange } from "../lib/ui";
-import { utc } from "./Runs";
 
 const BY = ["agent", "model", "run", "day", "hour", "tenant"];
 
@@ -15,7 +14,7 @@ export default function Costs() {
   const from = query.get("from") ?? "";
   const to = query.get("to") ?? "";
   const answer = useApi(`${by}|${from}|${to}`, (signal) =>
-    get<{ by: string; rows: Row[] }>("/costs", { by, from: from && utc(from), to: to && utc(to) }, signal),
+    get<{ by: string; rows: Row[] }>("/costs", { by, ...utcRange(from, to) }, signal),
   );
   const set = (changes: Record<string, string>) => navigate(`/costs${withQuery(query, changes)}`, { replace: true });
   const rows = answer.data?.rows ?? [];

@@ -2,11 +2,10 @@
 
 import { useState, type FormEvent } from "react";
 import { get, type Row } from "../lib/api";
-import { cell, shortId, time } from "../lib/format";
+import { cell, shortId, time, utcRange } from "../lib/format";
 import { useApi } from "../lib/hooks";
 import { navigate, useLocation } from "../lib/router";
 import { Empty, ErrorBox, Link, Loading, TimeRange } from "../lib/ui";
-import { utc } from "./Runs";
 
 interface DataAnswer {
   runs?: unknown[];
@@ -23,7 +22,7 @@ export default function Data() {
   const from = query.get("from") ?? "";
   const to = query.get("to") ?? "";
   const answer = useApi(uri ? `${uri}|${match}|${from}|${to}` : null, (signal) =>
-    get<DataAnswer>("/data", { uri, match, from: from && utc(from), to: to && utc(to) }, signal),
+    get<DataAnswer>("/data", { uri, match, ...utcRange(from, to) }, signal),
   );
   const [form, setForm] = useState({ uri, prefix: match === "prefix", from, to });
   const submit = (e: FormEvent) => {

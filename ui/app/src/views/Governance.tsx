@@ -3,11 +3,11 @@
 
 import { useState, type FormEvent } from "react";
 import { get, type Row } from "../lib/api";
+import { utcRange } from "../lib/format";
 import { useApi } from "../lib/hooks";
 import { navigate, useLocation } from "../lib/router";
 import { RowsTable } from "../lib/table";
 import { Empty, ErrorBox, Link, Loading, TimeRange } from "../lib/ui";
-import { utc } from "./Runs";
 
 interface Answer {
   approvals: { counts: Record<string, number>; gates: Row[] };
@@ -21,7 +21,7 @@ export default function Governance() {
   const to = query.get("to") ?? "";
   const state = query.get("state") ?? "";
   const agent = query.get("agent") ?? "";
-  const range = { from: from && utc(from), to: to && utc(to) };
+  const range = utcRange(from, to);
   const answer = useApi(`${from}|${to}|${state}|${agent}`, async (signal): Promise<Answer> => {
     const [approvals, bypasses, changes] = await Promise.all([
       get<Answer["approvals"]>("/governance/approvals", { ...range, state }, signal),

@@ -3,7 +3,7 @@
 
 import { useMemo, useState, type FormEvent } from "react";
 import { get, type RunRow, type RunsPage } from "../lib/api";
-import { cost, count, duration, shortId, time } from "../lib/format";
+import { cost, count, duration, shortId, time, utc } from "../lib/format";
 import { useApi } from "../lib/hooks";
 import { navigate, useLocation, withQuery } from "../lib/router";
 import { Empty, ErrorBox, Link, Status, TimeRange } from "../lib/ui";
@@ -233,9 +233,4 @@ function Filters({ query }: { query: URLSearchParams }) {
       </div>
     </form>
   );
-}
-
-/** A `datetime-local` value read as UTC, as RFC 3339 (other values pass as typed). */
-export function utc(v: string): string {
-  return /^\d{4}-\d\d-\d\dT\d\d:\d\d$/.test(v) ? `${v}:00Z` : v;
 }
