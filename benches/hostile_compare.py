@@ -37,7 +37,7 @@ def start(binary, workdir):
     proc = subprocess.Popen(
         [binary, "serve", "--store", os.path.join(workdir, "data"),
          "--otlp-grpc-addr", "127.0.0.1:0", "--otlp-http-addr", "127.0.0.1:0",
-         "--http-addr", "127.0.0.1:0", "--ready-file", ready],
+         "--http-addr", "127.0.0.1:0", "--pg-addr", "off", "--ready-file", ready],
         env={**os.environ, "CAIRN_WAL_DIR": os.path.join(workdir, "wal"), "CAIRN_LOG": "warn"},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60

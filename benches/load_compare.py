@@ -66,7 +66,7 @@ def cairn_load(cairn, bench, protocol, spans, connections, work, report):
     proc = subprocess.Popen(
         [cairn, "serve", "--store", os.path.join(data, "store"), "--wal-dir", os.path.join(data, "wal"),
          "--otlp-grpc-addr", f"127.0.0.1:{grpc}", "--otlp-http-addr", f"127.0.0.1:{otlp_http}",
-         "--http-addr", f"127.0.0.1:{http}"],
+         "--http-addr", f"127.0.0.1:{http}", "--pg-addr", "off"],
         stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, f"cairn-{protocol}.log"), "w"),
         env={**os.environ, "CAIRN_LOG": "warn"},
     )

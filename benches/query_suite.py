@@ -60,7 +60,7 @@ class Cairn:
     def __init__(self, binary, store, memory):
         self.port = free_port()
         self.proc = subprocess.Popen(
-            [binary, "query", "--store", store, "--http-addr", f"127.0.0.1:{self.port}",
+            [binary, "query", "--store", store, "--http-addr", f"127.0.0.1:{self.port}", "--pg-addr", "off",
              "--query-memory", memory],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             env={**os.environ, "CAIRN_LOG": "warn"},

@@ -153,6 +153,9 @@ pub const PER_INVOCATION: &[&str] = &[
     "force",
 ];
 
+/// Settings whose values `cairn config` does not print.
+pub const SECRETS: &[&str] = &["pg_password"];
+
 /// The command line read over the config file's settings.
 pub struct Parsed {
     pub cli: Cli,
@@ -197,7 +200,12 @@ pub fn print_config(parsed: &Parsed) -> String {
         .map_or(String::new(), |f| format!(", then {}", f.path().display()));
     let mut out =
         format!("# Settings in force: flags, then CAIRN_* variables{origin}, then defaults.\n");
-    for setting in cairn_config::effective(command, matches, parsed.file.as_ref(), PER_INVOCATION) {
+    for mut setting in
+        cairn_config::effective(command, matches, parsed.file.as_ref(), PER_INVOCATION)
+    {
+        if SECRETS.contains(&setting.key.as_str()) && !setting.values.is_empty() {
+            setting.values = vec!["(hidden)".to_owned()];
+        }
         out.push_str(&setting.to_string());
         out.push('\n');
     }
@@ -239,6 +247,12 @@ mod tests {
             .unwrap(),
         );
         assert_eq!(args.query.http_addr.port(), 10);
+        assert_eq!(
+            args.query.pg.pg_addr,
+            cairn_query::Listen::At("127.0.0.1:5433".parse().unwrap())
+        );
+        let off = serve(parse_with(Some("pg_addr = \"off\""), &["cairn", "serve"]).unwrap());
+        assert_eq!(off.query.pg.pg_addr, cairn_query::Listen::Off);
         assert_eq!(args.collector.flush_interval, Duration::from_millis(250));
         assert_eq!(args.limits.max_connections, 7);
         assert_eq!(args.common.store, "./cairn-data");
@@ -302,7 +316,7 @@ mod tests {
     #[test]
     fn config_lists_every_setting_with_its_origin() {
         let parsed = parse_with(
-            Some("flush_size = \"1MiB\""),
+            Some("flush_size = \"1MiB\"\npg_password = \"s3cret\""),
             &["cairn", "config", "--flush-interval", "3s"],
         )
         .unwrap();
@@ -321,11 +335,15 @@ mod tests {
         assert!(line("max_connections").ends_with("# default"));
         assert!(line("retention").starts_with("# retention ="));
         assert!(!text.contains("ready_file"));
+        assert!(line("pg_password").contains("(hidden)") && !text.contains("s3cret"));
         // Every setting of every role is listed.
         for key in [
             "store",
             "otlp_grpc_addr",
             "http_addr",
+            "pg_addr",
+            "pg_tls_cert",
+            "pg_tls_key",
             "query_memory",
             "compaction",
             "metrics_addr",

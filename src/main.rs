@@ -153,6 +153,7 @@ async fn serve(role: Role, args: ServeArgs) -> Result<(), BoxError> {
             "otlp_grpc": collector.as_ref().map(|c| c.grpc_addr().to_string()),
             "otlp_http": collector.as_ref().map(|c| c.http_addr().to_string()),
             "http": query.as_ref().map(|q| q.addr().to_string()),
+            "pg": query.as_ref().and_then(|q| q.pg_addr()).map(|a| a.to_string()),
             "metrics": metrics
                 .as_ref()
                 .and_then(|m| m.local_addr().ok())

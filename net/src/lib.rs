@@ -123,6 +123,14 @@ pub struct Limited {
     _slot: OwnedSemaphorePermit,
 }
 
+impl Limited {
+    /// The connection and its slot, for servers that need the socket itself (pgwire's); the
+    /// slot is freed when dropped.
+    pub fn into_parts(self) -> (TcpStream, OwnedSemaphorePermit) {
+        (self.stream, self._slot)
+    }
+}
+
 impl AsyncRead for Limited {
     fn poll_read(
         mut self: Pin<&mut Self>,

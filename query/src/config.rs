@@ -1,6 +1,6 @@
 //! Query settings: the `--flag`, `CAIRN_*` variable and config file key of each, with its only
 //! default. [`EngineConfig`] is what any query needs (`cairn sql` too); [`QueryConfig`] adds the
-//! API's listener.
+//! API's listener and the Postgres wire listener ([`PgConfig`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -42,6 +42,53 @@ pub struct QueryConfig {
     pub http_addr: SocketAddr,
     #[command(flatten)]
     pub engine: EngineConfig,
+    #[command(flatten)]
+    pub pg: PgConfig,
+}
+
+/// The Postgres wire protocol listener (psql, Grafana's PostgreSQL data source).
+#[derive(Debug, Clone, clap::Args)]
+pub struct PgConfig {
+    /// Postgres wire protocol listen address, or `off`.
+    #[arg(long, env = "CAIRN_PG_ADDR", default_value = "127.0.0.1:5433", value_parser = listen)]
+    pub pg_addr: Listen,
+    /// Password every Postgres client must give (SCRAM-SHA-256); without one, clients are
+    /// trusted, which is only allowed on a loopback address.
+    #[arg(long, env = "CAIRN_PG_PASSWORD", hide_env_values = true)]
+    pub pg_password: Option<String>,
+    /// PEM certificate chain for TLS on the Postgres listener (with `--pg-tls-key`).
+    #[arg(long, env = "CAIRN_PG_TLS_CERT")]
+    pub pg_tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS on the Postgres listener (with `--pg-tls-cert`).
+    #[arg(long, env = "CAIRN_PG_TLS_KEY")]
+    pub pg_tls_key: Option<PathBuf>,
+}
+
+/// A listener's address, or `off` for none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    Off,
+    At(SocketAddr),
+}
+
+impl Listen {
+    pub fn addr(self) -> Option<SocketAddr> {
+        match self {
+            Listen::Off => None,
+            Listen::At(addr) => Some(addr),
+        }
+    }
+}
+
+/// `off`, or a socket address such as `127.0.0.1:5433`.
+fn listen(text: &str) -> Result<Listen, String> {
+    match text.trim() {
+        "off" => Ok(Listen::Off),
+        addr => addr
+            .parse()
+            .map(Listen::At)
+            .map_err(|_| "not an address such as 127.0.0.1:5433, nor off".to_owned()),
+    }
 }
 
 impl QueryConfig {
@@ -56,6 +103,12 @@ impl QueryConfig {
 }
 
 impl Default for EngineConfig {
+    fn default() -> Self {
+        cairn_config::defaults()
+    }
+}
+
+impl Default for PgConfig {
     fn default() -> Self {
         cairn_config::defaults()
     }
@@ -79,6 +132,10 @@ mod tests {
         assert_eq!(q.engine.spill_size, 10 << 30);
         assert!(q.engine.spill_dir.ends_with("cairn-spill"));
         assert!(q.engine.approval_required.is_empty());
+        assert_eq!(q.pg.pg_addr, Listen::At("127.0.0.1:5433".parse().unwrap()));
+        assert_eq!(listen("off"), Ok(Listen::Off));
+        assert!(listen("5433").is_err());
+        assert!(q.pg.pg_password.is_none() && q.pg.pg_tls_cert.is_none());
         let limits = q.limits(cairn_net::Limits::default());
         assert_eq!(limits.request_timeout, Duration::from_secs(90));
         assert_eq!(limits.max_connections, 1024);

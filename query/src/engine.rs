@@ -14,13 +14,14 @@ use cairn_store::visible::VisibleStore;
 use datafusion::catalog::view::ViewTable;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::ScalarValue;
+use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::SessionStateBuilder;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::coop::CooperativeExec;
 use datafusion::physical_plan::{execute_stream, ExecutionPlan};
@@ -170,6 +171,21 @@ async fn execute(df: DataFrame) -> Result<(Arc<dyn ExecutionPlan>, SendableRecor
     let plan = df.create_physical_plan().await?;
     let stream = execute_stream(Arc::clone(&plan), task)?;
     Ok((plan, stream))
+}
+
+/// Plans one user statement the guard admitted in `ctx`, with DataFusion's own lock on DDL, DML
+/// and statements.
+async fn plan_in(ctx: &SessionContext, sql: &str) -> Result<DataFrame> {
+    let options = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    ctx.sql_with_options(sql, options)
+        .await
+        .map_err(|e| match Error::from(e) {
+            Error::BadRequest(m) if m.contains("not supported") => Error::Forbidden(m),
+            other => other,
+        })
 }
 
 fn charge(reservation: &MemoryReservation, bytes: usize) -> Result<()> {
@@ -378,17 +394,55 @@ impl QueryEngine {
         let (engine, tenant, sql) = (self.clone(), tenant.clone(), sql.to_owned());
         self.run(async move {
             let df = engine.plan(&tenant, &sql).await?;
-            let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-            let mut batches = Vec::new();
-            engine
-                .each_batch(df, |batch| {
-                    batches.push(batch);
-                    Ok(())
-                })
-                .await?;
-            Ok(QueryResult { schema, batches })
+            engine.collect(df).await
         })
         .await
+    }
+
+    /// Like [`Self::sql`], in `ctx`: a session derived from a tenant's [`Self::session`] (the
+    /// Postgres listener's, which adds the catalog clients expect), on this engine's memory,
+    /// with `$1`, `$2`, … bound to `params`.
+    pub async fn sql_in(
+        &self,
+        ctx: SessionContext,
+        sql: &str,
+        params: ParamValues,
+    ) -> Result<QueryResult> {
+        let (engine, sql) = (self.clone(), sql.to_owned());
+        self.run(async move {
+            guard::check(&sql)?;
+            let df = plan_in(&ctx, &sql).await?.with_param_values(params)?;
+            engine.collect(df).await
+        })
+        .await
+    }
+
+    /// Plans `sql` in `ctx` as [`Self::sql_in`] would, without running it, and returns what
+    /// `inspect` reads from the plan. Planning recurses, so it happens on the query runtime too.
+    pub async fn describe_in<T: Send + 'static>(
+        &self,
+        ctx: SessionContext,
+        sql: &str,
+        inspect: fn(&LogicalPlan) -> Result<T>,
+    ) -> Result<T> {
+        let sql = sql.to_owned();
+        self.run(async move {
+            guard::check(&sql)?;
+            inspect(plan_in(&ctx, &sql).await?.logical_plan())
+        })
+        .await
+    }
+
+    /// Executes `df` and collects its rows, charged to the query memory while they come.
+    async fn collect(&self, df: DataFrame) -> Result<QueryResult> {
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let mut batches = Vec::new();
+        self.each_batch(df, |batch| {
+            batches.push(batch);
+            Ok(())
+        })
+        .await?;
+        Ok(QueryResult { schema, batches })
     }
 
     /// Runs one read-only statement as `tenant` and returns its result encoded in `format`. The
@@ -474,16 +528,7 @@ impl QueryEngine {
     async fn plan(&self, tenant: &Tenant, sql: &str) -> Result<DataFrame> {
         guard::check(sql)?;
         let ctx = self.session(tenant).await?;
-        let options = SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false);
-        ctx.sql_with_options(sql, options)
-            .await
-            .map_err(|e| match Error::from(e) {
-                Error::BadRequest(m) if m.contains("not supported") => Error::Forbidden(m),
-                other => other,
-            })
+        plan_in(&ctx, sql).await
     }
 
     /// Executes `df`, encoding its batches as they come, charged to the query memory.

@@ -1,4 +1,5 @@
-//! The query side's errors, classified by whose fault they are and mapped once to HTTP codes.
+//! The query side's errors, classified by whose fault they are and mapped once to HTTP codes and
+//! once to Postgres SQLSTATEs (for the Postgres wire listener).
 
 use datafusion::error::DataFusionError;
 use thiserror::Error;
@@ -44,6 +45,27 @@ impl Error {
             Error::Timeout(_) => S::GATEWAY_TIMEOUT,
             Error::Storage(_) => S::BAD_GATEWAY,
             Error::Internal(_) => S::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The Postgres error code of this class of error.
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            // syntax_error: also unknown tables and columns, as one class.
+            Error::BadRequest(_) => "42601",
+            // read_only_sql_transaction, what Postgres answers to a write in a read-only
+            // transaction.
+            Error::Forbidden(_) => "25006",
+            // undefined_object
+            Error::NotFound(_) => "42704",
+            // insufficient_resources
+            Error::ResourcesExhausted(_) => "53000",
+            // query_canceled, what Postgres answers when a statement_timeout passes.
+            Error::Timeout(_) => "57014",
+            // io_error
+            Error::Storage(_) => "58030",
+            // internal_error
+            Error::Internal(_) => "XX000",
         }
     }
 }

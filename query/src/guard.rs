@@ -50,9 +50,30 @@ const MAX_EXPLAIN: usize = 4;
 
 /// Admits `sql` if it is exactly one read-only statement within the size limits.
 pub fn check(sql: &str) -> Result<()> {
+    let mut statements = parse(sql)?;
+    let count = statements.len();
+    let verdict = match statements.front() {
+        Some(statement) if count == 1 && read_only(statement) => Ok(()),
+        Some(_) if count == 1 => Err(refused(sql)),
+        _ => Err(Error::BadRequest(format!(
+            "send exactly one statement, got {count}"
+        ))),
+    };
+    verdict.and(measure(&mut statements))
+}
+
+/// Admits `sql` if each of its statements (none, one or several, of any kind) parses within the
+/// size limits, so that it can safely be parsed again by another parser. It does not admit
+/// what the statements do: each that is run must pass [`check`].
+pub fn check_script(sql: &str) -> Result<()> {
+    measure(&mut parse(sql)?)
+}
+
+/// Parses `sql` within the bounds on tokens and parsing work.
+fn parse(sql: &str) -> Result<std::collections::VecDeque<DFStatement>> {
     let tokens = check_tokens(sql)?;
     let dialect = BoundedDialect::for_tokens(tokens);
-    let mut statements = DFParser::parse_sql_with_dialect(sql, &dialect).map_err(|e| {
+    DFParser::parse_sql_with_dialect(sql, &dialect).map_err(|e| {
         if dialect.exhausted() {
             Error::BadRequest(format!(
                 "statement too complex to parse: the parser passed its budget of {} expression \
@@ -63,16 +84,12 @@ pub fn check(sql: &str) -> Result<()> {
         } else {
             Error::BadRequest(e.strip_backtrace())
         }
-    })?;
-    let count = statements.len();
-    let verdict = match statements.front() {
-        Some(statement) if count == 1 && read_only(statement) => Ok(()),
-        Some(_) if count == 1 => Err(refused(sql)),
-        _ => Err(Error::BadRequest(format!(
-            "send exactly one statement, got {count}"
-        ))),
-    };
-    // Every statement is taken apart, also a refused one: that is how it is dropped safely.
+    })
+}
+
+/// Takes every statement apart (also a refused one: that is how it is dropped safely); fails
+/// with the first that is too large or too deep.
+fn measure(statements: &mut std::collections::VecDeque<DFStatement>) -> Result<()> {
     let mut size = Ok(());
     while let Some(statement) = statements.pop_front() {
         let measured = dismantle(statement);
@@ -80,7 +97,7 @@ pub fn check(sql: &str) -> Result<()> {
             size = measured;
         }
     }
-    verdict.and(size)
+    size
 }
 
 /// Bounds the work of tokenizing and parsing before any syntax tree exists; returns the number

@@ -64,6 +64,7 @@ pub fn router(engine: QueryEngine) -> Router {
         .route("/api/v1/traces/{trace_id}", get(trace_by_id))
         .route("/health", get(|| async { "ok" }))
         .merge(crate::api::routes())
+        .merge(crate::tempo::routes())
         .merge(cairn_telemetry::router())
         .fallback_service(cairn_ui::router())
         .layer(axum::middleware::from_fn(crate::metrics::track))

@@ -7,7 +7,7 @@
 //! [`views`]. [`guard`] admits only read-only statements. Results leave as JSON, CSV, Arrow IPC or
 //! a text table ([`format`]); the HTTP API ([`http`]) also serves whole traces as OTLP JSON
 //! ([`trace`]) and answers lineage, governance, replay and cost questions ([`api`]) from SQL over
-//! the same views.
+//! the same views. The same SQL is served over the Postgres wire protocol ([`pg`]).
 
 pub mod api;
 pub mod bounded;
@@ -20,14 +20,17 @@ pub mod format;
 pub mod guard;
 pub mod http;
 pub mod metrics;
+pub mod pg;
 pub mod policy;
 pub mod run_parts;
 pub mod server;
 mod spill;
+pub mod tempo;
 pub mod trace;
+pub mod traceql;
 pub mod views;
 
-pub use config::{EngineConfig, QueryConfig};
+pub use config::{EngineConfig, Listen, PgConfig, QueryConfig};
 pub use engine::QueryEngine;
 pub use error::{Error, Result};
 pub use server::QueryServer;

@@ -108,11 +108,17 @@ impl RunParts {
 }
 
 /// A session of its own (sharing `state`'s runtime: memory, spill, object stores), so that the
-/// tables registered in it stay out of the caller's catalog.
+/// tables registered in it stay out of the caller's catalog. It has a default catalog of its
+/// own, also when the caller's was given to it rather than created.
 fn private_session(state: &dyn Session) -> SessionContext {
     SessionContext::new_with_state(
         SessionStateBuilder::new()
-            .with_config(state.config().clone())
+            .with_config(
+                state
+                    .config()
+                    .clone()
+                    .with_create_default_catalog_and_schema(true),
+            )
             .with_runtime_env(Arc::clone(state.runtime_env()))
             .with_default_features()
             .build(),

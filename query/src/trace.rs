@@ -13,6 +13,7 @@ use cairn_normalize::payload::Contents;
 use cairn_schema::ids::parse_trace_id;
 use cairn_schema::layout::{hour_of, PAYLOAD_REUSE_HOURS};
 use cairn_schema::tenant::Tenant;
+use datafusion::common::ScalarValue;
 use datafusion::prelude::{col, lit, DataFrame, Expr, SessionContext};
 
 use crate::catalog::TenantTable;
@@ -20,20 +21,47 @@ use crate::{Error, QueryEngine, Result};
 
 /// The spans of `trace_id` for `tenant`, in start order (run on the query runtime).
 pub async fn fetch(engine: &QueryEngine, tenant: &Tenant, trace_id: &str) -> Result<TracesData> {
+    fetch_within(engine, tenant, trace_id, None).await
+}
+
+/// As [`fetch`], reading only the spans that start within `starts` (inclusive nanoseconds)
+/// when given, which also bounds the hour partitions scanned.
+pub async fn fetch_within(
+    engine: &QueryEngine,
+    tenant: &Tenant,
+    trace_id: &str,
+    starts: Option<(i64, i64)>,
+) -> Result<TracesData> {
     let trace_id = parse_trace_id(trace_id)?;
     let (runner, tenant) = (engine.clone(), tenant.clone());
     let engine = engine.clone();
     runner
-        .run(async move { fetch_on(&engine, &tenant, trace_id).await })
+        .run(async move { fetch_on(&engine, &tenant, trace_id, starts).await })
         .await
 }
 
-async fn fetch_on(engine: &QueryEngine, tenant: &Tenant, trace_id: String) -> Result<TracesData> {
+async fn fetch_on(
+    engine: &QueryEngine,
+    tenant: &Tenant,
+    trace_id: String,
+    starts: Option<(i64, i64)>,
+) -> Result<TracesData> {
     let ctx = engine.session(tenant).await?;
+    let mut filter = col("trace_id").eq(lit(trace_id.as_str()));
+    if let Some((lo, hi)) = starts {
+        let at = |nanos: i64| {
+            lit(ScalarValue::TimestampNanosecond(
+                Some(nanos),
+                Some("UTC".into()),
+            ))
+        };
+        let start = || col(cairn_schema::columns::col::START_TIME);
+        filter = filter.and(start().gt_eq(at(lo))).and(start().lt_eq(at(hi)));
+    }
     let batches = ctx
         .table("spans")
         .await?
-        .filter(col("trace_id").eq(lit(trace_id.as_str())))?
+        .filter(filter)?
         .sort(vec![col("start_time").sort(true, false)])?
         .collect()
         .await?;

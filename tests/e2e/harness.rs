@@ -12,6 +12,8 @@ pub struct Cairn {
     pub grpc: String,
     pub otlp_http: String,
     pub http: String,
+    /// The Postgres wire listener (empty when off or for roles without a query API).
+    pub pg: String,
     /// Where this process serves `/metrics`.
     pub metrics: String,
     _dir: Option<tempfile::TempDir>,
@@ -67,6 +69,9 @@ impl Cairn {
         if !extra.contains(&"--otlp-grpc-addr") {
             cmd.args(["--otlp-grpc-addr", "127.0.0.1:0"]);
         }
+        if !extra.contains(&"--pg-addr") {
+            cmd.args(["--pg-addr", "127.0.0.1:0"]);
+        }
         cmd.args(["--otlp-http-addr", "127.0.0.1:0"])
             .args(["--http-addr", "127.0.0.1:0"])
             .args(["--metrics-addr", "127.0.0.1:0"])
@@ -98,6 +103,7 @@ impl Cairn {
             grpc: get("otlp_grpc"),
             otlp_http,
             http,
+            pg: get("pg"),
             metrics,
             _dir: None,
         }

@@ -165,6 +165,7 @@ export async function startCairn(options = {}) {
     "--otlp-grpc-addr", "127.0.0.1:0",
     "--otlp-http-addr", "127.0.0.1:0",
     "--http-addr", "127.0.0.1:0",
+    "--pg-addr", "127.0.0.1:0",
     "--flush-interval", options.flushInterval ?? "200ms",
     "--shutdown-timeout", "10s",
     ...(options.extraArgs ?? []),
