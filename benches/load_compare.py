@@ -60,25 +60,32 @@ def run_bench(bench, args, report):
         return json.loads(f.readlines()[-1])
 
 
-def cairn_load(cairn, bench, protocol, spans, connections, work, report):
-    data = os.path.join(work, f"cairn-{protocol}")
+def cairn_load(cairn, bench, protocol, spans, connections, work, report, extra=(), label=None,
+               after=None):
+    """Runs `cairn serve` (with `extra` flags) on a fresh directory under load; `after(http_base)`
+    is called before the server stops, and its result stored under "after" in the report."""
+    label = label or f"cairn-{protocol}"
+    data = os.path.join(work, label)
     grpc, otlp_http, http = free_port(), free_port(), free_port()
     proc = subprocess.Popen(
         [cairn, "serve", "--store", os.path.join(data, "store"), "--wal-dir", os.path.join(data, "wal"),
          "--otlp-grpc-addr", f"127.0.0.1:{grpc}", "--otlp-http-addr", f"127.0.0.1:{otlp_http}",
-         "--http-addr", f"127.0.0.1:{http}", "--pg-addr", "off"],
-        stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, f"cairn-{protocol}.log"), "w"),
+         "--http-addr", f"127.0.0.1:{http}", "--pg-addr", "off", *extra],
+        stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, f"{label}.log"), "w"),
         env={**os.environ, "CAIRN_LOG": "warn"},
     )
     try:
         wait_http(f"http://127.0.0.1:{http}/health", proc)
         endpoint = f"http://127.0.0.1:{grpc if protocol == 'grpc' else otlp_http}"
-        return run_bench(bench, [
+        row = run_bench(bench, [
             "--endpoint", endpoint, "--protocol", protocol, "--spans", str(spans),
             "--connections", str(connections), "--query", f"http://127.0.0.1:{http}",
             "--pid", str(proc.pid), "--storage", os.path.join(data, "store"),
-            "--label", f"cairn-{protocol}",
+            "--label", label,
         ], report)
+        if after:
+            row["after"] = after(f"http://127.0.0.1:{http}")
+        return row
     finally:
         stop(proc)
 

@@ -84,6 +84,8 @@ pub struct ServeArgs {
     pub limits: cairn_net::Limits,
     #[command(flatten, next_help_heading = "Collector")]
     pub collector: CollectorConfig,
+    #[command(flatten, next_help_heading = "Kubernetes")]
+    pub kube: cairn_k8s::KubeConfig,
     #[command(flatten, next_help_heading = "Query API")]
     pub query: QueryConfig,
     #[command(flatten, next_help_heading = "Compaction and retention")]
@@ -106,6 +108,9 @@ pub struct CompactionArgs {
     pub metrics_addr: SocketAddr,
     #[command(flatten)]
     pub config: CompactionConfig,
+    /// Several compactors of one store take turns through a Kubernetes Lease.
+    #[command(flatten)]
+    pub lease: cairn_k8s::lease::LeaseConfig,
 }
 
 #[derive(Debug, Args, Clone)]

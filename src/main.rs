@@ -9,6 +9,7 @@
 //! order of precedence (see [`cli`]).
 
 mod cli;
+mod lease;
 mod supervise;
 
 use std::io::Write;
@@ -118,16 +119,28 @@ async fn serve(role: Role, args: ServeArgs) -> Result<(), BoxError> {
     let shutdown = CancellationToken::new();
     on_signal(shutdown.clone());
 
+    // The compactor's lease (`--compactor-lease kube`), before `args.kube` goes to the pod cache.
+    let lease = match (role, args.compaction.switch) {
+        (Role::All | Role::Compactor, Switch::On) => {
+            lease::start(&args.compaction.lease, &args.kube).await?
+        }
+        _ => None,
+    };
     let collector = match role {
         Role::All | Role::Collector => {
-            Some(CollectorServer::bind(args.collector, args.limits, store.clone()).await?)
+            let server = CollectorServer::bind(args.collector, args.limits, store.clone()).await?;
+            Some(match pod_cache(args.kube, &shutdown).await? {
+                Some(cache) => server.with_locate(cache),
+                None => server,
+            })
         }
         Role::Query | Role::Compactor => None,
     };
     let compactor = match (role, args.compaction.switch) {
-        (Role::All | Role::Compactor, Switch::On) => {
-            Some(Compactor::new(store.clone(), args.compaction.config))
-        }
+        (Role::All | Role::Compactor, Switch::On) => Some(
+            Compactor::new(store.clone(), args.compaction.config)
+                .with_gate(lease::gate(lease.as_ref())),
+        ),
         _ => None,
     };
     let query = match role {
@@ -163,6 +176,15 @@ async fn serve(role: Role, args: ServeArgs) -> Result<(), BoxError> {
         std::fs::write(&tmp, ready.to_string())?;
         std::fs::rename(&tmp, path)?;
     }
+    // Every role listens: ready, until shutdown begins (whoever begins it).
+    cairn_telemetry::health::set_ready();
+    {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            cairn_telemetry::health::set_draining();
+        });
+    }
     let mut roles = Vec::new();
     if let Some(c) = collector {
         roles.push(Part::new("collector", async {
@@ -178,6 +200,10 @@ async fn serve(role: Role, args: ServeArgs) -> Result<(), BoxError> {
         cairn_compactor::metrics::metrics();
         roles.push(Part::new("compactor", async {
             cairn_compactor::run(c, shutdown.clone()).await;
+            // Handed over once no commit is in flight any more.
+            if let Some(lease) = lease {
+                lease.release().await;
+            }
             Ok(())
         }));
     }
@@ -199,6 +225,36 @@ async fn serve(role: Role, args: ServeArgs) -> Result<(), BoxError> {
     supervise(roles, &shutdown).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The Kubernetes pod cache, when enrichment is on (`--kube`): started in the background, so
+/// that an unreachable API server never delays the collector.
+async fn pod_cache(
+    config: cairn_k8s::KubeConfig,
+    shutdown: &CancellationToken,
+) -> Result<Option<std::sync::Arc<cairn_k8s::PodCache>>, BoxError> {
+    if !config.enabled() {
+        return Ok(None);
+    }
+    let client = match config.client().await {
+        Ok(client) => client,
+        Err(e) if config.access == cairn_k8s::Access::Auto => {
+            tracing::warn!(error = %e, "running in a pod but the Kubernetes API is not usable; spans are not enriched with pod metadata");
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    tracing::info!(
+        associations = ?config.kube_association,
+        namespace = config.kube_namespace.as_deref().unwrap_or("(all)"),
+        node = config.kube_node.as_deref().unwrap_or("(all)"),
+        "enriching spans with pod metadata from the Kubernetes API"
+    );
+    Ok(Some(cairn_k8s::PodCache::start(
+        client,
+        config,
+        shutdown.clone(),
+    )))
 }
 
 async fn sql(args: SqlArgs) -> Result<(), BoxError> {

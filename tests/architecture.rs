@@ -14,6 +14,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("cairn-ui", &[]),
     ("cairn-net", &["cairn-config"]),
     ("cairn-normalize", &["cairn-schema"]),
+    (
+        "cairn-k8s",
+        &["cairn-config", "cairn-normalize", "cairn-telemetry"],
+    ),
     ("cairn-store", &["cairn-schema", "cairn-telemetry"]),
     (
         "cairn-collector",
@@ -69,6 +73,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "cairn-collector",
             "cairn-query",
             "cairn-compactor",
+            "cairn-k8s",
         ],
     ),
 ];

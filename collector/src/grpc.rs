@@ -48,13 +48,14 @@ impl GrpcTraceService {
     async fn handle(&self, request: Request<Bytes>) -> Result<ExportTraceServiceResponse, Error> {
         let header = request.metadata().get(TENANT_HEADER).map(|v| v.as_bytes());
         let tenant = Tenant::from_header_bytes(header)?;
+        let peer = request.remote_addr().map(|a| a.ip());
         let body = Body {
             format: Format::Protobuf,
             encoding: None,
             bytes: request.into_inner(),
         };
         let charge = self.ingester.budget().charge();
-        let outcome = self.ingester.export(tenant, body, charge).await?;
+        let outcome = self.ingester.export(tenant, peer, body, charge).await?;
         Ok(response(outcome))
     }
 }

@@ -1,9 +1,12 @@
 //! OTLP/HTTP: `POST /v1/traces` with protobuf or JSON bodies, optionally gzip-compressed.
 //! Responses use the request's encoding; errors carry a `google.rpc.Status` body.
 
+use std::net::{IpAddr, SocketAddr};
+
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, Extensions, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
@@ -50,14 +53,22 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>,
         .transpose()
 }
 
-async fn export(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+async fn export(
+    State(state): State<AppState>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let peer = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
     let format = Format::from_content_type(
         header_str(&headers, header::CONTENT_TYPE.as_str())
             .ok()
             .flatten(),
     );
     let reply_format = *format.as_ref().unwrap_or(&Format::Protobuf);
-    match handle(&state, &headers, format, body).await {
+    match handle(&state, peer, &headers, format, body).await {
         Ok(resp) => encoded(
             reply_format,
             http::StatusCode::OK,
@@ -70,6 +81,7 @@ async fn export(State(state): State<AppState>, headers: HeaderMap, body: Body) -
 
 async fn handle(
     state: &AppState,
+    peer: Option<IpAddr>,
     headers: &HeaderMap,
     format: Result<Format, Error>,
     body: Body,
@@ -97,7 +109,7 @@ async fn handle(
         encoding,
         bytes,
     };
-    let outcome = state.ingester.export(tenant, body, charge).await?;
+    let outcome = state.ingester.export(tenant, peer, body, charge).await?;
     Ok(response(outcome))
 }
 

@@ -4,8 +4,12 @@
 //! batcher and wait until the spans are in the object store.
 
 use bytes::Bytes;
-use cairn_normalize::encode::{encode_within, Encoded};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use cairn_normalize::encode::{encode_placed, Encoded};
 use cairn_normalize::otlp::collector::trace::v1::ExportTraceServiceRequest;
+use cairn_normalize::placement::{Locate, Placements, PodKeys};
 use cairn_schema::tenant::Tenant;
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
@@ -63,6 +67,15 @@ struct Normalised {
     encoded: Encoded,
     /// The request as protobuf, for the write-ahead log.
     log_record: Option<Vec<u8>>,
+    /// Where its resources' spans ran, for the write-ahead log.
+    placements: Placements,
+}
+
+/// A decoded request and the inflated body it came from.
+struct Decoded {
+    request: ExportTraceServiceRequest,
+    format: Format,
+    bytes: Bytes,
 }
 
 /// Accepts export requests from the receivers. Cheap to clone.
@@ -71,15 +84,18 @@ pub struct Ingester {
     sink: Sink,
     budget: Budget,
     limits: IngestLimits,
+    locate: Option<Arc<dyn Locate>>,
 }
 
 impl Ingester {
-    /// An ingester feeding `sink` within `limits`.
-    pub fn new(sink: Sink, limits: IngestLimits) -> Self {
+    /// An ingester feeding `sink` within `limits`; `locate`, when given, finds where each
+    /// export's spans ran (the Kubernetes pod cache).
+    pub fn new(sink: Sink, limits: IngestLimits, locate: Option<Arc<dyn Locate>>) -> Self {
         Self {
             sink,
             budget: Budget::new(limits.max_buffer_bytes),
             limits,
+            locate,
         }
     }
 
@@ -92,15 +108,21 @@ impl Ingester {
         self.limits
     }
 
-    /// Stores the valid spans of `body` for `tenant`; returns once they are durable. `charge`
-    /// already holds what reading the body took.
-    pub async fn export(&self, tenant: Tenant, body: Body, charge: Charge) -> Result<Outcome> {
+    /// Stores the valid spans of `body` for `tenant`, sent from `peer`; returns once they are
+    /// durable. `charge` already holds what reading the body took.
+    pub async fn export(
+        &self,
+        tenant: Tenant,
+        peer: Option<IpAddr>,
+        body: Body,
+        charge: Charge,
+    ) -> Result<Outcome> {
         let format = match body.format {
             Format::Protobuf => "protobuf",
             Format::Json => "json",
         };
         let span = cairn_telemetry::tracing_setup::export_span(format, tenant.as_str());
-        self.export_traced(tenant, body, charge)
+        self.export_traced(tenant, peer, body, charge)
             .instrument(span)
             .await
     }
@@ -108,17 +130,38 @@ impl Ingester {
     async fn export_traced(
         &self,
         tenant: Tenant,
+        peer: Option<IpAddr>,
         body: Body,
-        mut charge: Charge,
+        charge: Charge,
     ) -> Result<Outcome> {
         let with_log = matches!(self.sink, Sink::Wal(_));
         let limits = self.limits;
-        let (normalised, charge) = tokio::task::spawn_blocking(move || {
-            let n = normalise(body, with_log, limits, &mut charge);
-            (n, charge)
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("normaliser task failed: {e}")))?;
+        let (normalised, charge) = match &self.locate {
+            None => {
+                off_runtime(charge, move |charge| {
+                    let decoded = decode_body(body, limits, charge)?;
+                    encode_decoded(decoded, Placements::new(), with_log, limits, charge)
+                })
+                .await?
+            }
+            // Decoded first, so that the pods can be looked up (and waited for) between.
+            Some(locate) => {
+                let (decoded, charge) =
+                    off_runtime(charge, move |charge| decode_body(body, limits, charge)).await?;
+                let decoded = decoded?;
+                let keys = decoded
+                    .request
+                    .resource_spans
+                    .iter()
+                    .map(|rs| PodKeys::of(rs.resource.as_ref().map_or(&[], |r| &r.attributes)))
+                    .collect();
+                let placements = locate.locate(keys, peer).await;
+                off_runtime(charge, move |charge| {
+                    encode_decoded(decoded, placements, with_log, limits, charge)
+                })
+                .await?
+            }
+        };
         let normalised = normalised?;
         let encoded = &normalised.encoded;
         let outcome = Outcome {
@@ -143,6 +186,7 @@ impl Ingester {
         let Normalised {
             encoded,
             log_record,
+            placements,
         } = normalised;
         let mut pending = Pending {
             tenant: tenant.clone(),
@@ -153,8 +197,13 @@ impl Ingester {
         };
         match &self.sink {
             Sink::Wal(wal) => {
-                wal.append(tenant, log_record.expect("encoded for the log"), pending)
-                    .await
+                wal.append(
+                    tenant,
+                    log_record.expect("encoded for the log"),
+                    &placements,
+                    pending,
+                )
+                .await
             }
             Sink::Batcher(tx) => {
                 let (done, wait) = oneshot::channel();
@@ -175,14 +224,21 @@ impl Ingester {
     }
 }
 
-/// Inflates, decodes and normalises one body, charging each stage before it allocates; on
-/// return `charge` holds exactly what the normalised spans and the log record keep.
-fn normalise(
-    body: Body,
-    with_log: bool,
-    limits: IngestLimits,
-    charge: &mut Charge,
-) -> Result<Normalised> {
+/// Runs `work` on the blocking pool with `charge`, and gives the charge back with its result.
+async fn off_runtime<T: Send + 'static>(
+    mut charge: Charge,
+    work: impl FnOnce(&mut Charge) -> T + Send + 'static,
+) -> Result<(T, Charge)> {
+    tokio::task::spawn_blocking(move || {
+        let out = work(&mut charge);
+        (out, charge)
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("normaliser task failed: {e}")))
+}
+
+/// Inflates and decodes one body, charging each stage before it allocates.
+fn decode_body(body: Body, limits: IngestLimits, charge: &mut Charge) -> Result<Decoded> {
     charge.grow_to(body.bytes.len(), "the request body")?;
     let bytes = decode_content(
         body.encoding.as_deref(),
@@ -193,8 +249,29 @@ fn normalise(
     let (request, decoded_bytes) = decode(body.format, &bytes, limits.max_buffer_bytes, charge)?;
     // The Arrow batches take about as much as the decoded request.
     charge.grow_by(decoded_bytes, "normalising the request")?;
-    let encoded = encode_within(&request, limits.max_hours_per_request)?;
-    let log_record = with_log.then(|| match body.format {
+    Ok(Decoded {
+        request,
+        format: body.format,
+        bytes,
+    })
+}
+
+/// Normalises a decoded request with the placements of its resources; on return `charge` holds
+/// exactly what the normalised spans and the log record keep.
+fn encode_decoded(
+    decoded: Decoded,
+    placements: Placements,
+    with_log: bool,
+    limits: IngestLimits,
+    charge: &mut Charge,
+) -> Result<Normalised> {
+    let Decoded {
+        request,
+        format,
+        bytes,
+    } = decoded;
+    let encoded = encode_placed(&request, limits.max_hours_per_request, &placements)?;
+    let log_record = with_log.then(|| match format {
         Format::Protobuf => Vec::from(bytes),
         Format::Json => request.encode_to_vec(),
     });
@@ -209,6 +286,7 @@ fn normalise(
     Ok(Normalised {
         encoded,
         log_record,
+        placements,
     })
 }
 

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use cairn_net::{LimitedListener, RequestSlots};
+use cairn_normalize::placement::Locate;
 use object_store::ObjectStore;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -34,8 +35,9 @@ async fn replay(store: &Arc<dyn ObjectStore>, wal: &WalDir) -> Result<()> {
         let encoded = tokio::task::spawn_blocking(move || {
             records
                 .into_iter()
-                .map(|(tenant, request)| {
-                    cairn_normalize::encode::encode(&request).map(|e| (tenant, e.partitions))
+                .map(|(tenant, request, placements)| {
+                    cairn_normalize::encode::encode_placed(&request, usize::MAX, &placements)
+                        .map(|e| (tenant, e.partitions))
                 })
                 .collect::<Result<Vec<_>, _>>()
         })
@@ -57,6 +59,8 @@ pub struct CollectorServer {
     http: TcpListener,
     /// The write-ahead log, already replayed.
     wal: Option<WalDir>,
+    /// Where exports' spans ran (the Kubernetes pod cache), when configured.
+    locate: Option<Arc<dyn Locate>>,
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
@@ -91,7 +95,14 @@ impl CollectorServer {
             grpc,
             http,
             wal,
+            locate: None,
         })
+    }
+
+    /// Fills the placement columns spans lack from `locate` (the Kubernetes pod cache).
+    pub fn with_locate(mut self, locate: Arc<dyn Locate>) -> Self {
+        self.locate = Some(locate);
+        self
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
@@ -112,6 +123,7 @@ impl CollectorServer {
             grpc,
             http,
             wal,
+            locate,
         } = self;
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let (sink, control) = match wal {
@@ -138,6 +150,7 @@ impl CollectorServer {
                 max_message_bytes: config.max_message_size,
                 max_hours_per_request: config.max_hours_per_request,
             },
+            locate,
         );
         tracing::info!(grpc = %grpc.local_addr().expect("bound"), http = %http.local_addr().expect("bound"), "OTLP receivers listening");
 

@@ -9,14 +9,19 @@
 //! names, so a crash at any point neither loses an acknowledged span nor stores it twice.
 //!
 //! Record: `len: u32 LE | crc32(payload): u32 LE | payload`, payload = `tenant_len: u16 LE |
-//! tenant | ExportTraceServiceRequest protobuf`. A torn or corrupt tail ends a segment.
+//! tenant | ExportTraceServiceRequest protobuf`; when the top bit of `tenant_len` is set, the
+//! tenant is followed by `placements_len: u32 LE | placements` (JSON, one entry per resource:
+//! what the Kubernetes API said at ingest, so a replay stores exactly what was acknowledged).
+//! A torn or corrupt tail ends a segment.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use cairn_normalize::otlp::collector::trace::v1::ExportTraceServiceRequest;
+use cairn_normalize::placement::{Placement, Placements};
 use cairn_schema::tenant::Tenant;
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
@@ -34,6 +39,8 @@ pub enum Command {
     Append {
         tenant: Tenant,
         request: Vec<u8>,
+        /// The placements' JSON, when any resource has one.
+        placements: Option<Vec<u8>>,
         pending: Pending,
         reply: oneshot::Sender<Result<(), WriteError>>,
     },
@@ -56,13 +63,22 @@ pub struct WalControl {
 }
 
 impl WalSender {
-    /// Appends `request` (already validated) and waits until it is durable.
-    pub async fn append(&self, tenant: Tenant, request: Vec<u8>, pending: Pending) -> Result<()> {
+    /// Appends `request` (already validated) with the placements of its resources, and waits
+    /// until it is durable.
+    pub async fn append(
+        &self,
+        tenant: Tenant,
+        request: Vec<u8>,
+        placements: &Placements,
+        pending: Pending,
+    ) -> Result<()> {
         let (reply, wait) = oneshot::channel();
+        let placements = placements_json(placements)?;
         self.tx
             .try_send(Command::Append {
                 tenant,
                 request,
+                placements,
                 pending,
                 reply,
             })
@@ -108,13 +124,44 @@ fn now_micros() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
+/// The placements of a request's resources as logged: JSON, `None` when none is known.
+pub fn placements_json(placements: &Placements) -> Result<Option<Vec<u8>>> {
+    placements
+        .iter()
+        .any(Option::is_some)
+        .then(|| {
+            let plain: Vec<Option<&Placement>> = placements.iter().map(Option::as_deref).collect();
+            serde_json::to_vec(&plain)
+        })
+        .transpose()
+        .map_err(|e| Error::Internal(format!("encoding placements: {e}")))
+}
+
+/// Top bit of `tenant_len`: placements follow the tenant.
+const WITH_PLACEMENTS: u16 = 0x8000;
+
 /// One record as it is appended to a segment: `len | crc32(payload) | payload`, payload =
 /// `tenant_len: u16 LE | tenant | request`. `tenant` is a valid tenant id in every record the
 /// writer appends (at most 128 bytes); any bytes are accepted so that tests can frame invalid ones.
 pub fn encode_record(tenant: &[u8], request: &[u8]) -> Vec<u8> {
-    let mut payload = Vec::with_capacity(2 + tenant.len() + request.len());
-    payload.extend_from_slice(&(tenant.len() as u16).to_le_bytes());
+    encode_placed_record(tenant, None, request)
+}
+
+/// Like [`encode_record`], with the placements' JSON between tenant and request.
+pub fn encode_placed_record(tenant: &[u8], placements: Option<&[u8]>, request: &[u8]) -> Vec<u8> {
+    let extra = placements.map_or(0, |p| 4 + p.len());
+    let mut payload = Vec::with_capacity(2 + tenant.len() + extra + request.len());
+    let flag = if placements.is_some() {
+        WITH_PLACEMENTS
+    } else {
+        0
+    };
+    payload.extend_from_slice(&((tenant.len() as u16 & !WITH_PLACEMENTS) | flag).to_le_bytes());
     payload.extend_from_slice(tenant);
+    if let Some(p) = placements {
+        payload.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        payload.extend_from_slice(p);
+    }
     payload.extend_from_slice(request);
     let mut record = Vec::with_capacity(8 + payload.len());
     record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
@@ -123,10 +170,33 @@ pub fn encode_record(tenant: &[u8], request: &[u8]) -> Vec<u8> {
     record
 }
 
+/// One record read back: tenant, request and the placements of its resources.
+pub type Record = (Tenant, ExportTraceServiceRequest, Placements);
+
+/// Reads one record's payload, `None` when it is not a valid record.
+fn parse_payload(payload: &[u8]) -> Option<Record> {
+    let head = u16::from_le_bytes([*payload.first()?, *payload.get(1)?]);
+    let tlen = (head & !WITH_PLACEMENTS) as usize;
+    let tenant = Tenant::new(std::str::from_utf8(payload.get(2..2 + tlen)?).ok()?).ok()?;
+    let mut rest = payload.get(2 + tlen..)?;
+    let mut placements = Placements::new();
+    if head & WITH_PLACEMENTS != 0 {
+        let plen = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+        let plain: Vec<Option<Placement>> = serde_json::from_slice(rest.get(4..4 + plen)?).ok()?;
+        // No placement at all reads as none, however it was written.
+        if plain.iter().any(Option::is_some) {
+            placements = plain.into_iter().map(|p| p.map(Arc::new)).collect();
+        }
+        rest = rest.get(4 + plen..)?;
+    }
+    let request = ExportTraceServiceRequest::decode(rest).ok()?;
+    Some((tenant, request, placements))
+}
+
 /// Parses the records of a segment's bytes up to the first torn or corrupt one (short header,
 /// short payload, checksum mismatch, invalid tenant, undecodable request). Returns the records
 /// and the length of the intact prefix they span; anything after it is ignored.
-pub fn parse_segment(data: &[u8]) -> (Vec<(Tenant, ExportTraceServiceRequest)>, usize) {
+pub fn parse_segment(data: &[u8]) -> (Vec<Record>, usize) {
     let mut out = Vec::new();
     let mut at = 0usize;
     while let Some(header) = data.get(at..at + 8) {
@@ -138,17 +208,10 @@ pub fn parse_segment(data: &[u8]) -> (Vec<(Tenant, ExportTraceServiceRequest)>, 
         else {
             break;
         };
-        if crc32fast::hash(payload) != crc || payload.len() < 2 {
+        if crc32fast::hash(payload) != crc {
             break;
         }
-        let tlen = u16::from_le_bytes([payload[0], payload[1]]) as usize;
-        let parsed = payload
-            .get(2..2 + tlen)
-            .zip(payload.get(2 + tlen..))
-            .and_then(|(tenant, request)| {
-                let tenant = Tenant::new(std::str::from_utf8(tenant).ok()?).ok()?;
-                Some((tenant, ExportTraceServiceRequest::decode(request).ok()?))
-            });
+        let parsed = parse_payload(payload);
         match parsed {
             Some(record) => out.push(record),
             None => break,
@@ -200,7 +263,7 @@ impl WalDir {
     }
 
     /// The records of a leftover segment, up to a torn or corrupt tail.
-    pub fn read_segment(&self, id: u64) -> Result<Vec<(Tenant, ExportTraceServiceRequest)>> {
+    pub fn read_segment(&self, id: u64) -> Result<Vec<Record>> {
         let path = segment_path(&self.dir, id);
         let mut data = Vec::new();
         File::open(&path)
@@ -288,9 +351,10 @@ impl Writer {
                     Command::Append {
                         tenant,
                         request,
+                        placements,
                         pending,
                         reply,
-                    } => match self.write(&tenant, &request) {
+                    } => match self.write(&tenant, placements.as_deref(), &request) {
                         Ok(()) => unsynced.push(Appended { pending, reply }),
                         Err(e) => {
                             let _ = reply.send(Err(e));
@@ -313,8 +377,13 @@ impl Writer {
         }
     }
 
-    fn write(&mut self, tenant: &Tenant, request: &[u8]) -> Result<(), WriteError> {
-        let record = encode_record(tenant.as_str().as_bytes(), request);
+    fn write(
+        &mut self,
+        tenant: &Tenant,
+        placements: Option<&[u8]>,
+        request: &[u8],
+    ) -> Result<(), WriteError> {
+        let record = encode_placed_record(tenant.as_str().as_bytes(), placements, request);
         match self.file.write_all(&record) {
             Ok(()) => {
                 self.good_len += record.len() as u64;
@@ -438,5 +507,26 @@ mod tests {
         huge.extend([0; 12]);
         assert_eq!(parse_segment(&huge).1, first);
         assert_eq!(parse_segment(&[]), (Vec::new(), 0));
+    }
+
+    #[test]
+    fn placements_are_logged_with_their_request() {
+        let placement = Placement {
+            pod_name: Some("agent-0".into()),
+            runtime_class: Some("gvisor".into()),
+            ..Placement::default()
+        };
+        let json = serde_json::to_vec(&[None, Some(&placement)]).unwrap();
+        let a = request("a").encode_to_vec();
+        let mut segment = encode_placed_record(b"t1", Some(&json), &a);
+        segment.extend(encode_record(b"t2", &a));
+        let (records, good) = parse_segment(&segment);
+        assert_eq!(good, segment.len());
+        assert_eq!(records[0].1, request("a"));
+        assert_eq!(records[0].2, vec![None, Some(Arc::new(placement))]);
+        assert!(records[1].2.is_empty());
+        // Placements that do not parse make the record corrupt, not silently unplaced.
+        let broken = encode_placed_record(b"t1", Some(b"{not json"), &a);
+        assert_eq!(parse_segment(&broken), (Vec::new(), 0));
     }
 }

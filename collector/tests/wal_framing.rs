@@ -53,7 +53,7 @@ fn reads_back_as(data: &[u8], records: &[(String, Vec<u8>)], n: usize, end: usiz
     let (parsed, good) = parse_segment(data);
     assert_eq!(parsed.len(), n, "records read");
     assert_eq!(good, end, "intact prefix");
-    for ((tenant, request), (want_tenant, want_request)) in parsed.iter().zip(records) {
+    for ((tenant, request, _), (want_tenant, want_request)) in parsed.iter().zip(records) {
         assert_eq!(tenant.as_str(), want_tenant);
         assert_eq!(&request.encode_to_vec(), want_request);
     }

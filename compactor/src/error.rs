@@ -22,6 +22,20 @@ pub enum Error {
     Encode(#[from] cairn_store::Error),
     #[error("manifest: {0}")]
     Manifest(#[from] serde_json::Error),
+    /// The compactor's lease ended: the pass stopped before changing the store.
+    #[error("no longer the leader: stopped before changing the store")]
+    NotLeader,
+    /// The merge read fewer rows than its input files hold: committing it would lose spans.
+    #[error("the merge read {read} rows of {files} files that hold {expected}; not committed")]
+    RowsMissing {
+        files: usize,
+        read: u64,
+        expected: u64,
+    },
+    /// Another compactor committed a merge of some of the same inputs meanwhile; this merge's
+    /// output stays uncommitted (deleted after the grace period).
+    #[error("inputs superseded meanwhile by another compactor's commit")]
+    Superseded,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -12,10 +12,11 @@
 //! Each span file gets its run summary ([`cairn_schema::run_summary`]): a merge output before its
 //! manifest commits it, any other span file of an hour that is over in the next pass.
 //! [`reindex`] builds the index of a store written before it existed. Only one compactor may run
-//! against a store.
+//! against a store at a time: alone, or taking turns through a lease the binary holds ([`Gate`]).
 
 mod config;
 mod error;
+mod gate;
 mod merge;
 pub mod metrics;
 mod pass;
@@ -26,6 +27,7 @@ mod summary;
 
 pub use config::CompactionConfig;
 pub use error::{Error, Result};
+pub use gate::Gate;
 pub use pass::{run, Compactor, PassReport};
 pub use reindex::{reindex, ReindexReport};
 pub use retention::Retention;

@@ -28,8 +28,9 @@ use datafusion::prelude::{col, lit, DataFrame, SessionConfig, SessionContext};
 use futures::StreamExt;
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
-use object_store::{ObjectMeta, ObjectStore};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use parquet::arrow::async_writer::AsyncArrowWriter;
+use parquet::file::metadata::ParquetMetaDataReader;
 
 use crate::Result;
 
@@ -62,6 +63,18 @@ pub async fn merge(
     }
     // Answered from the files' statistics, without a scan.
     let distinct = df.clone().count().await? as u64;
+    // Spans are never dropped by a merge: it reads every row of every input, or commits nothing
+    // (a file the scan left out would vanish from queries with the inputs the merge replaces).
+    if dataset == Dataset::Spans {
+        let expected = parquet_rows(store, files).await?;
+        if distinct != expected {
+            return Err(crate::Error::RowsMissing {
+                files: files.len(),
+                read: distinct,
+                expected,
+            });
+        }
+    }
     let props = writer_properties(&schema, dataset, distinct, Effort::Compaction);
     let sink = BufWriter::new(Arc::clone(store), output.clone());
     let mut writer = AsyncArrowWriter::try_new(sink, Arc::clone(&schema), Some(props))?;
@@ -104,6 +117,32 @@ pub async fn merge(
     }
     writer.close().await?;
     Ok(written)
+}
+
+/// The rows the footers of `files` say they hold.
+async fn parquet_rows(store: &Arc<dyn ObjectStore>, files: &[ObjectMeta]) -> Result<u64> {
+    let mut rows = 0u64;
+    for meta in files {
+        // A Parquet file ends with its metadata, the metadata's length (4 bytes) and `PAR1`.
+        let end = meta.size;
+        let tail = store
+            .get_range(&meta.location, end.saturating_sub(8)..end)
+            .await?;
+        let footer = tail
+            .get(..4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64)
+            .filter(|len| len + 8 <= end)
+            .ok_or_else(|| {
+                parquet::errors::ParquetError::General(format!("{}: no footer", meta.location))
+            })?;
+        let metadata = store
+            .get_range(&meta.location, end - 8 - footer..end - 8)
+            .await?;
+        rows += ParquetMetaDataReader::decode_metadata(&metadata)?
+            .file_metadata()
+            .num_rows() as u64;
+    }
+    Ok(rows)
 }
 
 /// The rows of `files`, read through DataFusion in `partitions` streams within `memory_bytes`.

@@ -17,7 +17,7 @@ use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
 use tokio_util::sync::CancellationToken;
 
-use crate::{merge, plan, summary, CompactionConfig, Result};
+use crate::{merge, plan, summary, CompactionConfig, Error, Gate, Result};
 
 /// What one pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -33,10 +33,45 @@ pub struct PassReport {
 }
 
 /// Compacts and expires the files of one store.
+///
+/// # Several compactors, one at a time
+///
+/// With a lease ([`Compactor::with_gate`]), compactors of several processes take turns, and a
+/// pass stops at the next safe point once leadership ends. What must never happen is two
+/// committed merges sharing an input: readers would see both outputs, and the shared input's
+/// spans twice. The safe points follow from what each step changes:
+///
+/// - reading, planning, merging into an uncommitted output, writing a run summary: nothing a
+///   reader sees (an uncommitted output is garbage after the grace period; a summary counts
+///   only beside a visible data file, whose rows it is computed from). These steps are simply
+///   abandoned when leadership ends (`run` drops the pass);
+/// - deleting: only files superseded past the grace period, abandoned outputs and orphaned
+///   manifests, which any compactor may delete, twice over if need be. Checked before each
+///   batch;
+/// - the manifest PUT, the commit point: the one step that needs the lease. It starts only
+///   while the gate is open, checked immediately before, and then runs to completion as a task
+///   of its own even if the pass is dropped (`run` waits for it before it returns, so a
+///   released lease is never handed over under an in-flight commit).
+///
+/// Can a commit still in flight when leadership ends overlap the next leader's pass? The
+/// elector leads until the sending of its last renewal plus the renew deadline; the next one
+/// takes over no earlier than a whole lease duration after it saw that renewal (a third of the
+/// duration later, 5 s by default), then waits a compaction interval before its first pass.
+/// A commit started before the deadline lands long before that, unless the store stalls it for
+/// longer than all of it (a PUT retried for seconds). For that case a leased compactor checks,
+/// right before committing, that every input of its merge is still visible: a late commit of
+/// the previous leader that superseded one of them has landed by then, and this merge is
+/// abandoned instead. What remains is a commit of the old leader landing in the instant
+/// between the new leader's check and its own PUT after having been in flight for more than
+/// the whole hand-over — not excluded by construction (object stores offer no conditional
+/// write across two keys), but beyond any realistic store latency.
 pub struct Compactor {
     raw: Arc<dyn ObjectStore>,
     visible: VisibleStore,
     config: CompactionConfig,
+    gate: Gate,
+    /// Held (shared) by each commit in flight; taken whole once the loop ends.
+    commits: Arc<tokio::sync::RwLock<()>>,
 }
 
 fn name(meta: &ObjectMeta) -> &str {
@@ -53,7 +88,29 @@ impl Compactor {
             visible: VisibleStore::new(Arc::clone(&store)),
             raw: store,
             config,
+            gate: Gate::always(),
+            commits: Arc::default(),
         }
+    }
+
+    /// Changes the store only while `gate` is open (see the type's documentation).
+    pub fn with_gate(mut self, gate: Gate) -> Self {
+        self.gate = gate;
+        self
+    }
+
+    /// `Err(NotLeader)` unless the store may be changed now.
+    fn leading(&self) -> Result<()> {
+        if self.gate.is_open() {
+            Ok(())
+        } else {
+            Err(Error::NotLeader)
+        }
+    }
+
+    /// Waits for the commits in flight (started by passes since dropped) to land.
+    async fn quiesce(&self) {
+        let _all = self.commits.write().await;
     }
 
     /// Runs one pass over every dataset, tenant and hour partition. Failures are counted and
@@ -69,6 +126,9 @@ impl Compactor {
             match self.tenants(dataset).await {
                 Ok(tenants) => {
                     for tenant in tenants {
+                        if !self.gate.is_open() {
+                            break;
+                        }
                         files += match dataset {
                             Dataset::TraceIndex => self.index(&tenant, now, &mut report).await,
                             _ => self.tenant(dataset, &tenant, now, &mut report).await,
@@ -138,6 +198,7 @@ impl Compactor {
             };
             match result {
                 Ok(n) => files += n,
+                Err(Error::NotLeader) => break,
                 Err(e) => {
                     report.failures += 1;
                     tracing::warn!(error = %e, %tenant, hour = layout::format_hour(hour), dataset = dataset.prefix(), "compaction of a partition failed");
@@ -198,6 +259,9 @@ impl Compactor {
         }
         .await;
         result.unwrap_or_else(|e| {
+            if matches!(e, Error::NotLeader) {
+                return 0;
+            }
             report.failures += 1;
             tracing::warn!(error = %e, %tenant, "compaction of a trace index failed");
             0
@@ -256,6 +320,9 @@ impl Compactor {
 
     /// Deletes `paths` in order (a missing one is already gone); returns how many went.
     async fn delete(&self, dataset: Dataset, paths: Vec<Path>) -> Result<usize> {
+        if !paths.is_empty() {
+            self.leading()?;
+        }
         let mut n = 0;
         for path in paths {
             match self.raw.delete(&path).await {
@@ -362,6 +429,7 @@ impl Compactor {
         bin: &[ObjectMeta],
         first_kept_hour: Option<i64>,
     ) -> Result<()> {
+        self.leading()?;
         let (output, manifest_name) = compaction::new_output();
         let started = std::time::Instant::now();
         let output_path = prefix.clone().join(output.as_str());
@@ -390,12 +458,14 @@ impl Compactor {
         supersedes.sort();
         supersedes.dedup();
         let manifest = Manifest { supersedes, rows };
-        self.raw
-            .put(
-                &prefix.clone().join(manifest_name.as_str()),
-                PutPayload::from(serde_json::to_vec(&manifest)?),
-            )
-            .await?;
+        if self.gate.is_lease() {
+            self.unchanged(prefix, bin).await?;
+        }
+        self.commit(
+            prefix.clone().join(manifest_name.as_str()),
+            PutPayload::from(serde_json::to_vec(&manifest)?),
+        )
+        .await?;
         let label = label(dataset);
         metrics().merges.get_or_create(&label).inc();
         metrics()
@@ -406,10 +476,42 @@ impl Compactor {
         Ok(())
     }
 
+    /// `Err(Superseded)` if an input of `bin` is no longer visible: another compactor
+    /// committed a merge of it meanwhile.
+    async fn unchanged(&self, prefix: &Path, bin: &[ObjectMeta]) -> Result<()> {
+        let now = self.classify(prefix).await?;
+        let visible: HashSet<&Path> = now.visible.iter().map(|m| &m.location).collect();
+        if bin.iter().all(|m| visible.contains(&m.location)) {
+            Ok(())
+        } else {
+            Err(Error::Superseded)
+        }
+    }
+
+    /// Writes a manifest, the commit point: only while the gate is open, checked right
+    /// before; then to completion, even if the pass is dropped meanwhile.
+    async fn commit(&self, manifest: Path, payload: PutPayload) -> Result<()> {
+        let in_flight = Arc::clone(&self.commits).read_owned().await;
+        self.leading()?;
+        let raw = Arc::clone(&self.raw);
+        let put = tokio::spawn(async move {
+            let _in_flight = in_flight;
+            raw.put(&manifest, payload).await
+        });
+        put.await.map_err(|e| object_store::Error::Generic {
+            store: "cairn",
+            source: Box::new(e),
+        })??;
+        Ok(())
+    }
+
     /// Writes the run summary of the span file at `data`; returns whether it did. A failure is
     /// logged and counted, not fatal: a span file without a summary is aggregated from its
     /// spans by readers, and gets one at a later pass.
     async fn summarise(&self, data: &Path) -> bool {
+        if !self.gate.is_open() {
+            return false;
+        }
         match summary::summarise(&self.raw, data, self.config.compaction_memory).await {
             Ok(_) => true,
             Err(e) => {
@@ -456,20 +558,36 @@ impl Compactor {
     }
 }
 
-/// Runs a pass every interval until `stop` is cancelled.
+/// Runs a pass every interval until `stop` is cancelled, while the compactor's gate is open: a
+/// pass in progress when it closes is dropped (see [`Compactor`] for why that is safe). Returns
+/// once no commit is in flight.
 pub async fn run(compactor: Compactor, stop: CancellationToken) {
     let interval: Duration = compactor.config.compaction_interval;
+    let gate = compactor.gate.clone();
     loop {
         tokio::select! {
-            _ = stop.cancelled() => return,
+            _ = stop.cancelled() => break,
+            _ = gate.opened() => {}
+        }
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = gate.closed() => continue,
             _ = tokio::time::sleep(interval) => {}
         }
         let report = tokio::select! {
-            _ = stop.cancelled() => return,
+            _ = stop.cancelled() => break,
+            _ = gate.closed() => {
+                tracing::warn!("leadership lost: the compaction pass stopped");
+                continue;
+            }
             r = compactor.pass() => r,
         };
         if report.merges + report.files_deleted + report.failures > 0 {
             tracing::debug!(?report, "compaction pass");
         }
     }
+    compactor.quiesce().await;
 }
+
+#[cfg(test)]
+mod tests;

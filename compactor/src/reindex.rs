@@ -148,7 +148,7 @@ async fn tenant_index(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use arrow::array::{Int64Array, RecordBatch, StringArray, TimestampNanosecondArray};
     use cairn_store::file_format::Effort;
     use object_store::memory::InMemory;
@@ -157,7 +157,7 @@ mod tests {
     use super::*;
 
     /// `n` index entries, one per trace, of traces `first..first + n` in `hour`.
-    fn entries(first: usize, n: usize, hour: i64) -> RecordBatch {
+    pub(crate) fn entries(first: usize, n: usize, hour: i64) -> RecordBatch {
         let ids: Vec<String> = (first..first + n)
             .map(|i| format!("{:032x}", (i as u128).wrapping_mul(0x9e37_79b9_7f4a_7c15)))
             .collect();

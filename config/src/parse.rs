@@ -31,6 +31,12 @@ pub fn span(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| "not a duration such as 500ms, 30s or 7d".to_owned())
 }
 
+/// A duration that may be zero (`0s` turns off what it bounds).
+pub fn span_or_zero(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|_| "not a duration such as 0s, 500ms or 30s".to_owned())
+}
+
 /// A positive whole number.
 pub fn positive(text: &str) -> Result<usize, String> {
     text.trim()

@@ -4,7 +4,7 @@
 use cairn_collector::admission::Budget;
 use cairn_collector::body::{decode_content, decode_request, Format};
 use cairn_collector::ingest;
-use cairn_collector::wal::{encode_record, parse_segment};
+use cairn_collector::wal::{encode_placed_record, encode_record, parse_segment, placements_json};
 use cairn_collector::Error;
 use prost::bytes::Bytes;
 use prost::Message;
@@ -106,9 +106,11 @@ pub fn wal_record(data: &[u8]) {
     assert_eq!(again.len(), records.len());
     assert_eq!(again_good, good);
     let mut rewritten = Vec::new();
-    for (tenant, request) in &records {
-        rewritten.extend(encode_record(
+    for (tenant, request, placements) in &records {
+        let placements = placements_json(placements).expect("placements that were read encode");
+        rewritten.extend(encode_placed_record(
             tenant.as_str().as_bytes(),
+            placements.as_deref(),
             &request.encode_to_vec(),
         ));
     }
@@ -119,9 +121,10 @@ pub fn wal_record(data: &[u8]) {
         "rewritten records do not read back"
     );
     assert_eq!(back.len(), records.len());
-    for ((t1, r1), (t2, r2)) in records.iter().zip(&back) {
+    for ((t1, r1, p1), (t2, r2, p2)) in records.iter().zip(&back) {
         assert_eq!(t1, t2);
         assert_eq!(r1.encode_to_vec(), r2.encode_to_vec());
+        assert_eq!(p1, p2);
     }
 }
 

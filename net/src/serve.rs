@@ -11,11 +11,13 @@ use std::future::Future;
 use std::io;
 use std::time::Duration;
 
+use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use tower::ServiceExt;
 
 use crate::{limit_requests, Limited, LimitedListener, Limits};
 
@@ -40,13 +42,19 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let (conn, _) = tokio::select! {
+        let (conn, peer) = tokio::select! {
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
         };
         let (builder, service, watcher) = (
             builder.clone(),
-            TowerToHyperService::new(router.clone()),
+            // Handlers that need the client's address take `ConnectInfo<SocketAddr>`.
+            TowerToHyperService::new(router.clone().map_request(
+                move |mut request: http::Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(ConnectInfo(peer));
+                    request
+                },
+            )),
             graceful.watcher(),
         );
         let head_timeout = limits.head_timeout;

@@ -23,6 +23,7 @@ use crate::attributes::{
     new_map_builder, AttrMapBuilder,
 };
 use crate::payload::{extract_span, payloads_batch, Extracted, Payload, Ref};
+use crate::placement::Placement;
 use crate::{Error, Result};
 use cairn_schema::columns::{event_fields, link_fields, new_struct_list_builder, spans_schema};
 use cairn_schema::ids::{to_hex, validate};
@@ -80,11 +81,23 @@ pub fn encode(request: &ExportTraceServiceRequest) -> Result<Encoded> {
 /// first ones met, in request order); spans of further hours are rejected one by one, so that
 /// one request cannot make the collector build and write a partition for every hour there is.
 pub fn encode_within(request: &ExportTraceServiceRequest, max_hours: usize) -> Result<Encoded> {
+    encode_placed(request, max_hours, &[])
+}
+
+/// Like [`encode_within`], with the placement of each resource (`placements[i]` for
+/// `resource_spans[i]`; missing entries are unknown) filling the placement columns its spans
+/// leave empty.
+pub fn encode_placed(
+    request: &ExportTraceServiceRequest,
+    max_hours: usize,
+    placements: &[Option<Arc<Placement>>],
+) -> Result<Encoded> {
     let mut builders: HashMap<i64, SpanBatchBuilder> = HashMap::new();
     let mut out = Encoded::default();
     let empty_resource = Resource::default();
     let empty_scope = InstrumentationScope::default();
-    for rs in &request.resource_spans {
+    for (i, rs) in request.resource_spans.iter().enumerate() {
+        let placement = placements.get(i).and_then(Option::as_deref);
         let resource = rs.resource.as_ref().unwrap_or(&empty_resource);
         let resource_ok = check_nesting("resource attribute", &resource.attributes);
         for ss in &rs.scope_spans {
@@ -96,6 +109,7 @@ pub fn encode_within(request: &ExportTraceServiceRequest, max_hours: usize) -> R
                     resource_schema_url: &rs.schema_url,
                     scope,
                     scope_schema_url: &ss.schema_url,
+                    placement,
                 };
                 let checked = match resource_ok.as_ref().and(scope_ok.as_ref()) {
                     Ok(()) => check(span).map_err(Rejected::Span),
@@ -216,6 +230,7 @@ struct SpanContext<'a> {
     resource_schema_url: &'a str,
     scope: &'a InstrumentationScope,
     scope_schema_url: &'a str,
+    placement: Option<&'a Placement>,
 }
 
 /// Text form of a span kind.
@@ -471,7 +486,10 @@ impl SpanBatchBuilder {
             .append_value(ctx.scope.dropped_attributes_count);
         self.scope_schema_url
             .append_option(non_empty(ctx.scope_schema_url));
-        for (cell, builder) in promote(&view).into_iter().zip(&mut self.promoted) {
+        for (cell, builder) in promote(&view, ctx.placement)
+            .into_iter()
+            .zip(&mut self.promoted)
+        {
             match (cell, builder) {
                 (Cell::Text(v), PromotedBuilder::Text(b)) => b.append_option(v),
                 (Cell::Integer(v), PromotedBuilder::Integer(b)) => b.append_option(v),

@@ -7,7 +7,8 @@
 //! from a data table of attribute names and rules ([`agent`], the bundled `conventions.toml`,
 //! which must fill exactly the columns the schema declares); large values go to the
 //! content-addressed `payloads` table ([`payload`]) and are referenced from spans, and restored
-//! on read.
+//! on read. Where the spans ran is filled from the Kubernetes API where they do not say it
+//! ([`placement`]).
 //!
 //! Pure computation: no I/O, no async. The collector normalises on ingest; the query side
 //! decodes for the trace API.
@@ -18,6 +19,7 @@ pub mod decode;
 pub mod encode;
 mod error;
 pub mod payload;
+pub mod placement;
 
 pub use error::{Error, Result};
 

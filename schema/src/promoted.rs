@@ -88,6 +88,17 @@ pub const COPIED: &[(&str, Kind)] = &[
     ("approval_request_id", Kind::Text),
 ];
 
+/// Where a span ran on Kubernetes beyond what [`COPIED`] holds, in schema order (after it): from
+/// the span's resource attributes where they say it (`k8s.deployment.name`, `k8s.pod.label.*`,
+/// …), otherwise from the Kubernetes API (`_src = k8s_api`). `k8s_labels` holds `key=value`
+/// entries of the selected pod labels and annotations.
+pub const PLACEMENT: &[(&str, Kind)] = &[
+    ("k8s_runtime_class", Kind::Text),
+    ("k8s_workload_kind", Kind::Text),
+    ("k8s_workload_name", Kind::Text),
+    ("k8s_labels", Kind::TextList),
+];
+
 /// Payload reference columns, in schema order: the hash of a payload, or a list of hashes
 /// (`true`) for values split into one payload per element (message lists).
 pub const PAYLOAD_REFS: &[(&str, bool)] = &[
@@ -105,6 +116,7 @@ pub fn output_columns() -> Vec<(String, Kind)> {
     DERIVED
         .iter()
         .chain(COPIED)
+        .chain(PLACEMENT)
         .flat_map(|&(name, kind)| [(name.to_owned(), kind), (format!("{name}_src"), Kind::Text)])
         .collect()
 }

@@ -6,8 +6,8 @@
 //! the `cairn_schema::layout` paths, with the trace index entries of each span file
 //! ([`trace_index`]); readers list through [`visible`], which applies the
 //! compaction records so that every span is seen exactly once, also while files are replaced.
-//! Every store is wrapped in [`metered`], which counts requests, bytes and latency per
-//! operation. With the `faults` feature, `faults` fails a fraction of writes, for the
+//! A store under a prefix (`s3://bucket/prefix`) is rooted there by [`prefix`]. Every store is
+//! wrapped in [`metered`], which counts requests, bytes and latency per operation. With the `faults` feature, `faults` fails a fraction of writes, for the
 //! resilience tests.
 
 mod error;
@@ -17,6 +17,7 @@ pub mod file_format;
 pub mod metered;
 mod open;
 pub mod parquet;
+mod prefix;
 pub mod trace_index;
 pub mod visible;
 

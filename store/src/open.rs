@@ -10,10 +10,7 @@
 
 use std::sync::Arc;
 
-use object_store::{
-    aws::AmazonS3Builder, local::LocalFileSystem, memory::InMemory, prefix::PrefixStore,
-    ObjectStore,
-};
+use object_store::{aws::AmazonS3Builder, local::LocalFileSystem, memory::InMemory, ObjectStore};
 
 use crate::{Error, Result};
 
@@ -60,7 +57,7 @@ fn with_prefix(store: Arc<dyn ObjectStore>, prefix: &str) -> Arc<dyn ObjectStore
     if prefix.is_empty() {
         store
     } else {
-        Arc::new(PrefixStore::new(store, prefix))
+        Arc::new(crate::prefix::Prefixed::new(store, prefix))
     }
 }
 

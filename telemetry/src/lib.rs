@@ -6,10 +6,12 @@
 //! registry as Prometheus text on `GET /metrics` of its own port ([`router`]), so a process
 //! running several roles shows all of them on each.
 //!
-//! Logging and Cairn's own traces are set up here too ([`tracing_setup`]).
+//! The same router answers the readiness and liveness probes, `GET /ready` and `GET /live`
+//! ([`health`]). Logging and Cairn's own traces are set up here too ([`tracing_setup`]).
 //!
 //! Depends on no other Cairn crate, so that any crate may report here.
 
+pub mod health;
 pub mod tracing_setup;
 
 use std::sync::{LazyLock, Mutex};
@@ -45,20 +47,23 @@ pub fn render() -> String {
     out
 }
 
-/// `GET /metrics`, to merge into a role's router.
+/// `GET /metrics`, `GET /ready` and `GET /live`, to merge into a role's router.
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new().route(
-        "/metrics",
-        get(|| async {
-            (
-                [(
-                    header::CONTENT_TYPE,
-                    "text/plain; version=0.0.4; charset=utf-8",
-                )],
-                render(),
-            )
-        }),
-    )
+    Router::new()
+        .route("/ready", get(|| async { health::ready() }))
+        .route("/live", get(|| async { health::live() }))
+        .route(
+            "/metrics",
+            get(|| async {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    render(),
+                )
+            }),
+        )
 }
 
 /// The label of metrics kept per dataset (`spans`, `payloads`).

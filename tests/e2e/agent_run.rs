@@ -35,9 +35,9 @@ struct Tee<E> {
 }
 
 /// Polls a future with a Tokio runtime entered.
-struct InRuntime<'a, T> {
-    runtime: &'a tokio::runtime::Handle,
-    future: std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>,
+pub struct InRuntime<'a, T> {
+    pub runtime: &'a tokio::runtime::Handle,
+    pub future: std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>,
 }
 
 impl<T> std::future::Future for InRuntime<'_, T> {

@@ -5,6 +5,7 @@ mod harness;
 
 mod bad_input;
 mod bench_tools;
+mod cluster;
 mod compaction;
 mod config;
 mod crash;
@@ -17,6 +18,8 @@ mod hostile_api;
 mod hostile_ingest;
 mod hostile_query;
 mod inheritance;
+mod k8s_enrichment;
+mod lease;
 mod lineage;
 mod otlp_rust;
 mod overload;

@@ -8,10 +8,10 @@ use crate::agent_run::{assert_stored, send_agent_runs, Transport};
 use crate::harness::{free_port, parquet_files, temp_dir, Cairn};
 
 /// An s3s-fs server; killed on drop.
-struct S3Server {
+pub struct S3Server {
     child: Child,
-    port: u16,
-    root: tempfile::TempDir,
+    pub port: u16,
+    pub root: tempfile::TempDir,
 }
 
 impl Drop for S3Server {
@@ -27,7 +27,8 @@ fn s3s_fs_binary() -> PathBuf {
         .expect("CAIRN_TEST_S3S_FS must name the s3s-fs binary (.ci/run installs it)")
 }
 
-fn start_s3() -> S3Server {
+/// s3s-fs on a free loopback port, serving an empty bucket `traces`.
+pub fn start_s3() -> S3Server {
     let root = temp_dir();
     std::fs::create_dir_all(root.path().join("traces")).unwrap();
     let port = free_port();
@@ -46,7 +47,8 @@ fn start_s3() -> S3Server {
     S3Server { child, port, root }
 }
 
-fn s3_env(port: u16) -> Vec<(&'static str, String)> {
+/// The `AWS_*` variables that point Cairn at the server on `port`.
+pub fn s3_env(port: u16) -> Vec<(&'static str, String)> {
     vec![
         ("AWS_ACCESS_KEY_ID", "cairn-ak".into()),
         ("AWS_SECRET_ACCESS_KEY", "cairn-sk".into()),

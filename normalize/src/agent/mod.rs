@@ -18,6 +18,8 @@ use std::collections::HashMap;
 use opentelemetry_proto::tonic::common::v1::{any_value::Value, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::Span;
 
+use crate::placement::Placement;
+
 pub use cairn_schema::promoted::{output_columns, Kind};
 pub use table::{conventions, Conventions, PayloadColumn, Source};
 
@@ -189,13 +191,24 @@ fn text_of(cell: &Cell) -> Option<&str> {
     }
 }
 
-/// All promoted values of one span, aligned with [`output_columns`].
-pub fn promote(view: &SpanView<'_>) -> Vec<Cell> {
+/// All promoted values of one span, aligned with [`output_columns`]. `placement` (from the
+/// Kubernetes API) fills the placement columns the span's attributes leave empty.
+pub fn promote(view: &SpanView<'_>, placement: Option<&Placement>) -> Vec<Cell> {
     let conv = conventions();
     let mut picked: HashMap<&str, (Cell, String)> = HashMap::new();
     for c in &conv.columns {
         if let Some(found) = pick(view, &c.candidates, c.kind, conv) {
             picked.insert(c.name.as_str(), found);
+        }
+    }
+    for (column, value) in placement.map(Placement::copied).into_iter().flatten() {
+        if let Some(value) = value {
+            picked.entry(column).or_insert_with(|| {
+                (
+                    Cell::Text(Some(value.to_owned())),
+                    crate::placement::K8S_API.to_owned(),
+                )
+            });
         }
     }
     let text = |name: &str| {
@@ -280,6 +293,7 @@ pub fn promote(view: &SpanView<'_>) -> Vec<Cell> {
             }
         }
     }
+    out.extend(crate::placement::columns(view.resource, placement));
     out
 }
 

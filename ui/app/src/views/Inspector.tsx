@@ -76,7 +76,10 @@ export function Inspector({ traceId, spanId, onSelect, crumbs }: InspectorProps)
         <Fact label="Tool">{str("tool_name") ? `${str("tool_name")}${str("tool_call_id") ? ` (${str("tool_call_id")})` : ""}` : undefined}</Fact>
         <Fact label="Sandbox">{str("sandbox_id")}</Fact>
         <Fact label="Pod">{[str("k8s_namespace"), str("k8s_pod_name")].filter(Boolean).join("/") || undefined}</Fact>
+        <Fact label="Workload">{[str("k8s_workload_kind"), str("k8s_workload_name")].filter(Boolean).join(" ") || undefined}</Fact>
+        <Fact label="Runtime">{str("k8s_runtime_class")}</Fact>
         <Fact label="Node">{str("k8s_node_name")}</Fact>
+        <Fact label="Service account">{str("k8s_service_account")}</Fact>
         <Fact label="Service">{str("service_name")}</Fact>
         <Fact label="Conversation">{str("conversation_id")}</Fact>
         <Fact label="Span">
