@@ -17,8 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -38,7 +37,7 @@ use prost::Message as _;
 use serde_json::Value;
 
 use crate::agent_run::InRuntime;
-use crate::harness::{client, free_port, parquet_files, temp_dir, Cairn};
+use crate::harness::{client, parquet_files, temp_dir, Cairn};
 use crate::s3::{s3_env, start_s3};
 
 const TENANTS: [&str; 3] = ["acme", "globex", "initech"];
