@@ -25,6 +25,8 @@ import urllib.request
 
 from load_compare import cairn_load
 
+# The tenant `cairn-bench load` sends as (its default).
+TENANT = "bench"
 # The agents and pod names of benches/src/workload.rs: `{agent}-agent-{run % 64:04x}`.
 AGENTS = ["support", "research", "coder", "ops", "billing"]
 
@@ -68,18 +70,18 @@ def seed(directory, filler):
     return n
 
 
-def sql(http_base, query):
+def sql(http_base, query, tenant):
     req = urllib.request.Request(f"{http_base}/api/v1/sql", data=json.dumps({"sql": query}).encode(),
-                                 headers={"content-type": "application/json", "accept": "application/json"})
+                                 headers={"content-type": "application/json", "accept": "application/json",
+                                          "X-Scope-OrgID": tenant})
     with urllib.request.urlopen(req, timeout=120) as resp:
         return json.loads(resp.read())
 
 
 def enriched_share(http_base):
-    rows = sql(http_base, "SELECT count(*) AS spans, count(*) FILTER (WHERE k8s_pod_uid_src = 'k8s_api') AS enriched, "
-                          "count(DISTINCT k8s_pod_uid) AS pods FROM spans")
-    rows = rows.get("rows", rows) if isinstance(rows, dict) else rows
-    return rows[0]
+    """Spans stored, spans whose pod uid came from the API, distinct pods (tenant of `cairn-bench`)."""
+    return sql(http_base, "SELECT count(*) AS spans, count(*) FILTER (WHERE k8s_pod_uid_src = 'k8s_api') "
+                          "AS enriched, count(DISTINCT k8s_pod_uid) AS pods FROM spans", TENANT)[0]
 
 
 def main():
@@ -124,6 +126,8 @@ def main():
 
     for r in rows:
         a = r["after"]
+        if a["spans"] < r["spans"]:
+            raise SystemExit(f"{r['label']}: {a['spans']} spans stored of {r['spans']} sent")
         if r["mode"] == "on" and a["enriched"] != a["spans"]:
             raise SystemExit(f"{r['label']}: only {a['enriched']} of {a['spans']} spans were enriched")
         if r["mode"] == "off" and a["enriched"]:
