@@ -23,46 +23,27 @@ Needs `psycopg` from PyPI.
 
 import argparse
 import json
-import os
-import socket
 import statistics
-import subprocess
 import time
 import urllib.parse
 import urllib.request
 
 import psycopg
 
+import query_suite
+from query_suite import free_port
+
 TENANT = "bench"
 TOOLS = ["search", "run_sql", "read_file"]
 AGENTS = ["support", "research", "coder", "ops", "billing"]
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class Cairn(query_suite.Cairn):
+    """`cairn query` with the Postgres wire, and a connection to it as Grafana's data source."""
 
-
-class Cairn:
     def __init__(self, binary, store):
-        self.port, self.pg_port = free_port(), free_port()
-        self.proc = subprocess.Popen(
-            [binary, "query", "--store", store, "--http-addr", f"127.0.0.1:{self.port}",
-             "--pg-addr", f"127.0.0.1:{self.pg_port}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            env={**os.environ, "CAIRN_LOG": "warn"},
-        )
-        self.base = f"http://127.0.0.1:{self.port}"
-        deadline = time.time() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.base}/health", timeout=1):
-                    break
-            except OSError:
-                if time.time() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError("cairn query did not start")
-                time.sleep(0.05)
+        self.pg_port = free_port()
+        super().__init__(binary, store, pg_port=self.pg_port)
         self.pg = psycopg.connect(host="127.0.0.1", port=self.pg_port, user=TENANT,
                                   dbname="cairn", autocommit=True)
 
@@ -87,8 +68,7 @@ class Cairn:
 
     def stop(self):
         self.pg.close()
-        self.proc.terminate()
-        self.proc.wait(timeout=60)
+        super().stop()
 
 
 def pairs(summary):

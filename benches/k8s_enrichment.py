@@ -93,6 +93,7 @@ def main():
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--filler-pods", type=int, default=5_000)
     ap.add_argument("--rounds", type=int, default=2, help="off/on pairs, alternating")
+    ap.add_argument("--baseline", help="a cairn binary from before enrichment existed, run in each round too")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="cairn-k8s-bench-")
     pods = os.path.join(work, "pods")
@@ -109,10 +110,13 @@ def main():
             "off": ["--kube", "off"],
             "on": ["--kube", "on", "--kubeconfig", kubeconfig],
         }
+        runs = [(mode, args.cairn, extra) for mode, extra in modes.items()]
+        if args.baseline:
+            runs.insert(0, ("baseline", args.baseline, []))
         for round_ in range(args.rounds):
-            for mode, extra in modes.items():
+            for mode, binary, extra in runs:
                 label = f"kube-{mode}-{round_}"
-                row = cairn_load(args.cairn, args.bench, "grpc", args.spans, args.connections, work, report,
+                row = cairn_load(binary, args.bench, "grpc", args.spans, args.connections, work, report,
                                  extra=extra, label=label, after=enriched_share)
                 row["mode"] = mode
                 rows.append(row)
@@ -130,7 +134,7 @@ def main():
             raise SystemExit(f"{r['label']}: {a['spans']} spans stored of {r['spans']} sent")
         if r["mode"] == "on" and a["enriched"] != a["spans"]:
             raise SystemExit(f"{r['label']}: only {a['enriched']} of {a['spans']} spans were enriched")
-        if r["mode"] == "off" and a["enriched"]:
+        if r["mode"] != "on" and a["enriched"]:
             raise SystemExit(f"{r['label']}: spans enriched with --kube off")
 
     def f(v, fmt="{:,.0f}"):
@@ -151,9 +155,11 @@ def main():
                       ("visible_spans_per_second", "durable+visible spans/s"),
                       ("cpu_seconds_per_million_spans", "CPU s per M spans"),
                       ("peak_rss_bytes", "peak RSS")):
-        on, off = mean("on", key), mean("off", key)
-        if on and off:
-            print(f"enrichment on / off, {what}: {on / off:.3f}")
+        for mode in ("on", "off"):
+            for base in ("off", "baseline"):
+                a, b = mean(mode, key), mean(base, key)
+                if a and b and mode != base:
+                    print(f"{mode} / {base}, {what}: {a / b:.3f}")
 
 
 if __name__ == "__main__":

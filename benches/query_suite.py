@@ -57,10 +57,13 @@ def drop_caches():
 
 
 class Cairn:
-    def __init__(self, binary, store, memory):
+    """`cairn query` on `store`, with the Postgres wire on `pg_port` when given."""
+
+    def __init__(self, binary, store, memory="2GiB", pg_port=None):
         self.port = free_port()
+        pg_addr = f"127.0.0.1:{pg_port}" if pg_port else "off"
         self.proc = subprocess.Popen(
-            [binary, "query", "--store", store, "--http-addr", f"127.0.0.1:{self.port}", "--pg-addr", "off",
+            [binary, "query", "--store", store, "--http-addr", f"127.0.0.1:{self.port}", "--pg-addr", pg_addr,
              "--query-memory", memory],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             env={**os.environ, "CAIRN_LOG": "warn"},

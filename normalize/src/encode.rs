@@ -99,6 +99,8 @@ pub fn encode_placed(
     for (i, rs) in request.resource_spans.iter().enumerate() {
         let placement = placements.get(i).and_then(Option::as_deref);
         let resource = rs.resource.as_ref().unwrap_or(&empty_resource);
+        // The same for every span of the resource.
+        let placed = crate::placement::columns(&resource.attributes, placement);
         let resource_ok = check_nesting("resource attribute", &resource.attributes);
         for ss in &rs.scope_spans {
             let scope = ss.scope.as_ref().unwrap_or(&empty_scope);
@@ -110,6 +112,7 @@ pub fn encode_placed(
                     scope,
                     scope_schema_url: &ss.schema_url,
                     placement,
+                    placed: &placed,
                 };
                 let checked = match resource_ok.as_ref().and(scope_ok.as_ref()) {
                     Ok(()) => check(span).map_err(Rejected::Span),
@@ -231,6 +234,8 @@ struct SpanContext<'a> {
     scope: &'a InstrumentationScope,
     scope_schema_url: &'a str,
     placement: Option<&'a Placement>,
+    /// The resource's [`crate::placement::columns`].
+    placed: &'a [Cell],
 }
 
 /// Text form of a span kind.
@@ -486,7 +491,7 @@ impl SpanBatchBuilder {
             .append_value(ctx.scope.dropped_attributes_count);
         self.scope_schema_url
             .append_option(non_empty(ctx.scope_schema_url));
-        for (cell, builder) in promote(&view, ctx.placement)
+        for (cell, builder) in promote(&view, ctx.placement, ctx.placed)
             .into_iter()
             .zip(&mut self.promoted)
         {

@@ -192,8 +192,9 @@ fn text_of(cell: &Cell) -> Option<&str> {
 }
 
 /// All promoted values of one span, aligned with [`output_columns`]. `placement` (from the
-/// Kubernetes API) fills the placement columns the span's attributes leave empty.
-pub fn promote(view: &SpanView<'_>, placement: Option<&Placement>) -> Vec<Cell> {
+/// Kubernetes API) fills the placement columns the span's attributes leave empty; `placed` are
+/// its resource's [`crate::placement::columns`], computed once per resource.
+pub fn promote(view: &SpanView<'_>, placement: Option<&Placement>, placed: &[Cell]) -> Vec<Cell> {
     let conv = conventions();
     let mut picked: HashMap<&str, (Cell, String)> = HashMap::new();
     for c in &conv.columns {
@@ -293,7 +294,7 @@ pub fn promote(view: &SpanView<'_>, placement: Option<&Placement>) -> Vec<Cell> 
             }
         }
     }
-    out.extend(crate::placement::columns(view.resource, placement));
+    out.extend_from_slice(placed);
     out
 }
 
