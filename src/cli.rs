@@ -45,6 +45,12 @@ pub enum Command {
     Config(ServeArgs),
     /// Build the trace index of tenants whose spans were written before it existed.
     Reindex(ReindexArgs),
+    /// The tamper-evident chain of committed files: signing key, heads, adoption.
+    Chain(crate::chain::ChainArgs),
+    /// Check a tenant's files against its chain; report every difference (exit status 1).
+    Verify(crate::verify::VerifyArgs),
+    /// Create, list and revoke the API tokens of `--auth-tokens`.
+    Token(crate::token::TokenArgs),
 }
 
 /// Settings of every command.
@@ -82,8 +88,14 @@ pub struct ServeArgs {
     pub ready_file: Option<PathBuf>,
     #[command(flatten, next_help_heading = "Every listener")]
     pub limits: cairn_net::Limits,
+    #[command(flatten, next_help_heading = "TLS (every listener)")]
+    pub tls: cairn_net::tls::TlsConfig,
+    #[command(flatten, next_help_heading = "Authentication (every listener)")]
+    pub auth: cairn_auth::AuthConfig,
     #[command(flatten, next_help_heading = "Collector")]
     pub collector: CollectorConfig,
+    #[command(flatten, next_help_heading = "Tamper-evident chain")]
+    pub chain: crate::chain::ChainConfig,
     #[command(flatten, next_help_heading = "Kubernetes")]
     pub kube: cairn_k8s::KubeConfig,
     #[command(flatten, next_help_heading = "Query API")]
@@ -156,6 +168,14 @@ pub const PER_INVOCATION: &[&str] = &[
     "tenant",
     "tenants",
     "force",
+    "out",
+    "from",
+    "witness",
+    "parallel",
+    "role",
+    "expires",
+    "name",
+    "id",
 ];
 
 /// Settings whose values `cairn config` does not print.
@@ -349,6 +369,10 @@ mod tests {
             "pg_addr",
             "pg_tls_cert",
             "pg_tls_key",
+            "tls_cert",
+            "tls_key",
+            "tls_client_ca",
+            "tls_reload_interval",
             "query_memory",
             "compaction",
             "metrics_addr",

@@ -8,9 +8,12 @@
 //! Settings come from flags, `CAIRN_*` environment variables and an optional TOML file, in that
 //! order of precedence (see [`cli`]).
 
+mod chain;
 mod cli;
 mod lease;
 mod supervise;
+mod token;
+mod verify;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -51,6 +54,15 @@ fn main() -> ExitCode {
         print!("{}", cli::print_config(&parsed));
         return ExitCode::SUCCESS;
     }
+    if let Command::Token(args) = parsed.cli.command {
+        return match token::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -70,6 +82,9 @@ fn main() -> ExitCode {
             Command::Sql(args) => sql(args).await,
             Command::Config(_) => Ok(()),
             Command::Reindex(args) => reindex(args).await,
+            Command::Chain(args) => chain::run(args).await,
+            Command::Verify(args) => verify::run(args).await,
+            Command::Token(_) => Ok(()),
         }
     });
     match result {
@@ -118,6 +133,17 @@ async fn serve(role: Role, args: ServeArgs) -> Result<(), BoxError> {
     tracing::info!(store = %args.common.store, "object store opened");
     let shutdown = CancellationToken::new();
     on_signal(shutdown.clone());
+    // Every listener's authentication, its token file re-read on SIGHUP and when it changes.
+    let auth = cairn_auth::Auth::new(&args.auth)?;
+    auth.watch(shutdown.clone());
+    // Before any listener binds: a TLS file that cannot be used stops the start.
+    let tls = cairn_net::tls::ServerTls::load(&args.tls)?;
+
+    // Every file the collector and compactor commit is recorded in its tenant's chain.
+    let chain = match role {
+        Role::Query => None,
+        _ => Some(args.chain.open(&store)?),
+    };
 
     // The compactor's lease (`--compactor-lease kube`), before `args.kube` goes to the pod cache.
     let lease = match (role, args.compaction.switch) {
@@ -126,9 +152,15 @@ async fn serve(role: Role, args: ServeArgs) -> Result<(), BoxError> {
         }
         _ => None,
     };
+    // Per-tenant limits: the collector's and the query API's, from one file.
+    let tenant_limits = args.collector.tenant_limits.clone();
     let collector = match role {
         Role::All | Role::Collector => {
-            let server = CollectorServer::bind(args.collector, args.limits, store.clone()).await?;
+            let server =
+                CollectorServer::bind(args.collector, args.limits, store.clone(), chain.clone())
+                    .await?
+                    .with_tls(tls.clone())
+                    .with_auth(auth.clone());
             Some(match pod_cache(args.kube, &shutdown).await? {
                 Some(cache) => server.with_locate(cache),
                 None => server,
@@ -139,12 +171,18 @@ async fn serve(role: Role, args: ServeArgs) -> Result<(), BoxError> {
     let compactor = match (role, args.compaction.switch) {
         (Role::All | Role::Compactor, Switch::On) => Some(
             Compactor::new(store.clone(), args.compaction.config)
-                .with_gate(lease::gate(lease.as_ref())),
+                .with_gate(lease::gate(lease.as_ref()))
+                .with_chain(chain.clone().expect("a chain when writing")),
         ),
         _ => None,
     };
     let query = match role {
-        Role::All | Role::Query => Some(QueryServer::bind(args.query, args.limits, store).await?),
+        Role::All | Role::Query => Some(
+            QueryServer::bind(args.query, args.limits, store, auth.clone())
+                .await?
+                .with_tls(tls.clone())
+                .with_tenant_limits(tenant_limits, &shutdown)?,
+        ),
         Role::Collector | Role::Compactor => None,
     };
     // The compactor has no port of its own but this one; the other roles serve /metrics on
@@ -161,6 +199,17 @@ async fn serve(role: Role, args: ServeArgs) -> Result<(), BoxError> {
     if query.is_some() {
         cairn_query::metrics::init();
     }
+    let listeners: Vec<std::net::SocketAddr> = [
+        collector.as_ref().map(|c| c.grpc_addr()),
+        collector.as_ref().map(|c| c.http_addr()),
+        query.as_ref().map(|q| q.addr()),
+        query.as_ref().and_then(|q| q.pg_addr()),
+        metrics.as_ref().and_then(|m| m.local_addr().ok()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    auth.announce(&listeners);
     if let Some(path) = &args.ready_file {
         let ready = serde_json::json!({
             "otlp_grpc": collector.as_ref().map(|c| c.grpc_addr().to_string()),
@@ -208,12 +257,14 @@ async fn serve(role: Role, args: ServeArgs) -> Result<(), BoxError> {
         }));
     }
     if let Some(listener) = metrics {
-        tracing::info!(addr = %metrics_addr, "metrics listening");
+        use cairn_net::tls::{describe, Listener};
+        tracing::info!(addr = %metrics_addr, tls = describe(tls.as_ref(), Listener::Http), "metrics listening");
         let limits = args.limits;
         let stop = shutdown.clone();
+        let tls = tls.map(|t| t.acceptor(Listener::Http, limits.head_timeout));
         roles.push(Part::new("metrics", async move {
             cairn_net::serve(
-                cairn_net::LimitedListener::new(listener, limits.max_connections),
+                cairn_net::LimitedListener::new(listener, limits.max_connections).with_tls(tls),
                 cairn_telemetry::router(),
                 limits,
                 stop.cancelled_owned(),

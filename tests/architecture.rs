@@ -12,7 +12,11 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("cairn-schema", &[]),
     ("cairn-telemetry", &[]),
     ("cairn-ui", &[]),
-    ("cairn-net", &["cairn-config"]),
+    ("cairn-net", &["cairn-config", "cairn-telemetry"]),
+    (
+        "cairn-auth",
+        &["cairn-config", "cairn-schema", "cairn-telemetry"],
+    ),
     ("cairn-normalize", &["cairn-schema"]),
     (
         "cairn-k8s",
@@ -27,6 +31,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "cairn-store",
             "cairn-telemetry",
             "cairn-net",
+            "cairn-auth",
             "cairn-config",
         ],
     ),
@@ -38,6 +43,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "cairn-store",
             "cairn-telemetry",
             "cairn-net",
+            "cairn-auth",
             "cairn-config",
             "cairn-ui",
         ],
@@ -74,6 +80,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "cairn-query",
             "cairn-compactor",
             "cairn-k8s",
+            "cairn-auth",
         ],
     ),
 ];

@@ -8,6 +8,12 @@
 //! are acknowledged), and releases the segment. At most [`MAX_CONCURRENT_FLUSHES`] run at once
 //! while the next batch accumulates. When the queue closes, what is buffered is written before
 //! the batcher returns.
+//!
+//! Each file's BLAKE3 hash is taken from the encoded bytes on the blocking pool, beside the
+//! encoding; once every file of a flush is committed, one entry per tenant records them in the
+//! tenant's tamper-evident chain ([`cairn_store::chain`]) before the flush counts as done. A
+//! replayed segment rewrites the same names: files the chain already records with the same hash
+//! are not recorded again.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -17,6 +23,7 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use cairn_normalize::encode::Partition;
 use cairn_schema::layout::{self, Dataset};
 use cairn_schema::tenant::Tenant;
+use cairn_store::chain::{self, Chain, FileRecord, Kind, Record};
 use cairn_store::file_format::Effort;
 use cairn_store::trace_index;
 use futures::{stream, StreamExt};
@@ -131,10 +138,20 @@ impl Buffer {
     }
 }
 
+/// Where flushed files go: the store, and the chain that records them.
+#[derive(Clone)]
+pub struct Output {
+    pub store: Arc<dyn ObjectStore>,
+    pub chain: Option<Chain>,
+}
+
+/// How long before a replayed segment's start its files may have been recorded (clock steps).
+const REPLAY_CLOCK_SLACK: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
 /// Writes a write-ahead-log segment left by a previous run under its own file names (replacing
 /// whatever part of it that run had written), retrying until it succeeds.
 pub async fn replay_segment(
-    store: Arc<dyn ObjectStore>,
+    output: Output,
     collector: &str,
     segment: u64,
     records: Vec<(Tenant, Vec<Partition>)>,
@@ -147,7 +164,10 @@ pub async fn replay_segment(
         collector: collector.to_owned(),
         segment,
     };
-    flush_until_written(store, Known::default(), buffer, naming).await;
+    // Segment ids are the microsecond they were started at.
+    let since = chrono::DateTime::from_timestamp_micros(segment as i64)
+        .map(|t| (t - REPLAY_CLOCK_SLACK).to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    flush_until_written(output, Known::default(), buffer, naming, since).await;
 }
 
 /// When a flush starts: every `interval`, or sooner once `bytes` are buffered or spans of
@@ -161,7 +181,7 @@ pub struct FlushTriggers {
 
 /// Runs the batcher until `rx` closes and everything buffered is written.
 pub async fn run(
-    store: Arc<dyn ObjectStore>,
+    output: Output,
     mut rx: mpsc::Receiver<Item>,
     triggers: FlushTriggers,
     wal: Option<WalControl>,
@@ -184,10 +204,10 @@ pub async fn run(
                     while flushes.len() >= MAX_CONCURRENT_FLUSHES {
                         flushes.join_next().await;
                     }
-                    let (store, known, wal) = (Arc::clone(&store), Arc::clone(&known), wal.clone());
+                    let (output, known, wal) = (output.clone(), Arc::clone(&known), wal.clone());
                     let taken = std::mem::take(&mut buffer);
                     flushes.spawn(async move {
-                        flush_until_written(store, known, taken, naming).await;
+                        flush_until_written(output, known, taken, naming, None).await;
                         wal.release(segment);
                     });
                     false
@@ -206,7 +226,7 @@ pub async fn run(
                     }
                     let taken = std::mem::take(&mut buffer);
                     flushes.spawn(flush(
-                        Arc::clone(&store),
+                        output.clone(),
                         Arc::clone(&known),
                         taken,
                         Naming::Unique,
@@ -216,21 +236,32 @@ pub async fn run(
         }
     }
     if !buffer.is_empty() {
-        flushes.spawn(flush(Arc::clone(&store), known, buffer, Naming::Unique));
+        flushes.spawn(flush(output.clone(), known, buffer, Naming::Unique));
     }
     while flushes.join_next().await.is_some() {}
 }
 
 /// Writes a buffer of acknowledged spans, retrying with backoff until every file is committed.
+/// `replayed_since`: the buffer is a replayed segment, whose files may have been recorded
+/// since then.
 async fn flush_until_written(
-    store: Arc<dyn ObjectStore>,
+    output: Output,
     known: Known,
     buffer: Buffer,
     naming: Naming,
+    replayed_since: Option<String>,
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match write_all(&store, &known, &buffer.groups, &naming).await {
+        match write_all(
+            &output,
+            &known,
+            &buffer.groups,
+            &naming,
+            replayed_since.as_deref(),
+        )
+        .await
+        {
             Ok(rows) => {
                 tracing::debug!(rows, files = buffer.groups.len(), "segment written");
                 return;
@@ -257,11 +288,14 @@ fn jittered(backoff: Duration) -> Duration {
 
 #[tracing::instrument(name = "flush", skip_all, fields(partitions = groups.len()))]
 async fn write_all(
-    store: &Arc<dyn ObjectStore>,
+    output: &Output,
     known: &Known,
     groups: &BTreeMap<(Tenant, i64), Group>,
     naming: &Naming,
+    replayed_since: Option<&str>,
 ) -> Result<usize, WriteError> {
+    let store = &output.store;
+    let mut records: BTreeMap<Tenant, Vec<FileRecord>> = BTreeMap::new();
     let unchecked: Vec<Tenant> = {
         let k = known.lock().expect("known payloads");
         let mut t: Vec<Tenant> = groups.keys().map(|(t, _)| t.clone()).collect();
@@ -270,12 +304,25 @@ async fn write_all(
         t
     };
     for tenant in unchecked {
-        trace_index::prepare_tenant(store.as_ref(), &tenant)
+        let marker = cairn_schema::trace_index::marker(&tenant);
+        let store_error = |e| WriteError::Store {
+            path: marker.to_string(),
+            source: Arc::new(e),
+        };
+        let before = trace_index::is_complete(store.as_ref(), &tenant)
             .await
-            .map_err(|e| WriteError::Store {
-                path: cairn_schema::trace_index::marker(&tenant).to_string(),
-                source: Arc::new(e),
-            })?;
+            .map_err(store_error)?;
+        if !before
+            && trace_index::prepare_tenant(store.as_ref(), &tenant)
+                .await
+                .map_err(store_error)?
+        {
+            // The marker was written now: recorded with the flush.
+            records
+                .entry(tenant.clone())
+                .or_default()
+                .push(FileRecord::of_bytes(&marker, trace_index::MARKER));
+        }
         known
             .lock()
             .expect("known payloads")
@@ -301,9 +348,16 @@ async fn write_all(
     let mut rows = 0;
     let mut hashes = Vec::new();
     for r in results {
-        let (n, h) = r?;
-        rows += n;
-        hashes.extend(h);
+        let written = r?;
+        rows += written.rows;
+        hashes.extend(written.payloads);
+        records
+            .entry(written.tenant)
+            .or_default()
+            .extend(written.files);
+    }
+    if let Some(chain) = &output.chain {
+        record(chain, records, replayed_since).await?;
     }
     crate::metrics::metrics().flushes.inc();
     let mut k = known.lock().expect("known payloads");
@@ -313,9 +367,34 @@ async fn write_all(
     Ok(rows)
 }
 
+/// Records the files of one flush, one entry per tenant.
+async fn record(
+    chain: &Chain,
+    records: BTreeMap<Tenant, Vec<FileRecord>>,
+    replayed_since: Option<&str>,
+) -> Result<(), WriteError> {
+    let appends = records.into_iter().map(|(tenant, files)| async move {
+        let mut record = Record::new(Kind::Add);
+        record.files = files;
+        let appended = match replayed_since {
+            Some(since) => chain.append_replayed(&tenant, record, since).await,
+            None => chain.append(&tenant, record).await,
+        };
+        appended.map_err(|e| WriteError::Store {
+            path: chain::dir(&tenant).to_string(),
+            source: Arc::new(object_store::Error::Generic {
+                store: "chain",
+                source: Box::new(e),
+            }),
+        })
+    });
+    futures::future::try_join_all(appends).await?;
+    Ok(())
+}
+
 /// Writes a buffer and answers its waiters with the outcome.
-async fn flush(store: Arc<dyn ObjectStore>, known: Known, buffer: Buffer, naming: Naming) {
-    let result = write_all(&store, &known, &buffer.groups, &naming).await;
+async fn flush(output: Output, known: Known, buffer: Buffer, naming: Naming) {
+    let result = write_all(&output, &known, &buffer.groups, &naming, None).await;
     if let Err(e) = &result {
         tracing::error!(error = %e, "flush failed; exports answered as unavailable");
     }
@@ -363,8 +442,24 @@ async fn put_once(store: &dyn ObjectStore, path: Path, bytes: Vec<u8>) -> Result
         })
 }
 
-/// Rows written and payload hashes committed by one flush.
-type Written = (usize, Vec<(Tenant, i64, Vec<String>)>);
+/// What writing one partition committed.
+struct Written {
+    rows: usize,
+    /// Payload hashes stored, by tenant and hour.
+    payloads: Vec<(Tenant, i64, Vec<String>)>,
+    tenant: Tenant,
+    /// The files written, for the chain.
+    files: Vec<FileRecord>,
+}
+
+/// The chain's record of `bytes` at `path`, whose BLAKE3 hash is `digest`.
+fn file_record(path: &Path, bytes: &[u8], digest: String) -> FileRecord {
+    FileRecord {
+        path: path.to_string(),
+        size: bytes.len() as u64,
+        blake3: digest,
+    }
+}
 
 /// Writes the group's new payloads, then its spans, then their trace index entries: a span file
 /// never refers to a payload that is not yet stored. The payload hashes are remembered by the caller only once the whole flush
@@ -378,6 +473,7 @@ async fn write_partition(
     naming: Naming,
 ) -> Result<Written, WriteError> {
     let mut committed = Vec::new();
+    let mut files = Vec::new();
     // Where each payload the spans refer to is stored: in this hour when written now, in the
     // hour of the copy they reuse otherwise. The spans' index entries record these hours.
     let mut placed: HashMap<String, i64> = HashMap::new();
@@ -411,20 +507,19 @@ async fn write_partition(
                         .collect::<Vec<_>>()
                 })
                 .collect();
-            cairn_store::parquet::encode_payloads(&fresh, Effort::Ingest)
-                .map(|(bytes, _)| (Some((bytes, hashes)), reused))
+            cairn_store::parquet::encode_payloads(&fresh, Effort::Ingest).map(|(bytes, _)| {
+                let digest = chain::digest(&bytes);
+                (Some((bytes, digest, hashes)), reused)
+            })
         })
         .await??;
         let (encoded, reused) = encoded;
         placed = reused;
-        if let Some((bytes, hashes)) = encoded {
+        if let Some((bytes, digest, hashes)) = encoded {
             placed.extend(hashes.iter().map(|h| (h.clone(), hour)));
-            put(
-                store.as_ref(),
-                naming.path(Dataset::Payloads, &tenant, hour),
-                bytes,
-            )
-            .await?;
+            let path = naming.path(Dataset::Payloads, &tenant, hour);
+            files.push(file_record(&path, &bytes, digest));
+            put(store.as_ref(), path, bytes).await?;
             committed.push((tenant.clone(), hour, hashes));
         }
     }
@@ -436,19 +531,29 @@ async fn write_partition(
         let all = arrow::compute::concat_batches(&cairn_schema::columns::spans_schema(), &spans)
             .map_err(|e| cairn_store::Error::Internal(format!("concatenating spans: {e}")))?;
         let all = cairn_normalize::agent::across_spans(&all);
-        cairn_store::parquet::encode_span_file(
+        let file = cairn_store::parquet::encode_span_file(
             &all,
             hour,
             |h| placed.get(h).copied(),
             Effort::Ingest,
-        )
+        )?;
+        let digests = (chain::digest(&file.spans), chain::digest(&file.index));
+        Ok::<_, cairn_store::Error>((file, digests))
     })
     .await??;
+    let (file, (spans_digest, index_digest)) = file;
     let path = naming.path(Dataset::Spans, &tenant, hour);
     let index_path = cairn_schema::trace_index::delta_path(&tenant, hour, &path);
+    files.push(file_record(&path, &file.spans, spans_digest));
+    files.push(file_record(&index_path, &file.index, index_digest));
     put(store.as_ref(), path, file.spans).await?;
     // After the span file: an index entry never points at spans not yet stored. The segment (or
     // the waiting exports) is released only once both are written.
     put(store.as_ref(), index_path, file.index).await?;
-    Ok((file.rows, committed))
+    Ok(Written {
+        rows: file.rows,
+        payloads: committed,
+        tenant,
+        files,
+    })
 }

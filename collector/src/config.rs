@@ -48,6 +48,35 @@ pub struct CollectorConfig {
     /// written at the next start.
     #[arg(long, env = "CAIRN_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse::span)]
     pub shutdown_timeout: Duration,
+    /// TOML file of redaction rules (`[[rule]]` with a `preset`, key globs and/or value regexes,
+    /// `action = "mask"|"hash"`) applied to every export before it is logged or stored;
+    /// re-read on SIGHUP. No redaction without it.
+    #[arg(long, env = "CAIRN_REDACTION_RULES")]
+    pub redaction_rules: Option<PathBuf>,
+    /// File of secret bytes (at least 16) keying the hashes of `action = "hash"` rules; without
+    /// it they are plain BLAKE3, which anyone can recompute for a guessed value.
+    #[arg(long, env = "CAIRN_REDACTION_KEY")]
+    pub redaction_key: Option<PathBuf>,
+    /// TOML file of per-tenant limits (`[tenant.<name>]` with `spans_per_second`,
+    /// `bytes_per_second`, `storage_quota`, `max_concurrent_queries`) overriding the
+    /// `--tenant-*` defaults; re-read on SIGHUP by the collector and the query API.
+    #[arg(long, env = "CAIRN_TENANT_LIMITS")]
+    pub tenant_limits: Option<PathBuf>,
+    /// Spans per second each tenant may export (token bucket, one second of burst); beyond it
+    /// exports are refused as retryable. No limit by default.
+    #[arg(long, env = "CAIRN_TENANT_SPANS_PER_SECOND", value_parser = parse::positive)]
+    pub tenant_spans_per_second: Option<usize>,
+    /// Request bytes per second each tenant may export, like `--tenant-spans-per-second`.
+    #[arg(long, env = "CAIRN_TENANT_BYTES_PER_SECOND", value_parser = parse::size)]
+    pub tenant_bytes_per_second: Option<usize>,
+    /// Bytes each tenant may keep in the store; once reached its exports are refused (not
+    /// retryable) until data expires or the quota is raised. No quota by default.
+    #[arg(long, env = "CAIRN_TENANT_STORAGE_QUOTA", value_parser = parse::size)]
+    pub tenant_storage_quota: Option<usize>,
+    /// How often the store is listed for the bytes of each tenant with a storage quota; between
+    /// listings the bytes of accepted exports are added.
+    #[arg(long, env = "CAIRN_TENANT_USAGE_INTERVAL", default_value = "60s", value_parser = parse::span)]
+    pub tenant_usage_interval: Duration,
 }
 
 /// When an export is acknowledged.
@@ -60,6 +89,16 @@ pub enum Ack {
 }
 
 impl CollectorConfig {
+    /// The default limits of every tenant (before the `--tenant-limits` file).
+    pub fn tenant_defaults(&self) -> cairn_config::tenant_limits::TenantLimits {
+        cairn_config::tenant_limits::TenantLimits {
+            spans_per_second: self.tenant_spans_per_second.map(|n| n as u64),
+            bytes_per_second: self.tenant_bytes_per_second.map(|n| n as u64),
+            storage_quota: self.tenant_storage_quota.map(|n| n as u64),
+            max_concurrent_queries: None,
+        }
+    }
+
     /// The write-ahead log directory, or none when exports are acknowledged once stored.
     pub fn log_dir(&self) -> Option<&Path> {
         (self.ack == Ack::Wal).then_some(self.wal_dir.as_path())
@@ -83,6 +122,8 @@ mod tests {
         assert_eq!(c.max_message_size, 16 << 20);
         assert_eq!(c.flush_interval, Duration::from_secs(1));
         assert_eq!(c.log_dir(), Some(Path::new("./cairn-wal")));
+        assert!(c.redaction_rules.is_none() && c.tenant_limits.is_none());
+        assert_eq!(c.tenant_defaults(), Default::default());
         let stored = CollectorConfig {
             ack: Ack::Stored,
             ..c

@@ -18,6 +18,17 @@ pub enum Error {
     /// The collector's buffers are full; the client should retry later.
     #[error("overloaded: {0}")]
     Overloaded(String),
+    /// The tenant sends faster than its ingest rate; the client should retry after
+    /// `retry_after_secs`.
+    #[error("rate limited: {message}")]
+    RateLimited {
+        message: String,
+        retry_after_secs: u64,
+    },
+    /// The tenant's stored bytes reached its storage quota; retrying will not help until data
+    /// expires or the quota is raised.
+    #[error("storage quota reached: {0}")]
+    QuotaExceeded(String),
     /// The object store failed; the client should retry later.
     #[error("storage unavailable: {0}")]
     Storage(String),
@@ -27,6 +38,10 @@ pub enum Error {
     /// The collector is shutting down.
     #[error("shutting down")]
     ShuttingDown,
+    /// A file the collector was configured with cannot be used (redaction rules, tenant limits);
+    /// refuses the start, or keeps the previous file in force on a reload.
+    #[error("invalid configuration: {0}")]
+    Config(String),
     /// A bug or an unexpected failure inside the collector.
     #[error("internal error: {0}")]
     Internal(String),
@@ -41,9 +56,13 @@ impl Error {
     pub fn grpc_code(&self) -> tonic::Code {
         match self {
             Error::BadRequest(_) | Error::UnsupportedMediaType(_) => tonic::Code::InvalidArgument,
-            Error::TooLarge(_) | Error::Overloaded(_) => tonic::Code::ResourceExhausted,
+            Error::TooLarge(_) | Error::Overloaded(_) | Error::RateLimited { .. } => {
+                tonic::Code::ResourceExhausted
+            }
+            // Not RESOURCE_EXHAUSTED: some SDKs retry that code even without `RetryInfo`.
+            Error::QuotaExceeded(_) => tonic::Code::FailedPrecondition,
             Error::Storage(_) | Error::Write(_) | Error::ShuttingDown => tonic::Code::Unavailable,
-            Error::Internal(_) => tonic::Code::Internal,
+            Error::Config(_) | Error::Internal(_) => tonic::Code::Internal,
         }
     }
 
@@ -54,9 +73,12 @@ impl Error {
             Error::BadRequest(_) => S::BAD_REQUEST,
             Error::UnsupportedMediaType(_) => S::UNSUPPORTED_MEDIA_TYPE,
             Error::TooLarge(_) => S::PAYLOAD_TOO_LARGE,
-            Error::Overloaded(_) => S::TOO_MANY_REQUESTS,
+            Error::Overloaded(_) | Error::RateLimited { .. } => S::TOO_MANY_REQUESTS,
+            // A 4xx other than 429 (and 408): final for every OTLP/HTTP client; a 5xx would be
+            // retried by some.
+            Error::QuotaExceeded(_) => S::FORBIDDEN,
             Error::Storage(_) | Error::Write(_) | Error::ShuttingDown => S::SERVICE_UNAVAILABLE,
-            Error::Internal(_) => S::INTERNAL_SERVER_ERROR,
+            Error::Config(_) | Error::Internal(_) => S::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -67,8 +89,11 @@ impl Error {
             Error::UnsupportedMediaType(_) => "unsupported_media_type",
             Error::TooLarge(_) => "too_large",
             Error::Overloaded(_) => "overloaded",
+            Error::RateLimited { .. } => "tenant_rate",
+            Error::QuotaExceeded(_) => "tenant_quota",
             Error::Storage(_) | Error::Write(_) => "storage",
             Error::ShuttingDown => "shutting_down",
+            Error::Config(_) => "config",
             Error::Internal(_) => "internal",
         }
     }
@@ -77,6 +102,9 @@ impl Error {
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
             Error::Overloaded(_) | Error::ShuttingDown => Some(1),
+            Error::RateLimited {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
             Error::Storage(_) | Error::Write(_) => Some(5),
             _ => None,
         }
@@ -140,6 +168,18 @@ mod tests {
         assert!(status.get_details_retry_info().is_some());
         let status = tonic::Status::from(Error::TooLarge("big".into()));
         assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert!(status.get_details_retry_info().is_none());
+        let status = tonic::Status::from(Error::RateLimited {
+            message: "fast".into(),
+            retry_after_secs: 3,
+        });
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        let info = status.get_details_retry_info().expect("retry info");
+        assert_eq!(info.retry_delay, Some(std::time::Duration::from_secs(3)));
+        let quota = Error::QuotaExceeded("full".into());
+        assert_eq!(quota.http_status(), http::StatusCode::FORBIDDEN);
+        let status = tonic::Status::from(quota);
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition);
         assert!(status.get_details_retry_info().is_none());
     }
 }

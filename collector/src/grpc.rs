@@ -3,6 +3,10 @@
 //! tonic reads and inflates each message (up to the message size limit) but does not decode
 //! it: the service takes the raw protobuf bytes, so that the request is charged to the memory
 //! budget by its estimated decoded size before it is decoded, as on OTLP/HTTP.
+//!
+//! Each call is admitted by [`cairn_auth`] from its `authorization` and `x-scope-orgid`
+//! metadata (role ingest or admin with auth on) before its message is read; its principal's
+//! tenant is the one written.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -10,11 +14,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
+use cairn_auth::{Auth, Need, Principal};
 use cairn_net::RequestSlots;
 use cairn_normalize::otlp::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceResponse,
 };
-use cairn_schema::tenant::{Tenant, TENANT_HEADER};
+use cairn_schema::tenant::TENANT_HEADER;
 use prost::Message;
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::server::{Grpc, NamedService, UnaryService};
@@ -46,8 +51,11 @@ impl GrpcTraceService {
     }
 
     async fn handle(&self, request: Request<Bytes>) -> Result<ExportTraceServiceResponse, Error> {
-        let header = request.metadata().get(TENANT_HEADER).map(|v| v.as_bytes());
-        let tenant = Tenant::from_header_bytes(header)?;
+        let tenant = request
+            .extensions()
+            .get::<Principal>()
+            .map(|p| p.tenant.clone())
+            .ok_or_else(|| Error::Internal("an export that was not authenticated".into()))?;
         let peer = request.remote_addr().map(|a| a.ip());
         let body = Body {
             format: Format::Protobuf,
@@ -92,14 +100,21 @@ impl UnaryService<Bytes> for GrpcTraceService {
 #[derive(Clone)]
 pub struct TraceServer {
     service: GrpcTraceService,
+    auth: Auth,
     max_message_bytes: usize,
     slots: RequestSlots,
 }
 
 impl TraceServer {
-    pub fn new(ingester: Ingester, max_message_bytes: usize, slots: RequestSlots) -> Self {
+    pub fn new(
+        ingester: Ingester,
+        auth: Auth,
+        max_message_bytes: usize,
+        slots: RequestSlots,
+    ) -> Self {
         Self {
             service: GrpcTraceService::new(ingester),
+            auth,
             max_message_bytes,
             slots,
         }
@@ -123,8 +138,9 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let (service, max) = (self.service.clone(), self.max_message_bytes);
+        let auth = self.auth.clone();
         if request.uri().path() != EXPORT_PATH {
             return Box::pin(async move {
                 Ok(Status::unimplemented("only TraceService/Export is served").into_http())
@@ -137,6 +153,30 @@ where
         };
         Box::pin(async move {
             let _slot = slot;
+            let peer = request
+                .extensions()
+                .get::<tonic::transport::server::TcpConnectInfo>()
+                .and_then(|info| info.remote_addr())
+                .map(|a| a.ip());
+            let headers = request.headers();
+            let principal = auth
+                .resolve(
+                    headers
+                        .get_all(http::header::AUTHORIZATION)
+                        .iter()
+                        .map(|v| v.as_bytes()),
+                    headers.get_all(TENANT_HEADER).iter().map(|v| v.as_bytes()),
+                    peer,
+                    Need::Ingest,
+                )
+                .await;
+            match principal {
+                Ok(principal) => request.extensions_mut().insert(principal),
+                Err(refusal) => {
+                    crate::metrics::refused(refusal.reason());
+                    return Ok(Status::from(refusal).into_http());
+                }
+            };
             let mut grpc = Grpc::new(RawRequests)
                 .accept_compressed(CompressionEncoding::Gzip)
                 .send_compressed(CompressionEncoding::Gzip)

@@ -1,5 +1,7 @@
 //! OTLP/HTTP: `POST /v1/traces` with protobuf or JSON bodies, optionally gzip-compressed.
 //! Responses use the request's encoding; errors carry a `google.rpc.Status` body.
+//! Each request is admitted by [`cairn_auth`] (role ingest or admin with auth on) before its
+//! body is read; its principal's tenant is the one written.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -11,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use bytes::{Bytes, BytesMut};
+use cairn_auth::{Auth, AuthError, Need};
 use cairn_schema::tenant::{Tenant, TENANT_HEADER};
 use futures::StreamExt;
 use prost::Message;
@@ -33,14 +36,15 @@ struct RpcStatus {
 #[derive(Clone)]
 struct AppState {
     ingester: Ingester,
+    auth: Auth,
 }
 
 /// The OTLP/HTTP router.
-pub fn router(ingester: Ingester) -> Router {
+pub fn router(ingester: Ingester, auth: Auth) -> Router {
     Router::new()
         .route("/v1/traces", post(export))
         .merge(cairn_telemetry::router())
-        .with_state(AppState { ingester })
+        .with_state(AppState { ingester, auth })
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Error> {
@@ -68,7 +72,26 @@ async fn export(
             .flatten(),
     );
     let reply_format = *format.as_ref().unwrap_or(&Format::Protobuf);
-    match handle(&state, peer, &headers, format, body).await {
+    let principal = state
+        .auth
+        .resolve(
+            headers
+                .get_all(header::AUTHORIZATION)
+                .iter()
+                .map(|v| v.as_bytes()),
+            headers.get_all(TENANT_HEADER).iter().map(|v| v.as_bytes()),
+            peer,
+            Need::Ingest,
+        )
+        .await;
+    let tenant = match principal {
+        Ok(principal) => principal.tenant,
+        Err(refusal) => {
+            cairn_net::drain(body, state.ingester.limits().max_message_bytes);
+            return auth_refusal(reply_format, refusal);
+        }
+    };
+    match handle(&state, tenant, peer, &headers, format, body).await {
         Ok(resp) => encoded(
             reply_format,
             http::StatusCode::OK,
@@ -81,13 +104,13 @@ async fn export(
 
 async fn handle(
     state: &AppState,
+    tenant: Tenant,
     peer: Option<IpAddr>,
     headers: &HeaderMap,
     format: Result<Format, Error>,
     body: Body,
 ) -> Result<cairn_normalize::otlp::collector::trace::v1::ExportTraceServiceResponse, Error> {
     let format = format?;
-    let tenant = Tenant::from_header_bytes(headers.get(TENANT_HEADER).map(|v| v.as_bytes()))?;
     let encoding = header_str(headers, header::CONTENT_ENCODING.as_str())?.map(str::to_owned);
     let length = header_str(headers, header::CONTENT_LENGTH.as_str())?
         .map(|v| {
@@ -171,6 +194,21 @@ fn encoded(
         body,
     )
         .into_response()
+}
+
+/// A request [`cairn_auth`] refused: its status (401 with `WWW-Authenticate`, 403, 400, 429
+/// with `Retry-After`) and a `google.rpc.Status` body.
+fn auth_refusal(format: Format, error: AuthError) -> Response {
+    crate::metrics::refused(error.reason());
+    let status = RpcStatus {
+        code: error.grpc_code() as i32,
+        message: error.to_string(),
+    };
+    let mut resp = encoded(format, error.http_status(), status.encode_to_vec(), || {
+        serde_json::to_vec(&status).unwrap_or_default()
+    });
+    resp.headers_mut().extend(error.http_headers());
+    resp
 }
 
 fn error_response(format: Format, error: Error) -> Response {

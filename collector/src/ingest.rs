@@ -1,7 +1,9 @@
 //! The ingest path shared by both receivers: admit a request body against the memory budget
-//! ([`crate::admission`]), inflate, decode and normalise it off the IO runtime, then either
-//! append it to the write-ahead log (acknowledged once durable there) or queue it for the
-//! batcher and wait until the spans are in the object store.
+//! ([`crate::admission`]) and its tenant's limits ([`crate::guards`]), inflate, decode, redact
+//! and normalise it off the IO runtime, then either append it to the write-ahead log
+//! (acknowledged once durable there) or queue it for the batcher and wait until the spans are in
+//! the object store. Redaction runs on the decoded request, so the log, the payloads and the
+//! Parquet files only ever hold the redacted content.
 
 use bytes::Bytes;
 use std::net::IpAddr;
@@ -10,6 +12,7 @@ use std::sync::Arc;
 use cairn_normalize::encode::{encode_placed, Encoded};
 use cairn_normalize::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use cairn_normalize::placement::{Locate, Placements, PodKeys};
+use cairn_normalize::redact::Redactor;
 use cairn_schema::tenant::Tenant;
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
@@ -19,6 +22,7 @@ use tracing::Instrument;
 use crate::admission::{Budget, Charge};
 use crate::body::{decode_content, Format};
 use crate::estimate::{self, Estimate};
+use crate::guards::Guards;
 use crate::messages::{Item, Pending};
 use crate::wal::WalSender;
 use crate::{Error, Result};
@@ -69,6 +73,8 @@ struct Normalised {
     log_record: Option<Vec<u8>>,
     /// Where its resources' spans ran, for the write-ahead log.
     placements: Placements,
+    /// Bytes of the inflated request, counted towards the tenant's storage.
+    request_bytes: usize,
 }
 
 /// A decoded request and the inflated body it came from.
@@ -76,6 +82,8 @@ struct Decoded {
     request: ExportTraceServiceRequest,
     format: Format,
     bytes: Bytes,
+    /// Whether redaction changed the request (then `bytes` no longer match it).
+    redacted: bool,
 }
 
 /// Accepts export requests from the receivers. Cheap to clone.
@@ -85,6 +93,7 @@ pub struct Ingester {
     budget: Budget,
     limits: IngestLimits,
     locate: Option<Arc<dyn Locate>>,
+    guards: Arc<Guards>,
 }
 
 impl Ingester {
@@ -96,7 +105,13 @@ impl Ingester {
             budget: Budget::new(limits.max_buffer_bytes),
             limits,
             locate,
+            guards: Arc::new(Guards::off()),
         }
+    }
+
+    /// Redacts exports and holds tenants to their limits with `guards`.
+    pub fn with_guards(self, guards: Arc<Guards>) -> Self {
+        Self { guards, ..self }
     }
 
     /// The memory budget; receivers charge request bodies to it while reading them.
@@ -134,20 +149,24 @@ impl Ingester {
         body: Body,
         charge: Charge,
     ) -> Result<Outcome> {
+        self.guards.admit(&tenant, body.bytes.len())?;
         let with_log = matches!(self.sink, Sink::Wal(_));
         let limits = self.limits;
+        let redactor = self.guards.redactor();
         let (normalised, charge) = match &self.locate {
             None => {
                 off_runtime(charge, move |charge| {
-                    let decoded = decode_body(body, limits, charge)?;
+                    let decoded = decode_body(body, limits, &redactor, charge)?;
                     encode_decoded(decoded, Placements::new(), with_log, limits, charge)
                 })
                 .await?
             }
             // Decoded first, so that the pods can be looked up (and waited for) between.
             Some(locate) => {
-                let (decoded, charge) =
-                    off_runtime(charge, move |charge| decode_body(body, limits, charge)).await?;
+                let (decoded, charge) = off_runtime(charge, move |charge| {
+                    decode_body(body, limits, &redactor, charge)
+                })
+                .await?;
                 let decoded = decoded?;
                 let keys = decoded
                     .request
@@ -163,6 +182,8 @@ impl Ingester {
             }
         };
         let normalised = normalised?;
+        self.guards
+            .admit_spans(&tenant, normalised.encoded.accepted)?;
         let encoded = &normalised.encoded;
         let outcome = Outcome {
             accepted: encoded.accepted,
@@ -178,7 +199,9 @@ impl Ingester {
         if outcome.accepted == 0 {
             return Ok(outcome);
         }
-        self.store(tenant, normalised, charge).await?;
+        let request_bytes = normalised.request_bytes;
+        self.store(tenant.clone(), normalised, charge).await?;
+        self.guards.stored(&tenant, request_bytes);
         Ok(outcome)
     }
 
@@ -187,6 +210,7 @@ impl Ingester {
             encoded,
             log_record,
             placements,
+            ..
         } = normalised;
         let mut pending = Pending {
             tenant: tenant.clone(),
@@ -237,8 +261,13 @@ async fn off_runtime<T: Send + 'static>(
     .map_err(|e| Error::Internal(format!("normaliser task failed: {e}")))
 }
 
-/// Inflates and decodes one body, charging each stage before it allocates.
-fn decode_body(body: Body, limits: IngestLimits, charge: &mut Charge) -> Result<Decoded> {
+/// Inflates, decodes and redacts one body, charging each stage before it allocates.
+fn decode_body(
+    body: Body,
+    limits: IngestLimits,
+    redactor: &Redactor,
+    charge: &mut Charge,
+) -> Result<Decoded> {
     charge.grow_to(body.bytes.len(), "the request body")?;
     let bytes = decode_content(
         body.encoding.as_deref(),
@@ -246,13 +275,17 @@ fn decode_body(body: Body, limits: IngestLimits, charge: &mut Charge) -> Result<
         limits.max_message_bytes,
         charge,
     )?;
-    let (request, decoded_bytes) = decode(body.format, &bytes, limits.max_buffer_bytes, charge)?;
+    let (mut request, decoded_bytes) =
+        decode(body.format, &bytes, limits.max_buffer_bytes, charge)?;
+    let report = redactor.apply(&mut request);
+    Guards::count_redactions(&report.counts);
     // The Arrow batches take about as much as the decoded request.
     charge.grow_by(decoded_bytes, "normalising the request")?;
     Ok(Decoded {
         request,
         format: body.format,
         bytes,
+        redacted: report.changed,
     })
 }
 
@@ -269,11 +302,14 @@ fn encode_decoded(
         request,
         format,
         bytes,
+        redacted,
     } = decoded;
     let encoded = encode_placed(&request, limits.max_hours_per_request, &placements)?;
+    let request_bytes = bytes.len();
+    // The body as it came, unless redaction changed what it says.
     let log_record = with_log.then(|| match format {
-        Format::Protobuf => Vec::from(bytes),
-        Format::Json => request.encode_to_vec(),
+        Format::Protobuf if !redacted => Vec::from(bytes),
+        _ => request.encode_to_vec(),
     });
     drop(request);
     let kept: usize = encoded
@@ -287,6 +323,7 @@ fn encode_decoded(
         encoded,
         log_record,
         placements,
+        request_bytes,
     })
 }
 

@@ -19,6 +19,7 @@ mod config;
 mod error;
 pub mod estimate;
 mod grpc;
+mod guards;
 mod http;
 pub mod ingest;
 mod messages;
@@ -28,4 +29,5 @@ pub mod wal;
 
 pub use config::{Ack, CollectorConfig};
 pub use error::{Error, Result};
+pub use guards::Guards;
 pub use server::CollectorServer;

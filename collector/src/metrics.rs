@@ -14,6 +14,16 @@ pub struct Reason {
 
 pub use cairn_telemetry::DatasetLabel;
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabel {
+    pub rule: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantLabel {
+    pub tenant: String,
+}
+
 /// Every metric the collector keeps.
 pub struct Metrics {
     pub spans_received: Counter,
@@ -28,6 +38,8 @@ pub struct Metrics {
     pub upload_seconds: Histogram,
     pub upload_failures: Counter,
     pub flushes: Counter,
+    pub redactions: Family<RuleLabel, Counter>,
+    pub tenant_storage_bytes: Family<TenantLabel, Gauge>,
 }
 
 impl Metrics {
@@ -45,6 +57,8 @@ impl Metrics {
             upload_seconds: seconds_histogram(),
             upload_failures: Counter::default(),
             flushes: Counter::default(),
+            redactions: Family::default(),
+            tenant_storage_bytes: Family::default(),
         };
         register(
             "spans_received",
@@ -102,6 +116,16 @@ impl Metrics {
             m.upload_failures.clone(),
         );
         register("flushes", "Flushes completed", m.flushes.clone());
+        register(
+            "redactions",
+            "Values redacted at ingest, by rule",
+            m.redactions.clone(),
+        );
+        register(
+            "tenant_storage_bytes",
+            "Bytes a tenant with a storage quota keeps in the store (last listing plus exports accepted since)",
+            m.tenant_storage_bytes.clone(),
+        );
         m
     }
 }

@@ -3,8 +3,10 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use cairn_net::tls::{self, Listener, ServerTls};
 use cairn_net::{LimitedListener, RequestSlots};
 use cairn_normalize::placement::Locate;
+use cairn_store::chain::Chain;
 use object_store::ObjectStore;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -28,7 +30,7 @@ fn pending_segments(dir: &std::path::Path) -> usize {
 }
 
 /// Writes every segment a previous run left in the log, then deletes it.
-async fn replay(store: &Arc<dyn ObjectStore>, wal: &WalDir) -> Result<()> {
+async fn replay(output: &batcher::Output, wal: &WalDir) -> Result<()> {
     for &segment in &wal.leftover {
         let records = wal.read_segment(segment)?;
         let count = records.len();
@@ -43,7 +45,7 @@ async fn replay(store: &Arc<dyn ObjectStore>, wal: &WalDir) -> Result<()> {
         })
         .await
         .map_err(|e| Error::Internal(format!("replay task failed: {e}")))??;
-        batcher::replay_segment(Arc::clone(store), &wal.collector_id, segment, encoded).await;
+        batcher::replay_segment(output.clone(), &wal.collector_id, segment, encoded).await;
         wal.remove(segment)?;
         tracing::info!(segment, records = count, "replayed write-ahead log segment");
     }
@@ -54,13 +56,20 @@ async fn replay(store: &Arc<dyn ObjectStore>, wal: &WalDir) -> Result<()> {
 pub struct CollectorServer {
     config: CollectorConfig,
     limits: cairn_net::Limits,
-    store: Arc<dyn ObjectStore>,
+    /// The store, and the tamper-evident chain recording what is written to it.
+    output: batcher::Output,
     grpc: TcpListener,
     http: TcpListener,
     /// The write-ahead log, already replayed.
     wal: Option<WalDir>,
     /// Where exports' spans ran (the Kubernetes pod cache), when configured.
     locate: Option<Arc<dyn Locate>>,
+    /// TLS on both listeners, when configured.
+    tls: Option<ServerTls>,
+    /// Who may export (role ingest or admin, with auth on).
+    auth: cairn_auth::Auth,
+    /// Redaction and per-tenant limits, their files read.
+    guards: Arc<crate::Guards>,
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
@@ -72,36 +81,58 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
 impl CollectorServer {
     /// Replays what a previous run left in the write-ahead log, then binds the listeners (so
     /// that nothing acknowledged before a crash is missing once the collector is up). Each
-    /// listener keeps `limits`.
+    /// listener keeps `limits`. Files written are recorded in `chain` (as `collector:<id>`).
     pub async fn bind(
         config: CollectorConfig,
         limits: cairn_net::Limits,
         store: Arc<dyn ObjectStore>,
+        chain: Option<Chain>,
     ) -> Result<Self> {
-        let wal = match config.log_dir() {
-            Some(dir) => {
-                let wal = WalDir::open(dir)?;
-                replay(&store, &wal).await?;
-                Some(wal)
-            }
-            None => None,
+        let wal = config.log_dir().map(WalDir::open).transpose()?;
+        let writer = match &wal {
+            Some(wal) => format!("collector:{}", wal.collector_id),
+            None => "collector".to_owned(),
         };
+        let output = batcher::Output {
+            store,
+            chain: chain.map(|c| c.with_writer(writer)),
+        };
+        if let Some(wal) = &wal {
+            replay(&output, wal).await?;
+        }
+        let guards = Arc::new(crate::Guards::load(&config)?);
+        guards.prime(output.store.as_ref()).await;
         let grpc = bind(config.otlp_grpc_addr, "OTLP/gRPC").await?;
         let http = bind(config.otlp_http_addr, "OTLP/HTTP").await?;
         Ok(Self {
             config,
             limits,
-            store,
+            output,
             grpc,
             http,
             wal,
             locate: None,
+            tls: None,
+            guards,
+            auth: cairn_auth::Auth::off(),
         })
     }
 
     /// Fills the placement columns spans lack from `locate` (the Kubernetes pod cache).
     pub fn with_locate(mut self, locate: Arc<dyn Locate>) -> Self {
         self.locate = Some(locate);
+        self
+    }
+
+    /// Serves TLS on both listeners (client certificates required when `tls` has a client CA).
+    pub fn with_tls(mut self, tls: Option<ServerTls>) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// Authenticates exports with `auth`.
+    pub fn with_auth(mut self, auth: cairn_auth::Auth) -> Self {
+        self.auth = auth;
         self
     }
 
@@ -119,12 +150,20 @@ impl CollectorServer {
         let Self {
             config,
             limits,
-            store,
+            output,
             grpc,
             http,
             wal,
             locate,
+            guards,
+            tls,
+            auth,
         } = self;
+        guards.spawn(
+            Arc::clone(&output.store),
+            config.tenant_usage_interval,
+            shutdown.clone(),
+        );
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let (sink, control) = match wal {
             Some(wal) => {
@@ -134,7 +173,7 @@ impl CollectorServer {
             None => (Sink::Batcher(tx), None),
         };
         let batcher = tokio::spawn(batcher::run(
-            store,
+            output,
             rx,
             batcher::FlushTriggers {
                 interval: config.flush_interval,
@@ -151,11 +190,22 @@ impl CollectorServer {
                 max_hours_per_request: config.max_hours_per_request,
             },
             locate,
+        )
+        .with_guards(guards);
+        tracing::info!(
+            grpc = %grpc.local_addr().expect("bound"),
+            http = %http.local_addr().expect("bound"),
+            tls = tls::describe(tls.as_ref(), Listener::OtlpGrpc),
+            "OTLP receivers listening"
         );
-        tracing::info!(grpc = %grpc.local_addr().expect("bound"), http = %http.local_addr().expect("bound"), "OTLP receivers listening");
+        let acceptor = |listener| {
+            tls.as_ref()
+                .map(|t| t.acceptor(listener, limits.head_timeout))
+        };
 
         let service = TraceServer::new(
             ingester.clone(),
+            auth.clone(),
             config.max_message_size,
             RequestSlots::new(limits.max_concurrent_requests),
         );
@@ -164,14 +214,17 @@ impl CollectorServer {
             .timeout(limits.request_timeout)
             .add_service(service)
             .serve_with_incoming_shutdown(
-                LimitedListener::new(grpc, limits.max_connections).into_incoming(),
+                LimitedListener::new(grpc, limits.max_connections)
+                    .with_tls(acceptor(Listener::OtlpGrpc))
+                    .into_incoming(),
                 async move { grpc_shutdown.cancelled().await },
             );
 
         let http_shutdown = shutdown.clone();
         let http_server = cairn_net::serve(
-            LimitedListener::new(http, limits.max_connections),
-            crate::http::router(ingester),
+            LimitedListener::new(http, limits.max_connections)
+                .with_tls(acceptor(Listener::OtlpHttp)),
+            crate::http::router(ingester, auth),
             limits,
             async move { http_shutdown.cancelled().await },
         );

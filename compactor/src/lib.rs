@@ -13,6 +13,8 @@
 //! manifest commits it, any other span file of an hour that is over in the next pass.
 //! [`reindex`] builds the index of a store written before it existed. Only one compactor may run
 //! against a store at a time: alone, or taking turns through a lease the binary holds ([`Gate`]).
+//! Every merge, deletion and expiry is recorded in the tenant's tamper-evident chain
+//! ([`record`]), so that `cairn verify` explains every file that came and went.
 
 mod config;
 mod error;
@@ -21,6 +23,7 @@ mod merge;
 pub mod metrics;
 mod pass;
 mod plan;
+mod record;
 mod reindex;
 mod retention;
 mod summary;

@@ -17,6 +17,7 @@ use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
 use tokio_util::sync::CancellationToken;
 
+use crate::record::{age, Recorder};
 use crate::{merge, plan, summary, CompactionConfig, Error, Gate, Result};
 
 /// What one pass did.
@@ -72,6 +73,8 @@ pub struct Compactor {
     gate: Gate,
     /// Held (shared) by each commit in flight; taken whole once the loop ends.
     commits: Arc<tokio::sync::RwLock<()>>,
+    /// Records merges, deletions and expiries in each tenant's chain.
+    recorder: Arc<Recorder>,
 }
 
 fn name(meta: &ObjectMeta) -> &str {
@@ -90,7 +93,14 @@ impl Compactor {
             config,
             gate: Gate::always(),
             commits: Arc::default(),
+            recorder: Arc::default(),
         }
+    }
+
+    /// Records what each pass changes in the tenants' tamper-evident chains.
+    pub fn with_chain(mut self, chain: cairn_store::chain::Chain) -> Self {
+        self.recorder = Arc::new(Recorder::new(chain));
+        self
     }
 
     /// Changes the store only while `gate` is open (see the type's documentation).
@@ -121,6 +131,7 @@ impl Compactor {
         // One moment for the whole pass: the index drops an hour's entries in the same pass as,
         // and before, retention deletes that hour's spans.
         let now = Utc::now();
+        self.recorder.retry().await;
         for dataset in [Dataset::TraceIndex, Dataset::Spans, Dataset::Payloads] {
             let mut files = 0;
             match self.tenants(dataset).await {
@@ -217,7 +228,7 @@ impl Compactor {
             let files = self.classify(&prefix).await?;
             report.partitions += 1;
             report.files_deleted += self
-                .delete(Dataset::TraceIndex, self.garbage(&files, now))
+                .delete(Dataset::TraceIndex, self.garbage(&files, now), None)
                 .await?;
             let first_kept =
                 self.config
@@ -318,18 +329,36 @@ impl Compactor {
             .is_ok_and(|age| age > self.config.compaction_grace)
     }
 
-    /// Deletes `paths` in order (a missing one is already gone); returns how many went.
-    async fn delete(&self, dataset: Dataset, paths: Vec<Path>) -> Result<usize> {
+    /// Deletes `paths` in order (a missing one is already gone); returns how many went. They
+    /// are recorded as deleted, or as expired under `rule`.
+    async fn delete(
+        &self,
+        dataset: Dataset,
+        paths: Vec<Path>,
+        rule: Option<String>,
+    ) -> Result<usize> {
         if !paths.is_empty() {
             self.leading()?;
         }
-        let mut n = 0;
-        for path in paths {
-            match self.raw.delete(&path).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => n += 1,
-                Err(e) => return Err(e.into()),
-            }
-        }
+        let (raw, recorder) = (Arc::clone(&self.raw), Arc::clone(&self.recorder));
+        let (n, result) = self
+            .to_completion(async move {
+                let mut n = 0;
+                let mut result: Result<()> = Ok(());
+                for path in &paths {
+                    match raw.delete(path).await {
+                        Ok(()) | Err(object_store::Error::NotFound { .. }) => n += 1,
+                        Err(e) => {
+                            result = Err(e.into());
+                            break;
+                        }
+                    }
+                }
+                recorder.removed(&paths[..n], rule).await;
+                (n, result)
+            })
+            .await?;
+        result?;
         metrics()
             .files_deleted
             .get_or_create(&label(dataset))
@@ -349,7 +378,9 @@ impl Compactor {
         let prefix = layout::hour_prefix(dataset, tenant, hour);
         let files = self.classify(&prefix).await?;
         report.partitions += 1;
-        report.files_deleted += self.delete(dataset, self.garbage(&files, now)).await?;
+        report.files_deleted += self
+            .delete(dataset, self.garbage(&files, now), None)
+            .await?;
 
         let closed = (hour + 1) * HOUR_NANOS
             + i64::try_from(self.config.compaction_grace.as_nanos()).unwrap_or(i64::MAX)
@@ -372,7 +403,7 @@ impl Compactor {
             // get a summary; those of the open hour are summarised when they are merged.
             let merged: HashSet<&Path> = bins.iter().flatten().map(|m| &m.location).collect();
             for meta in files.unsummarised() {
-                if !merged.contains(&meta.location) && self.summarise(&meta.location).await {
+                if !merged.contains(&meta.location) && self.summarise(&meta.location, true).await {
                     report.summaries += 1;
                 }
             }
@@ -444,7 +475,7 @@ impl Compactor {
         .await?;
         // Its run summary before its commit: once the output counts, so does the summary.
         if dataset == Dataset::Spans {
-            self.summarise(&output_path).await;
+            self.summarise(&output_path, false).await;
         }
         // The output supersedes its inputs and whatever they superseded.
         let mut supersedes: Vec<String> = bin.iter().map(|m| name(m).to_owned()).collect();
@@ -461,10 +492,36 @@ impl Compactor {
         if self.gate.is_lease() {
             self.unchanged(prefix, bin).await?;
         }
+        let manifest_path = prefix.clone().join(manifest_name.as_str());
+        let manifest_bytes = serde_json::to_vec(&manifest)?;
         self.commit(
-            prefix.clone().join(manifest_name.as_str()),
-            PutPayload::from(serde_json::to_vec(&manifest)?),
+            manifest_path.clone(),
+            PutPayload::from(manifest_bytes.clone()),
         )
+        .await?;
+        let mut outputs = vec![output_path.clone()];
+        if dataset == Dataset::Spans {
+            outputs.extend(summary::path_of(&output_path));
+        }
+        let rule = first_kept_hour.map(|h| {
+            format!(
+                "trace index entries before hour {} (retention)",
+                layout::format_hour(h)
+            )
+        });
+        let (raw, recorder) = (Arc::clone(&self.raw), Arc::clone(&self.recorder));
+        let inputs = bin.iter().map(|m| m.location.clone()).collect();
+        self.to_completion(async move {
+            recorder
+                .replaced(
+                    &raw,
+                    inputs,
+                    outputs,
+                    (&manifest_path, &manifest_bytes),
+                    rule,
+                )
+                .await
+        })
         .await?;
         let label = label(dataset);
         metrics().merges.get_or_create(&label).inc();
@@ -505,14 +562,49 @@ impl Compactor {
         Ok(())
     }
 
-    /// Writes the run summary of the span file at `data`; returns whether it did. A failure is
+    /// Runs `work` (a store change and its record in the chain) to completion even if the pass
+    /// is dropped meanwhile; `run` waits for it before it returns.
+    async fn to_completion<T: Send + 'static>(
+        &self,
+        work: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> Result<T> {
+        let in_flight = Arc::clone(&self.commits).read_owned().await;
+        tokio::spawn(async move {
+            let _in_flight = in_flight;
+            work.await
+        })
+        .await
+        .map_err(|e| {
+            Error::Store(object_store::Error::Generic {
+                store: "cairn",
+                source: Box::new(e),
+            })
+        })
+    }
+
+    /// Writes the run summary of the span file at `data` (and records it in the chain when
+    /// `record`: a merge output's is recorded with the merge); returns whether it did. A failure is
     /// logged and counted, not fatal: a span file without a summary is aggregated from its
     /// spans by readers, and gets one at a later pass.
-    async fn summarise(&self, data: &Path) -> bool {
+    async fn summarise(&self, data: &Path, record: bool) -> bool {
         if !self.gate.is_open() {
             return false;
         }
-        match summary::summarise(&self.raw, data, self.config.compaction_memory).await {
+        let (raw, recorder) = (Arc::clone(&self.raw), Arc::clone(&self.recorder));
+        let memory = self.config.compaction_memory;
+        let at = data.clone();
+        let written = self
+            .to_completion(async move {
+                let written = summary::summarise(&raw, &at, memory).await;
+                if written.is_ok() && record {
+                    recorder
+                        .added(&raw, summary::path_of(&at).into_iter().collect())
+                        .await;
+                }
+                written
+            })
+            .await;
+        match written.and_then(|w| w) {
             Ok(_) => true,
             Err(e) => {
                 metrics().failures.inc();
@@ -547,7 +639,15 @@ impl Compactor {
                 .map(|m| m.location)
                 .filter(|p| !known.contains(p)),
         );
-        report.files_deleted += self.delete(dataset, order).await?;
+        let rule = self.config.retention.of(tenant).map(|keep| {
+            format!(
+                "{} hour {} older than {}",
+                dataset.prefix(),
+                layout::format_hour(hour),
+                age(keep)
+            )
+        });
+        report.files_deleted += self.delete(dataset, order, rule).await?;
         report.partitions_dropped += 1;
         metrics()
             .retention_partitions_deleted

@@ -19,6 +19,7 @@ mod effective;
 mod error;
 mod file;
 pub mod parse;
+pub mod tenant_limits;
 
 pub use effective::{effective, Origin, Setting};
 pub use error::ConfigError;

@@ -8,6 +8,10 @@
 //! service) rather than queued, and a request still running after `request_timeout` is
 //! cancelled and answered 503. [`serve`] serves a router on such a listener, with a deadline on
 //! the start of every request (`head_timeout`).
+//!
+//! With TLS ([`tls`]), a listener carries an [`tls::Acceptor`]: every connection's handshake
+//! runs in its own task within `head_timeout`, so a slow or plaintext client never holds up
+//! accepting the next; the connection limit counts connections still in their handshake.
 
 use std::io;
 use std::net::SocketAddr;
@@ -25,7 +29,13 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+mod conn;
+mod error;
 mod serve;
+pub mod tls;
+
+pub use conn::{Conn, TlsConn};
+pub use error::Error;
 pub use serve::serve;
 
 /// The limits of one listener (the same for each).
@@ -63,6 +73,8 @@ pub const RETRY_AFTER_SECS: u64 = 1;
 pub struct LimitedListener {
     listener: TcpListener,
     slots: Arc<Semaphore>,
+    max_connections: usize,
+    tls: Option<tls::Acceptor>,
 }
 
 impl LimitedListener {
@@ -70,7 +82,15 @@ impl LimitedListener {
         Self {
             listener,
             slots: Arc::new(Semaphore::new(max_connections.max(1))),
+            max_connections: max_connections.max(1),
+            tls: None,
         }
+    }
+
+    /// Serves TLS with `tls` (plaintext when `None`).
+    pub fn with_tls(mut self, tls: Option<tls::Acceptor>) -> Self {
+        self.tls = tls;
+        self
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -94,9 +114,10 @@ impl LimitedListener {
         ))
     }
 
-    /// The next connection; a failed accept (out of file descriptors and the like) is logged
-    /// and retried after a pause instead of spinning.
-    pub(crate) async fn accept(&mut self) -> (Limited, SocketAddr) {
+    /// The next TCP connection, before any TLS handshake; a failed accept (out of file
+    /// descriptors and the like) is logged and retried after a pause instead of spinning.
+    /// Cancel-safe.
+    pub async fn accept(&mut self) -> (Limited, SocketAddr) {
         loop {
             match self.next().await {
                 Ok(conn) => return conn,
@@ -108,12 +129,29 @@ impl LimitedListener {
         }
     }
 
-    /// The connections as a stream, for tonic's `serve_with_incoming`.
-    pub fn into_incoming(self) -> impl futures::Stream<Item = io::Result<Limited>> + Send {
-        futures::stream::unfold(self, |mut listener| async move {
+    /// The connections as a stream, for tonic's `serve_with_incoming`: with TLS, only those
+    /// whose handshake succeeded, each handshake in a task of its own.
+    pub fn into_incoming(self) -> impl futures::Stream<Item = io::Result<Conn>> + Send {
+        use futures::StreamExt;
+        let (tls, handshakes) = (self.tls.clone(), self.max_connections);
+        let accepted = futures::stream::unfold(self, |mut listener| async move {
             let (conn, _) = listener.accept().await;
-            Some((Ok(conn), listener))
-        })
+            Some((conn, listener))
+        });
+        match tls {
+            None => accepted.map(|conn| Ok(Conn::Plain(conn))).left_stream(),
+            Some(tls) => accepted
+                .map(move |conn| {
+                    let tls = tls.clone();
+                    tokio::spawn(async move { tls.handshake(conn).await })
+                })
+                .buffer_unordered(handshakes)
+                .filter_map(|done| async move {
+                    let stream = done.ok().flatten()?;
+                    Some(Ok(Conn::Tls(Box::new(TlsConn::new(stream)))))
+                })
+                .right_stream(),
+        }
     }
 }
 
@@ -168,14 +206,6 @@ impl AsyncWrite for Limited {
 
     fn is_write_vectored(&self) -> bool {
         self.stream.is_write_vectored()
-    }
-}
-
-impl tonic::transport::server::Connected for Limited {
-    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.stream.connect_info()
     }
 }
 

@@ -9,6 +9,8 @@
 //! content-addressed `payloads` table ([`payload`]) and are referenced from spans, and restored
 //! on read. Where the spans ran is filled from the Kubernetes API where they do not say it
 //! ([`placement`]).
+//! Secrets and personal data are masked or hashed by [`redact`] before any of this, on the
+//! decoded request.
 //!
 //! Pure computation: no I/O, no async. The collector normalises on ingest; the query side
 //! decodes for the trace API.
@@ -20,6 +22,7 @@ pub mod encode;
 mod error;
 pub mod payload;
 pub mod placement;
+pub mod redact;
 
 pub use error::{Error, Result};
 

@@ -32,6 +32,11 @@ pub struct EngineConfig {
     /// `delete_*,issue_refund` (`*` is a wildcard); used by bypass detection.
     #[arg(long, env = "CAIRN_APPROVAL_REQUIRED", value_delimiter = ',', value_parser = parse::item)]
     pub approval_required: Vec<String>,
+    /// Queries each tenant may run at once (API, Tempo API, Postgres wire); beyond it a query is
+    /// refused as retryable (HTTP 429, SQLSTATE 53400). Per-tenant overrides in the
+    /// `--tenant-limits` file. No limit by default.
+    #[arg(long, env = "CAIRN_TENANT_MAX_CONCURRENT_QUERIES", value_parser = parse::positive)]
+    pub tenant_max_concurrent_queries: Option<usize>,
 }
 
 /// The query API: its listener and its engine.
@@ -132,6 +137,7 @@ mod tests {
         assert_eq!(q.engine.spill_size, 10 << 30);
         assert!(q.engine.spill_dir.ends_with("cairn-spill"));
         assert!(q.engine.approval_required.is_empty());
+        assert!(q.engine.tenant_max_concurrent_queries.is_none());
         assert_eq!(q.pg.pg_addr, Listen::At("127.0.0.1:5433".parse().unwrap()));
         assert_eq!(listen("off"), Ok(Listen::Off));
         assert!(listen("5433").is_err());

@@ -10,6 +10,8 @@ use std::time::Duration;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use cairn_schema::tenant::Tenant;
+
+use crate::tenant_limits::{QueryLimits, SessionTenant};
 use cairn_store::visible::VisibleStore;
 use datafusion::catalog::view::ViewTable;
 use datafusion::common::config::ConfigOptions;
@@ -156,6 +158,8 @@ pub struct QueryEngine {
     /// One session per tenant, built once: tables list the store on every scan, so a session
     /// never goes stale, and planning the views is not repeated for every query.
     sessions: Arc<std::sync::Mutex<LruCache<Tenant, SessionContext>>>,
+    /// Concurrent statements per tenant.
+    tenant_limits: Arc<QueryLimits>,
 }
 
 fn session_cache() -> Arc<std::sync::Mutex<LruCache<Tenant, SessionContext>>> {
@@ -186,6 +190,15 @@ async fn plan_in(ctx: &SessionContext, sql: &str) -> Result<DataFrame> {
             Error::BadRequest(m) if m.contains("not supported") => Error::Forbidden(m),
             other => other,
         })
+}
+
+/// The tenant of a session built by [`QueryEngine::session`] (or derived from one).
+fn session_tenant(ctx: &SessionContext) -> Result<Tenant> {
+    ctx.state()
+        .config()
+        .get_extension::<SessionTenant>()
+        .map(|t| t.0.clone())
+        .ok_or_else(|| Error::Internal("a session without its tenant".into()))
 }
 
 fn charge(reservation: &MemoryReservation, bytes: usize) -> Result<()> {
@@ -237,6 +250,7 @@ impl QueryEngine {
             ),
             query_timeout: config.query_timeout,
             sessions: session_cache(),
+            tenant_limits: Arc::new(QueryLimits::new(config.tenant_max_concurrent_queries)),
         })
     }
 
@@ -251,9 +265,9 @@ impl QueryEngine {
             return Ok(None);
         }
         let ctx = self.session(tenant).await?;
-        let (tenant, ids) = (tenant.clone(), ids.clone());
-        self.run(async move {
-            let entries = crate::catalog::index_entries(&ctx.state(), &tenant, &ids).await?;
+        let (owned, ids) = (tenant.clone(), ids.clone());
+        self.run(tenant, async move {
+            let entries = crate::catalog::index_entries(&ctx.state(), &owned, &ids).await?;
             Ok(Some(
                 entries.into_iter().filter_map(|e| e.linked_from).collect(),
             ))
@@ -274,10 +288,10 @@ impl QueryEngine {
             return Ok(None);
         }
         let ctx = self.session(tenant).await?;
-        let (tenant, store) = (tenant.clone(), self.store());
-        self.run(async move {
+        let (owned, store) = (tenant.clone(), self.store());
+        self.run(tenant, async move {
             Ok(Some(
-                crate::run_parts::newest_traces(&ctx, store, &tenant, before, limit).await?,
+                crate::run_parts::newest_traces(&ctx, store, &owned, before, limit).await?,
             ))
         })
         .await
@@ -303,6 +317,11 @@ impl QueryEngine {
         }
     }
 
+    /// The per-tenant limits of concurrent statements.
+    pub fn tenant_limits(&self) -> &Arc<QueryLimits> {
+        &self.tenant_limits
+    }
+
     /// A session in which `spans` and the views show only `tenant`'s rows.
     pub async fn session(&self, tenant: &Tenant) -> Result<SessionContext> {
         if let Some(ctx) = self.sessions.lock().expect("sessions").get(tenant) {
@@ -318,6 +337,7 @@ impl QueryEngine {
 
     async fn new_session(&self, tenant: &Tenant) -> Result<SessionContext> {
         let mut config = SessionConfig::new()
+            .with_extension(Arc::new(SessionTenant(tenant.clone())))
             .with_information_schema(true)
             .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
         let options = config.options_mut();
@@ -368,12 +388,15 @@ impl QueryEngine {
         Ok(ctx)
     }
 
-    /// Runs `work` on the query runtime, cancelled once it ran longer than the query timeout
-    /// (and, like [`on_query_runtime`], when the returned future is dropped).
+    /// Runs `work` for `tenant` on the query runtime, holding one of the tenant's query slots
+    /// (refused at once when they are all taken), cancelled once it ran longer than the query
+    /// timeout (and, like [`on_query_runtime`], when the returned future is dropped).
     pub async fn run<T: Send + 'static>(
         &self,
+        tenant: &Tenant,
         work: impl Future<Output = Result<T>> + Send + 'static,
     ) -> Result<T> {
+        let _slot = self.tenant_limits.acquire(tenant)?;
         let timeout = self.query_timeout;
         on_query_runtime(async move {
             tokio::time::timeout(timeout, work)
@@ -391,9 +414,10 @@ impl QueryEngine {
     /// Runs one read-only statement as `tenant` and returns its rows, charged to the query
     /// memory while they are collected.
     pub async fn sql(&self, tenant: &Tenant, sql: &str) -> Result<QueryResult> {
-        let (engine, tenant, sql) = (self.clone(), tenant.clone(), sql.to_owned());
-        self.run(async move {
-            let df = engine.plan(&tenant, &sql).await?;
+        let (engine, sql) = (self.clone(), sql.to_owned());
+        let owned = tenant.clone();
+        self.run(tenant, async move {
+            let df = engine.plan(&owned, &sql).await?;
             engine.collect(df).await
         })
         .await
@@ -409,7 +433,7 @@ impl QueryEngine {
         params: ParamValues,
     ) -> Result<QueryResult> {
         let (engine, sql) = (self.clone(), sql.to_owned());
-        self.run(async move {
+        self.run(&session_tenant(&ctx)?, async move {
             guard::check(&sql)?;
             let df = plan_in(&ctx, &sql).await?.with_param_values(params)?;
             engine.collect(df).await
@@ -426,7 +450,7 @@ impl QueryEngine {
         inspect: fn(&LogicalPlan) -> Result<T>,
     ) -> Result<T> {
         let sql = sql.to_owned();
-        self.run(async move {
+        self.run(&session_tenant(&ctx)?, async move {
             guard::check(&sql)?;
             inspect(plan_in(&ctx, &sql).await?.logical_plan())
         })
@@ -449,9 +473,10 @@ impl QueryEngine {
     /// rows are encoded as they come and the output is charged to the query memory as it grows,
     /// so a result larger than the query memory fails instead of growing the process.
     pub async fn sql_encoded(&self, tenant: &Tenant, sql: &str, format: Format) -> Result<Encoded> {
-        let (engine, tenant, sql) = (self.clone(), tenant.clone(), sql.to_owned());
-        self.run(async move {
-            let df = engine.plan(&tenant, &sql).await?;
+        let (engine, sql) = (self.clone(), sql.to_owned());
+        let owned = tenant.clone();
+        self.run(tenant, async move {
+            let df = engine.plan(&owned, &sql).await?;
             engine.encode(df, format).await
         })
         .await
@@ -465,9 +490,10 @@ impl QueryEngine {
         sql: &str,
         params: Vec<ScalarValue>,
     ) -> Result<Vec<serde_json::Map<String, serde_json::Value>>> {
-        let (engine, tenant, sql) = (self.clone(), tenant.clone(), sql.to_owned());
-        self.run(async move {
-            let ctx = engine.session(&tenant).await?;
+        let (engine, sql) = (self.clone(), sql.to_owned());
+        let owned = tenant.clone();
+        self.run(tenant, async move {
+            let ctx = engine.session(&owned).await?;
             let df = ctx.sql(&sql).await?.with_param_values(params)?;
             let encoded = engine.encode(df, Format::Json).await?;
             // Parsed JSON values take about twice their text.
@@ -487,9 +513,10 @@ impl QueryEngine {
         params: Vec<ScalarValue>,
         decode: fn(&RecordBatch) -> Result<Vec<T>>,
     ) -> Result<Vec<T>> {
-        let (engine, tenant, sql) = (self.clone(), tenant.clone(), sql.to_owned());
-        self.run(async move {
-            let ctx = engine.session(&tenant).await?;
+        let (engine, sql) = (self.clone(), sql.to_owned());
+        let owned = tenant.clone();
+        self.run(tenant, async move {
+            let ctx = engine.session(&owned).await?;
             let df = ctx.sql(&sql).await?.with_param_values(params)?;
             let mut out = Vec::new();
             engine

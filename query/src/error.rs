@@ -27,6 +27,12 @@ pub enum Error {
     /// Reading the object store failed.
     #[error("storage error: {0}")]
     Storage(String),
+    /// The tenant already runs as many queries as it may: 429, retry after `retry_after_secs`.
+    #[error("{message}")]
+    TooManyQueries {
+        message: String,
+        retry_after_secs: u64,
+    },
     /// A bug or an unexpected failure.
     #[error("internal error: {0}")]
     Internal(String),
@@ -44,7 +50,18 @@ impl Error {
             Error::ResourcesExhausted(_) => S::SERVICE_UNAVAILABLE,
             Error::Timeout(_) => S::GATEWAY_TIMEOUT,
             Error::Storage(_) => S::BAD_GATEWAY,
+            Error::TooManyQueries { .. } => S::TOO_MANY_REQUESTS,
             Error::Internal(_) => S::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Seconds a client should wait before retrying, for refusals that pass with time.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Error::TooManyQueries {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
         }
     }
 
@@ -64,6 +81,8 @@ impl Error {
             Error::Timeout(_) => "57014",
             // io_error
             Error::Storage(_) => "58030",
+            // configuration_limit_exceeded, of the insufficient_resources class.
+            Error::TooManyQueries { .. } => "53400",
             // internal_error
             Error::Internal(_) => "XX000",
         }

@@ -3,12 +3,17 @@
 //! - `POST /api/v1/sql` `{"sql": "…"}`: rows as JSON (default), CSV (`Accept: text/csv`) or Arrow
 //!   IPC (`Accept: application/vnd.apache.arrow.stream`).
 //! - `GET /api/v1/traces/{trace_id}`: the trace as OTLP JSON.
+//! - `GET /api/v1/whoami`: the tenant and role of the request's principal (the web UI asks it
+//!   to check a token before keeping it, and to show the token's tenant).
 //! - The lineage, governance and replay API of [`crate::api`].
 //! - `GET /health`: liveness.
 //! - Any other path: the web UI ([`cairn_ui`]).
 //!
 //! Answers are gzip-compressed when the client accepts it.
-//! Every request is scoped to the tenant of its `X-Scope-OrgID` header (default `default`).
+//! Every API request is scoped to a tenant by [`cairn_auth`]: with auth off the one its
+//! `X-Scope-OrgID` header names (default `default`), with it on the one of its bearer token
+//! (role read or admin; an admin names any tenant). `/health`, `/ready`, `/live`, `/metrics` and
+//! the UI's assets answer without a token.
 //! Path ids and query parameters are typed ([`crate::api::extract`]): an unknown or malformed one
 //! is a 400 naming it. Errors are JSON `{"error": "…"}` with a 4xx/5xx status; a fault of ours
 //! (500, 502) says only `internal error (error id …)` with `error_id`, the id the log line
@@ -53,18 +58,31 @@ impl IntoResponse for Error {
             }
             _ => serde_json::json!({ "error": self.to_string() }),
         };
-        (self.http_status(), Json(body)).into_response()
+        let retry = self.retry_after_secs();
+        let mut response = (self.http_status(), Json(body)).into_response();
+        if let Some(secs) = retry {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+        }
+        response
     }
 }
 
 /// The query API router.
-pub fn router(engine: QueryEngine) -> Router {
+pub fn router(engine: QueryEngine, auth: cairn_auth::Auth) -> Router {
     Router::new()
         .route("/api/v1/sql", post(sql))
         .route("/api/v1/traces/{trace_id}", get(trace_by_id))
-        .route("/health", get(|| async { "ok" }))
+        .route("/api/v1/whoami", get(whoami))
         .merge(crate::api::routes())
         .merge(crate::tempo::routes())
+        // Every route above needs a principal; those below and the UI's assets do not.
+        .route_layer(axum::middleware::from_fn_with_state(
+            auth,
+            cairn_auth::http::require_read,
+        ))
+        .route("/health", get(|| async { "ok" }))
         .merge(cairn_telemetry::router())
         .fallback_service(cairn_ui::router())
         .layer(axum::middleware::from_fn(crate::metrics::track))
@@ -115,6 +133,18 @@ async fn sql(
         Body::from_stream(body),
     )
         .into_response())
+}
+
+/// `{"tenant": …, "role": …}` of the principal the gate resolved: with auth on the token's
+/// tenant (or, for an admin, the one `X-Scope-OrgID` names) and role; with it off the header's
+/// tenant and `admin`.
+async fn whoami(
+    axum::Extension(principal): axum::Extension<cairn_auth::Principal>,
+) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "tenant": principal.tenant.as_str(),
+        "role": principal.role.as_str(),
+    }))
 }
 
 async fn trace_by_id(

@@ -26,6 +26,7 @@ pub mod run_parts;
 pub mod server;
 mod spill;
 pub mod tempo;
+pub mod tenant_limits;
 pub mod trace;
 pub mod traceql;
 pub mod views;

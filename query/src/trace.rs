@@ -33,10 +33,12 @@ pub async fn fetch_within(
     starts: Option<(i64, i64)>,
 ) -> Result<TracesData> {
     let trace_id = parse_trace_id(trace_id)?;
-    let (runner, tenant) = (engine.clone(), tenant.clone());
+    let (runner, owned) = (engine.clone(), tenant.clone());
     let engine = engine.clone();
     runner
-        .run(async move { fetch_on(&engine, &tenant, trace_id, starts).await })
+        .run(tenant, async move {
+            fetch_on(&engine, &owned, trace_id, starts).await
+        })
         .await
 }
 

@@ -112,3 +112,65 @@ async fn files_without_later_columns_read_with_nulls() {
         "{rows:?}"
     );
 }
+
+/// Files of span schema version 3 have no `redactions` column: read as null beside files that
+/// record a redaction.
+#[tokio::test]
+async fn files_without_the_redaction_record_read_it_as_null() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let tenant = Tenant::new("default").unwrap();
+    for (id, agent, old) in [(1u8, "old_agent", true), (2, "new_agent", false)] {
+        let mut req = request(id, agent);
+        let span = &mut req.resource_spans[0].scope_spans[0].spans[0];
+        span.attributes.push(KeyValue {
+            key: cairn_normalize::redact::REDACTIONS_KEY.into(),
+            value: Some(AnyValue {
+                value: Some(Value::ArrayValue(
+                    cairn_normalize::otlp::common::v1::ArrayValue {
+                        values: vec![AnyValue {
+                            value: Some(Value::StringValue("email@name".into())),
+                        }],
+                    },
+                )),
+            }),
+            ..Default::default()
+        });
+        let mut batch = encode(&req).unwrap().partitions.remove(0).spans;
+        if old {
+            let schema = batch.schema();
+            let keep: Vec<usize> = (0..schema.fields().len())
+                .filter(|&i| schema.field(i).name() != "redactions")
+                .collect();
+            batch = batch.project(&keep).unwrap();
+            assert_eq!(batch.num_columns() + 1, schema.fields().len());
+        }
+        let mut bytes = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut bytes, batch.schema(), None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        store
+            .put(&new_file(Dataset::Spans, &tenant, 472_222), bytes.into())
+            .await
+            .unwrap();
+    }
+    let spill = tempfile::tempdir().unwrap();
+    let config = EngineConfig {
+        spill_dir: spill.path().join("spill"),
+        ..EngineConfig::default()
+    };
+    let engine = QueryEngine::new(store, &config).unwrap();
+    let rows = engine
+        .rows(
+            &tenant,
+            "SELECT agent_name, redactions FROM spans ORDER BY agent_name",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0]["redactions"], serde_json::json!(["email@name"]));
+    assert!(
+        rows[1].get("redactions").is_none_or(|v| v.is_null()),
+        "{rows:?}"
+    );
+}

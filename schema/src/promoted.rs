@@ -99,6 +99,13 @@ pub const PLACEMENT: &[(&str, Kind)] = &[
     ("k8s_labels", Kind::TextList),
 ];
 
+/// The redaction record, after [`PLACEMENT`] and without a `_src`: `rule@location` entries, one
+/// for each redaction rule that removed something from the span's data at ingest and where
+/// (`attribute:<key>`, `resource:<key>`, `scope:<key>`, `event:<name>:<key>`, `link:<key>`,
+/// `name`, `status_message`), read from the reserved span attribute `cairn.redactions` that only
+/// the collector writes. Null when nothing was redacted (and in files of schema version 3).
+pub const REDACTIONS: &str = "redactions";
+
 /// Payload reference columns, in schema order: the hash of a payload, or a list of hashes
 /// (`true`) for values split into one payload per element (message lists).
 pub const PAYLOAD_REFS: &[(&str, bool)] = &[
@@ -111,13 +118,15 @@ pub const PAYLOAD_REFS: &[(&str, bool)] = &[
     ("policy_document_ref", false),
 ];
 
-/// (name, kind) of every promoted column in schema order: each value followed by its `_src`.
+/// (name, kind) of every promoted column in schema order: each value followed by its `_src`,
+/// then [`REDACTIONS`].
 pub fn output_columns() -> Vec<(String, Kind)> {
     DERIVED
         .iter()
         .chain(COPIED)
         .chain(PLACEMENT)
         .flat_map(|&(name, kind)| [(name.to_owned(), kind), (format!("{name}_src"), Kind::Text)])
+        .chain([(REDACTIONS.to_owned(), Kind::TextList)])
         .collect()
 }
 

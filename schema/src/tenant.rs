@@ -39,8 +39,11 @@ impl Tenant {
         }
     }
 
-    /// The tenant named by a raw header value (HTTP header or gRPC metadata), or the default.
-    pub fn from_header_bytes(value: Option<&[u8]>) -> Result<Self> {
+    /// The tenant named by the values of the tenant header (HTTP header or gRPC metadata), or
+    /// the default: more than one value is refused ([`single_value`]), never resolved by
+    /// position.
+    pub fn from_header_values<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Result<Self> {
+        let value = single_value(values, "X-Scope-OrgID")?;
         let text = value
             .map(|v| {
                 std::str::from_utf8(v)
@@ -53,6 +56,23 @@ impl Tenant {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// The one value of a header that may appear at most once (`X-Scope-OrgID`, `Authorization`):
+/// none, or an error naming `name` when a request repeats it, so that no reader takes "the first
+/// of duplicates" while a proxy in front checked another.
+pub fn single_value<'a>(
+    values: impl IntoIterator<Item = &'a [u8]>,
+    name: &str,
+) -> Result<Option<&'a [u8]>> {
+    let mut values = values.into_iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(Error::InvalidInput(format!(
+            "the {name} header is given more than once; send it once"
+        )));
+    }
+    Ok(first)
 }
 
 impl std::fmt::Display for Tenant {
@@ -76,5 +96,21 @@ mod tests {
         for bad in ["..", ".", "a/b", "a b", "é", &"x".repeat(129)] {
             assert!(Tenant::new(bad).is_err(), "{bad:?} accepted");
         }
+        let values = |v: &[&'static str]| v.iter().map(|s| s.as_bytes()).collect::<Vec<_>>();
+        assert_eq!(
+            Tenant::from_header_values(values(&[])).unwrap().as_str(),
+            "default"
+        );
+        assert_eq!(
+            Tenant::from_header_values(values(&["acme"]))
+                .unwrap()
+                .as_str(),
+            "acme"
+        );
+        let twice = Tenant::from_header_values(values(&["acme", "acme"])).unwrap_err();
+        assert_eq!(
+            twice.to_string(),
+            "invalid input: the X-Scope-OrgID header is given more than once; send it once"
+        );
     }
 }

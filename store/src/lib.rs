@@ -7,9 +7,11 @@
 //! ([`trace_index`]); readers list through [`visible`], which applies the
 //! compaction records so that every span is seen exactly once, also while files are replaced.
 //! A store under a prefix (`s3://bucket/prefix`) is rooted there by [`prefix`]. Every store is
-//! wrapped in [`metered`], which counts requests, bytes and latency per operation. With the `faults` feature, `faults` fails a fraction of writes, for the
+//! wrapped in [`metered`], which counts requests, bytes and latency per operation. Every
+//! committed file is recorded in its tenant's tamper-evident [`chain`]. With the `faults` feature, `faults` fails a fraction of writes, for the
 //! resilience tests.
 
+pub mod chain;
 mod error;
 #[cfg(feature = "faults")]
 pub mod faults;

@@ -28,10 +28,16 @@ pub async fn is_complete(store: &dyn ObjectStore, tenant: &Tenant) -> object_sto
     }
 }
 
+/// The content of a tenant's [`trace_index::marker`].
+pub const MARKER: &[u8] = b"{}";
+
 /// Marks the tenant's index complete.
 pub async fn mark_complete(store: &dyn ObjectStore, tenant: &Tenant) -> object_store::Result<()> {
     store
-        .put(&trace_index::marker(tenant), PutPayload::from_static(b"{}"))
+        .put(
+            &trace_index::marker(tenant),
+            PutPayload::from_static(MARKER),
+        )
         .await
         .map(|_| ())
 }

@@ -97,3 +97,52 @@ mod tests {
         );
     }
 }
+
+/// Distinct tenants named in metric labels; the ones after them share the label `other`, so
+/// that clients naming ever new tenants cannot grow `/metrics` without bound.
+pub const MAX_TENANT_LABELS: usize = 100;
+
+static TENANT_LABELS: LazyLock<Mutex<std::collections::HashSet<String>>> =
+    LazyLock::new(Default::default);
+
+/// The `tenant` label value of `tenant`: itself for the first [`MAX_TENANT_LABELS`] tenants
+/// seen, `other` after.
+pub fn tenant_label(tenant: &str) -> String {
+    let mut seen = TENANT_LABELS.lock().expect("tenant labels");
+    if seen.contains(tenant) {
+        return tenant.to_owned();
+    }
+    if seen.len() < MAX_TENANT_LABELS {
+        seen.insert(tenant.to_owned());
+        return tenant.to_owned();
+    }
+    "other".to_owned()
+}
+
+/// Labels of a per-tenant limit's refusals.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantLimitLabels {
+    pub tenant: String,
+    pub limit: &'static str,
+}
+
+static TENANT_REFUSED: LazyLock<Family<TenantLimitLabels, Counter>> = LazyLock::new(|| {
+    let family = Family::default();
+    register(
+        "tenant_refused",
+        "Requests refused by a per-tenant limit (ingest_rate, storage_quota, concurrent_queries)",
+        family.clone(),
+    );
+    family
+});
+
+/// Counts a request of `tenant` refused by the per-tenant `limit`. Shared by the collector and
+/// the query API, which may run in one process.
+pub fn tenant_refused(tenant: &str, limit: &'static str) {
+    TENANT_REFUSED
+        .get_or_create(&TenantLimitLabels {
+            tenant: tenant_label(tenant),
+            limit,
+        })
+        .inc();
+}

@@ -3,14 +3,18 @@
 //! Grafana sends it (`tests/python/grafana_panels.py`: macros and variables expanded as
 //! Grafana's PostgreSQL data source does, SQL over the Postgres wire with libpq's simple query
 //! protocol, TraceQL and trace ids over the Tempo API), with the answers the runs of
-//! `tests/python/lineage_runs.py` imply.
+//! `tests/python/lineage_runs.py` imply. The credentials are those of the provisioned data
+//! sources, Grafana's environment interpolated into them: with auth off as without it, and with
+//! `--auth-tokens` a read token of the tenant, without which (or with another tenant's, or an
+//! ingest token) both data sources are refused.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use serde_json::Value;
 
-use crate::harness::{python_script, run_python};
+use crate::harness::{python, python_script, temp_dir, Cairn};
 use crate::lineage::with_lineage_runs;
 
 fn grafana_dir() -> PathBuf {
@@ -85,33 +89,156 @@ fn dashboards_use_the_provisioned_data_sources_and_fit_the_grid() {
     }
 }
 
+/// Runs `tests/python/grafana_panels.py` with `args` after the provisioned data sources' file
+/// and the addresses of `cairn`, in Grafana's environment `env` (CAIRN_TENANT, CAIRN_TOKEN;
+/// unset when not given); panics with its output unless it succeeds.
+fn grafana_panels(cairn: &Cairn, env: &[(&str, &str)], args: &[&str]) -> Value {
+    let datasources = grafana_dir().join("provisioning/datasources/cairn.yaml");
+    let tempo = format!("http://{}/tempo", cairn.http);
+    let mut cmd = Command::new(python());
+    cmd.arg(python_script("grafana_panels.py"))
+        .arg("--datasources")
+        .arg(&datasources)
+        .args(["--pg", &cairn.pg, "--tempo", &tempo])
+        .args(args)
+        .env_remove("CAIRN_TENANT")
+        .env_remove("CAIRN_TOKEN")
+        .envs(env.iter().copied());
+    let out = cmd.output().expect("run python");
+    assert!(
+        out.status.success(),
+        "{args:?}\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON output")
+}
+
+/// Every panel of both dashboards, over the runs of `lineage_runs.py` (a01 is `a01`).
+fn run_panels(cairn: &Cairn, env: &[(&str, &str)], a01: &str) -> Value {
+    let dir = grafana_dir().join("dashboards");
+    grafana_panels(
+        cairn,
+        env,
+        &[
+            "--dashboards",
+            dir.to_str().unwrap(),
+            "--from",
+            "2026-11-20T00:00:00Z",
+            "--to",
+            "2026-11-21T00:00:00Z",
+            "--trace-id",
+            a01,
+            "--agent",
+            "triage",
+        ],
+    )
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_panel_query_answers_on_known_runs() {
     let (cairn, _, ids) = with_lineage_runs();
     let a01 = ids["traces"]["a01"].as_str().unwrap();
-    let script = python_script("grafana_panels.py");
-    let dir = grafana_dir().join("dashboards");
-    let tempo = format!("http://{}/tempo", cairn.http);
-    let out: Value = serde_json::from_str(&run_python(&[
-        script.to_str().unwrap(),
-        "--dashboards",
-        dir.to_str().unwrap(),
-        "--pg",
-        &cairn.pg,
-        "--tempo",
-        &tempo,
-        "--tenant",
-        "default",
-        "--from",
-        "2026-11-20T00:00:00Z",
-        "--to",
-        "2026-11-21T00:00:00Z",
-        "--trace-id",
+    // Auth off: no token set, so Grafana sends `Authorization: Bearer ` and an empty password.
+    let out = run_panels(&cairn, &[("CAIRN_TENANT", "default")], a01);
+    check_panels(&out, a01);
+    cairn.stop();
+}
+
+/// A token for `tenant` with `role` in the token file `file`, as `cairn token create` prints it.
+fn create_token(file: &Path, tenant: &str, role: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["token", "create", "--auth-tokens"])
+        .arg(file)
+        .args(["--tenant", tenant, "--role", role, "--name", "grafana"])
+        .output()
+        .expect("cairn token create");
+    assert!(
+        out.status.success(),
+        "cairn token create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(
+        !token.is_empty() && !token.contains(char::is_whitespace),
+        "{token:?}"
+    );
+    token
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_auth_tokens_the_provisioned_token_reads_and_nothing_else_does() {
+    let dir = temp_dir();
+    let file = dir.path().join("tokens.toml");
+    let ingest = create_token(&file, "acme", "ingest");
+    let read = create_token(&file, "acme", "read");
+    let beta = create_token(&file, "beta", "read");
+    let cairn = Cairn::start(&[
+        "--approval-required",
+        "post_*",
+        "--auth-tokens",
+        file.to_str().unwrap(),
+    ]);
+    // The runs of lineage_runs.py in tenant acme, exported with the ingest token (the SDK's
+    // OTEL_EXPORTER_OTLP_HEADERS, beside the tenant header the script sends).
+    let endpoint = format!("http://{}/v1/traces", cairn.otlp_http);
+    let out = Command::new(python())
+        .arg(python_script("lineage_runs.py"))
+        .args(["--endpoint", &endpoint, "--tenant", "acme"])
+        .env(
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            format!("Authorization=Bearer%20{ingest}"),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ids: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let a01 = ids["traces"]["a01"].as_str().unwrap();
+
+    // "Save & test" of both data sources, as provisioned with each CAIRN_TOKEN.
+    let save_and_test = |env: &[(&str, &str)]| grafana_panels(&cairn, env, &["--save-and-test"]);
+    let good = save_and_test(&[("CAIRN_TENANT", "acme"), ("CAIRN_TOKEN", &read)]);
+    assert_eq!(good["tempo"]["status"], 200, "{good:#}");
+    assert_eq!(good["sql"]["ok"], true, "{good:#}");
+
+    let none = save_and_test(&[("CAIRN_TENANT", "acme")]);
+    assert_eq!(none["tempo"]["status"], 401, "{none:#}");
+    assert!(
+        none["tempo"]["www_authenticate"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("Bearer")),
+        "{none:#}"
+    );
+    assert_eq!(none["sql"]["ok"], false, "{none:#}");
+
+    // Another tenant's read token, and the ingest token of this one: the token is good, the
+    // right is not.
+    for (what, token) in [("beta's read token", &beta), ("the ingest token", &ingest)] {
+        let refused = save_and_test(&[("CAIRN_TENANT", "acme"), ("CAIRN_TOKEN", token)]);
+        assert_eq!(refused["tempo"]["status"], 403, "{what}: {refused:#}");
+        assert_eq!(refused["sql"]["ok"], false, "{what}: {refused:#}");
+    }
+    // beta's token is good for beta's own data sources.
+    let own = save_and_test(&[("CAIRN_TENANT", "beta"), ("CAIRN_TOKEN", &beta)]);
+    assert_eq!(own["tempo"]["status"], 200, "{own:#}");
+    assert_eq!(own["sql"]["ok"], true, "{own:#}");
+
+    // Every panel answers as with auth off.
+    let out = run_panels(
+        &cairn,
+        &[("CAIRN_TENANT", "acme"), ("CAIRN_TOKEN", &read)],
         a01,
-        "--agent",
-        "triage",
-    ]))
-    .unwrap();
+    );
+    check_panels(&out, a01);
+    cairn.stop();
+}
+
+/// The answers of every panel on the runs of `lineage_runs.py`.
+fn check_panels(out: &Value, a01: &str) {
     let panels = out.as_object().unwrap();
     // Every target of both dashboards ran, twice on the fleet board (all agents, then triage).
     let targets: usize = dashboards()
@@ -190,5 +317,4 @@ async fn every_panel_query_answers_on_known_runs() {
     assert_eq!(rows("cairn-run/Tool calls"), 5);
     assert_eq!(rows("cairn-run/Approvals and bypasses"), 2);
     assert!(out["cairn-run/Trace"]["bytes"].as_u64().unwrap() > 1000);
-    cairn.stop();
 }

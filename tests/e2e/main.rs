@@ -3,8 +3,10 @@
 mod agent_run;
 mod harness;
 
+mod auth;
 mod bad_input;
 mod bench_tools;
+mod chain;
 mod cluster;
 mod compaction;
 mod config;
@@ -26,12 +28,15 @@ mod overload;
 mod pg_extended;
 mod pg_wire;
 mod python_sdk;
+mod redaction;
 mod run_summary;
 mod s3;
 mod sql_api;
 mod store_faults;
 mod telemetry;
 mod tempo_api;
+mod tenant_limits;
+mod tls;
 mod trace_index;
 mod traceql;
 mod ui_api;

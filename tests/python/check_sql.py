@@ -3,7 +3,7 @@
 
 Usage:
     check_sql.py --query http://HOST:PORT EXPECTED.json [EXPECTED.json ...]
-                 [--tenant T] [--absent]
+                 [--tenant T] [--absent] [--ca CA.pem]
 
 Every span of every file must be returned by `POST /api/v1/sql`, field by field; with
 `--absent`, none of them may be visible (e.g. to the wrong tenant). Exits 1 on any mismatch.
@@ -16,6 +16,7 @@ import argparse
 import calendar
 import json
 import re
+import ssl
 import sys
 import urllib.request
 
@@ -43,6 +44,10 @@ SCALARS = (
 ISO = re.compile(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(?:Z|\+00:00)$")
 
 
+# TLS: the CA bundle the query API's certificate is checked against (`--ca`).
+SSL_CONTEXT = None
+
+
 def query(base: str, sql: str, tenant: str | None) -> list[dict]:
     headers = {"Content-Type": "application/json"}
     if tenant:
@@ -50,7 +55,7 @@ def query(base: str, sql: str, tenant: str | None) -> list[dict]:
     request = urllib.request.Request(
         f"{base.rstrip('/')}/api/v1/sql", data=json.dumps({"sql": sql}).encode(), headers=headers
     )
-    with urllib.request.urlopen(request, timeout=30) as response:
+    with urllib.request.urlopen(request, timeout=30, context=SSL_CONTEXT) as response:
         return json.load(response)
 
 
@@ -114,8 +119,12 @@ def main() -> int:
     parser.add_argument("--query", required=True, help="base URL of the query API")
     parser.add_argument("--tenant", help="sent as X-Scope-OrgID")
     parser.add_argument("--absent", action="store_true", help="expect none of the spans")
+    parser.add_argument("--ca", help="PEM CA bundle of an https:// query API's certificate")
     parser.add_argument("expected", nargs="+")
     args = parser.parse_args()
+    if args.ca:
+        global SSL_CONTEXT
+        SSL_CONTEXT = ssl.create_default_context(cafile=args.ca)
 
     expected = {}
     for path in args.expected:

@@ -2,8 +2,20 @@
 """Run every query of Cairn's shipped Grafana dashboards the way Grafana sends it.
 
 Usage:
-    grafana_panels.py --dashboards DIR --pg HOST:PORT --tempo URL --tenant T
-                      --from RFC3339 --to RFC3339 --trace-id HEX [--agent NAME] [--password P]
+    grafana_panels.py --datasources FILE --dashboards DIR --pg HOST:PORT --tempo URL
+                      --from RFC3339 --to RFC3339 --trace-id HEX [--agent NAME]
+    grafana_panels.py --datasources FILE --pg HOST:PORT --tempo URL --save-and-test
+
+The credentials are those of the provisioned data sources in FILE
+(deploy/grafana/provisioning/datasources/cairn.yaml), with Grafana's environment variables
+(CAIRN_TENANT, CAIRN_TOKEN, …) interpolated as Grafana's provisioning does: `$VAR` and `${VAR}`
+from the environment, empty when unset, `$$` a literal `$`. The Tempo data source's HTTP headers
+(`httpHeaderNameN` in jsonData, `httpHeaderValueN` in secureJsonData) go with every Tempo
+request; the PostgreSQL data source's `user` and secureJsonData `password` log in.
+
+--save-and-test does what Grafana's "Save & test" does for both data sources (Tempo: GET
+`/api/echo`; PostgreSQL: log in and `-- ping`) and prints {"tempo": {"status": n, "body": …},
+"sql": {"ok": bool, "error": "…"}} without failing on a refusal.
 
 For each panel target of each dashboard in DIR:
   * PostgreSQL targets: Grafana's macros and template variables are expanded as its PostgreSQL
@@ -27,13 +39,16 @@ it.
 import argparse
 import datetime as dt
 import json
+import os
 import re
 import sys
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import psycopg
+import yaml
 from psycopg import pq
 
 SQL_UID, TEMPO_UID = "cairn-sql", "cairn-tempo"
@@ -101,6 +116,47 @@ def interval_for(start: dt.datetime, end: dt.datetime) -> str:
     return f"{minutes}m"
 
 
+def grafana_env(value):
+    """A provisioned value with Grafana's environment interpolation, recursively."""
+    if isinstance(value, dict):
+        return {k: grafana_env(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [grafana_env(v) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def one(m: re.Match) -> str:
+        return os.environ.get(m.group(1) or m.group(2), "")
+
+    return "$".join(re.sub(r"\$\{(\w+)\}|\$(\w+)", one, part) for part in value.split("$$"))
+
+
+class DataSources:
+    """The credentials of the provisioned data sources, as Grafana sends them."""
+
+    def __init__(self, path: str) -> None:
+        found = {d["uid"]: grafana_env(d) for d in yaml.safe_load(Path(path).read_text())["datasources"]}
+        tempo, sql = found[TEMPO_UID], found[SQL_UID]
+        if tempo["type"] != "tempo" or sql["type"] not in ("grafana-postgresql-datasource", "postgres"):
+            raise SystemExit(f"{path}: unexpected data source types {tempo['type']}, {sql['type']}")
+        names = {k: v for k, v in tempo.get("jsonData", {}).items() if re.fullmatch(r"httpHeaderName\d+", k)}
+        secure = tempo.get("secureJsonData", {})
+        self.tempo_headers = {name: secure.get(k.replace("Name", "Value"), "") for k, name in names.items()}
+        self.user = sql["user"]
+        self.password = sql.get("secureJsonData", {}).get("password", "")
+        self.database = sql.get("jsonData", {}).get("database", "")
+        self.sslmode = sql.get("jsonData", {}).get("sslmode", "disable")
+
+    def connect(self, pg: str):
+        host, port = pg.rsplit(":", 1)
+        conn = psycopg.connect(host=host, port=port, user=self.user, password=self.password,
+                               dbname=self.database, sslmode=self.sslmode, autocommit=True)
+        # Grafana's health check before queries (pgx Ping).
+        if conn.pgconn.exec_(b"-- ping").status != pq.ExecStatus.EMPTY_QUERY:
+            raise SystemExit("`-- ping` must answer an empty query")
+        return conn
+
+
 def run_sql(conn, sql: str, fmt: str, label: str) -> dict:
     res = conn.pgconn.exec_(sql.encode())
     if res.status != pq.ExecStatus.TUPLES_OK:
@@ -123,28 +179,46 @@ def run_sql(conn, sql: str, fmt: str, label: str) -> dict:
     return {"rows": res.ntuples, "columns": columns, "first": first}
 
 
-def tempo(base: str, path: str, params: dict, tenant: str, accept: str) -> bytes:
+def tempo(base: str, path: str, params: dict, headers: dict, accept: str) -> bytes:
     url = base.rstrip("/") + path + ("?" + urllib.parse.urlencode(params) if params else "")
-    req = urllib.request.Request(url, headers={"X-Scope-OrgID": tenant, "Accept": accept})
+    req = urllib.request.Request(url, headers={**headers, "Accept": accept})
     with urllib.request.urlopen(req, timeout=60) as r:
         return r.read()
 
 
+def save_and_test(sources: DataSources, pg: str, base: str) -> dict:
+    out = {}
+    try:
+        out["tempo"] = {"status": 200, "body": tempo(base, "/api/echo", {}, sources.tempo_headers, "*/*").decode()}
+    except urllib.error.HTTPError as e:
+        out["tempo"] = {"status": e.code, "body": e.read().decode(errors="replace"),
+                        "www_authenticate": e.headers.get("WWW-Authenticate")}
+    try:
+        sources.connect(pg).close()
+        out["sql"] = {"ok": True}
+    except psycopg.OperationalError as e:
+        out["sql"] = {"ok": False, "error": str(e).strip()}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    for flag in ("--dashboards", "--pg", "--tempo", "--tenant", "--from", "--to", "--trace-id"):
+    for flag in ("--datasources", "--pg", "--tempo"):
         ap.add_argument(flag, required=True)
-    ap.add_argument("--agent")
-    ap.add_argument("--password", default="")
+    for flag in ("--dashboards", "--from", "--to", "--trace-id", "--agent"):
+        ap.add_argument(flag)
+    ap.add_argument("--save-and-test", action="store_true")
     args = ap.parse_args()
+    sources = DataSources(args.datasources)
+    if args.save_and_test:
+        json.dump(save_and_test(sources, args.pg, args.tempo), sys.stdout, indent=1, sort_keys=True)
+        return
+    for flag in ("dashboards", "from", "to", "trace_id"):
+        if not getattr(args, flag):
+            ap.error(f"--{flag.replace('_', '-')} is required to run the panels")
     start = dt.datetime.fromisoformat(getattr(args, "from").replace("Z", "+00:00"))
     end = dt.datetime.fromisoformat(args.to.replace("Z", "+00:00"))
-    host, port = args.pg.rsplit(":", 1)
-    conn = psycopg.connect(host=host, port=port, user=args.tenant, password=args.password,
-                           dbname="cairn", sslmode="disable", autocommit=True)
-    # Grafana's health check before queries (pgx Ping).
-    if conn.pgconn.exec_(b"-- ping").status != pq.ExecStatus.EMPTY_QUERY:
-        raise SystemExit("`-- ping` must answer an empty query")
+    conn = sources.connect(args.pg)
 
     out = {}
     for path in sorted(Path(args.dashboards).glob("*.json")):
@@ -176,12 +250,14 @@ def main() -> None:
                     elif uid == TEMPO_UID:
                         query = expand_vars(target["query"], values, False)
                         if re.fullmatch(r"[0-9a-fA-F]+", query):
-                            body = tempo(args.tempo, f"/api/v2/traces/{query}", {}, args.tenant, "application/protobuf")
+                            body = tempo(args.tempo, f"/api/v2/traces/{query}", {}, sources.tempo_headers,
+                                         "application/protobuf")
                             out[label] = {"bytes": len(body)}
                         else:
                             params = {"q": query, "limit": target.get("limit", 20), "spss": 3,
                                       "start": int(start.timestamp()), "end": int(end.timestamp())}
-                            body = json.loads(tempo(args.tempo, "/api/search", params, args.tenant, "application/json"))
+                            body = json.loads(tempo(args.tempo, "/api/search", params, sources.tempo_headers,
+                                                    "application/json"))
                             out[label] = {"traces": len(body.get("traces", []))}
                     else:
                         raise SystemExit(f"{label}: unknown data source {uid}")

@@ -3,9 +3,12 @@
 
 Usage:
     send_spans.py --protocol {grpc,http-protobuf,http-json} --endpoint URL --out expected.json
-                  [--tenant T] [--gzip]
+                  [--tenant T] [--gzip] [--ca CA.pem [--client-cert C.pem --client-key K.pem]]
+                  [--timeout SECONDS]
 
-The endpoint is `http://HOST:PORT` for gRPC and `http://HOST:PORT/v1/traces` for HTTP.
+The endpoint is `http://HOST:PORT` for gRPC and `http://HOST:PORT/v1/traces` for HTTP
+(`https://` with `--ca`: TLS, the server's certificate checked against that CA, and with
+`--client-cert` the exporter presents a client certificate).
 After a successful export, the spans exactly as the SDK exported them are written to the
 `--out` file, with attribute values rendered the way Cairn stores them as text (see
 `render_value`). Exits 1 if the exporter reports a failure.
@@ -35,21 +38,43 @@ PROTOCOLS = ("grpc", "http-protobuf", "http-json")
 TENANT_HEADER = "X-Scope-OrgID"
 
 
-def make_exporter(protocol: str, endpoint: str, tenant: str | None, gzip: bool) -> SpanExporter:
-    """The SDK's own OTLP span exporter for `protocol`."""
+def read_file(path: str | None) -> bytes | None:
+    if path is None:
+        return None
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def make_exporter(
+    protocol: str, endpoint: str, tenant: str | None, gzip: bool, tls=None, timeout: float = 10
+) -> SpanExporter:
+    """The SDK's own OTLP span exporter for `protocol`; `tls` holds the `--ca`, `--client-cert`
+    and `--client-key` arguments (each may be None)."""
+    ca, client_cert, client_key = (tls.ca, tls.client_cert, tls.client_key) if tls else (None,) * 3
+    # The parsed arguments also carry `--token`, sent as a bearer token.
+    token = getattr(tls, "token", None)
+    bearer = {"authorization": f"Bearer {token}"} if token else {}
     if protocol == "grpc":
         import grpc
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
+        credentials = None
+        if ca:
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=read_file(ca),
+                private_key=read_file(client_key),
+                certificate_chain=read_file(client_cert),
+            )
         return OTLPSpanExporter(
             endpoint=endpoint,
-            insecure=True,
+            insecure=not ca,
+            credentials=credentials,
             # gRPC metadata keys must be lowercase.
-            headers={TENANT_HEADER.lower(): tenant} if tenant else None,
+            headers={**({TENANT_HEADER.lower(): tenant} if tenant else {}), **bearer} or None,
             compression=grpc.Compression.Gzip if gzip else grpc.Compression.NoCompression,
-            timeout=10,
+            timeout=timeout,
         )
-    headers = {TENANT_HEADER: tenant} if tenant else None
+    headers = {**({TENANT_HEADER: tenant} if tenant else {}), **bearer} or None
     if protocol == "http-protobuf":
         from opentelemetry.exporter.otlp.proto.http import Compression
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -58,7 +83,10 @@ def make_exporter(protocol: str, endpoint: str, tenant: str | None, gzip: bool) 
             endpoint=endpoint,
             headers=headers,
             compression=Compression.Gzip if gzip else Compression.NoCompression,
-            timeout=10,
+            timeout=timeout,
+            certificate_file=ca,
+            client_certificate_file=client_cert,
+            client_key_file=client_key,
         )
     if protocol == "http-json":
         from opentelemetry.exporter.otlp.common.http import Compression
@@ -275,7 +303,12 @@ def main() -> int:
     parser.add_argument("--endpoint", required=True, help="gRPC: http://HOST:PORT; HTTP: http://HOST:PORT/v1/traces")
     parser.add_argument("--out", required=True, help="where to write the expected spans (JSON)")
     parser.add_argument("--tenant", help=f"sent as the {TENANT_HEADER} header")
+    parser.add_argument("--token", help="sent as `authorization: Bearer TOKEN`")
     parser.add_argument("--gzip", action="store_true", help="gzip-compress exports")
+    parser.add_argument("--ca", help="TLS: PEM CA bundle the server's certificate is checked against")
+    parser.add_argument("--client-cert", help="TLS: PEM client certificate to present (mTLS)")
+    parser.add_argument("--client-key", help="TLS: PEM key of --client-cert")
+    parser.add_argument("--timeout", type=float, default=10, help="seconds per export attempt")
     args = parser.parse_args()
 
     resource = Resource.create(
@@ -288,7 +321,9 @@ def main() -> int:
             "cairn.test.gzip": args.gzip,
         }
     )
-    recorder = RecordingExporter(make_exporter(args.protocol, args.endpoint, args.tenant, args.gzip))
+    recorder = RecordingExporter(
+        make_exporter(args.protocol, args.endpoint, args.tenant, args.gzip, args, args.timeout)
+    )
     provider = TracerProvider(resource=resource)
     # A long delay and a large batch: all spans leave in one request, at force_flush.
     provider.add_span_processor(

@@ -295,7 +295,24 @@ pub fn promote(view: &SpanView<'_>, placement: Option<&Placement>, placed: &[Cel
         }
     }
     out.extend_from_slice(placed);
+    out.push(Cell::TextList(redactions(view)));
     out
+}
+
+/// The span's redaction record: the entries of its [`crate::redact::REDACTIONS_KEY`] attribute.
+fn redactions(view: &SpanView<'_>) -> Option<Vec<String>> {
+    match view.attr(crate::redact::REDACTIONS_KEY)? {
+        Value::ArrayValue(list) => Some(
+            list.values
+                .iter()
+                .filter_map(|v| match &v.value {
+                    Some(Value::StringValue(s)) => Some(s.clone()),
+                    _ => None,
+                })
+                .collect(),
+        ),
+        _ => None,
+    }
 }
 
 type Lookup<'a> = dyn Fn(&str) -> Option<String> + 'a;

@@ -1,26 +1,31 @@
 //! Typed request parts of the query API, each refused with a JSON 400 naming what is wrong:
-//! the tenant of `X-Scope-OrgID`, path ids ([`TraceId`], [`SpanId`], [`PayloadHash`]) and query
+//! the tenant (of the principal [`cairn_auth`] resolved for the request), path ids ([`TraceId`], [`SpanId`], [`PayloadHash`]) and query
 //! parameters ([`Params`]: a struct per endpoint, unknown parameters refused, each value read as
 //! its type, errors naming the parameter).
 
 use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::request::Parts;
-use cairn_schema::tenant::{Tenant, TENANT_HEADER};
+use cairn_schema::tenant::Tenant;
 use datafusion::common::ScalarValue;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use crate::Error;
 
-/// The tenant a request is scoped to (`X-Scope-OrgID`, default `default`).
+/// The tenant a request is scoped to: its principal's, which the router's gate
+/// ([`cairn_auth::http::require_read`]) resolved. A route outside the gate has none and is
+/// refused (fails closed), never scoped by a header it reads itself.
 pub struct TenantOf(pub Tenant);
 
 impl<S: Send + Sync> FromRequestParts<S> for TenantOf {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
-        let header = parts.headers.get(TENANT_HEADER).map(|v| v.as_bytes());
-        Ok(Self(Tenant::from_header_bytes(header)?))
+        parts
+            .extensions
+            .get::<cairn_auth::Principal>()
+            .map(|p| Self(p.tenant.clone()))
+            .ok_or_else(|| Error::Internal("a tenant-scoped route outside the auth gate".into()))
     }
 }
 

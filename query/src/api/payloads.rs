@@ -94,13 +94,12 @@ pub async fn rows(
         .collect::<Option<Vec<i64>>>()
         .and_then(crate::trace::hour_range);
     let traces: BTreeSet<String> = steps.iter().filter_map(|s| s.trace_id.clone()).collect();
-    let (runner, tenant) = (engine.clone(), tenant.clone());
+    let (runner, owned) = (engine.clone(), tenant.clone());
     let engine = engine.clone();
     runner
-        .run(async move {
-            let ctx = engine.session(&tenant).await?;
-            crate::trace::payload_rows(&engine, &ctx, &tenant, wanted, &traces, hours, columns)
-                .await
+        .run(tenant, async move {
+            let ctx = engine.session(&owned).await?;
+            crate::trace::payload_rows(&engine, &ctx, &owned, wanted, &traces, hours, columns).await
         })
         .await
 }

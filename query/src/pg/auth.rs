@@ -2,24 +2,31 @@
 //!
 //! Data flow: the startup message names a user (and maybe `options`); [`Admit`] refuses the
 //! connection unless they name a valid tenant ([`tenant`]: the `cairn.tenant` option when given,
-//! else the user name), then hands the startup to pgwire's own handler: trust when no password
-//! is configured, SCRAM-SHA-256 against [`Password`] otherwise. Queries find the tenant again in
-//! the connection's startup parameters.
+//! else the user name), then hands the startup to the authentication proper: with auth on
+//! (`--auth-tokens`), a cleartext password that is a token of role read or admin, checked by
+//! [`cairn_auth`] for that tenant ([`TokenLogin`]; the password crosses the wire as it is, so
+//! TLS should be on); otherwise pgwire's own handlers, trust when no password is configured,
+//! SCRAM-SHA-256 against [`Password`] when one is. Queries find the tenant again in the
+//! connection's startup parameters.
 
 use std::collections::HashMap;
 use std::fmt::Debug;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
 use cairn_schema::tenant::Tenant;
 use datafusion_postgres::pgwire;
-use futures::Sink;
+use futures::{Sink, SinkExt};
 use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::auth::sasl::scram::{gen_salted_password, ScramAuth, SCRAM_ITERATIONS};
 use pgwire::api::auth::sasl::SASLAuthStartupHandler;
 use pgwire::api::auth::{AuthSource, DefaultServerParameterProvider, LoginInfo, StartupHandler};
-use pgwire::api::{ClientInfo, ConnectionManager, METADATA_USER};
+use pgwire::api::{
+    ClientInfo, ConnectionGuard, ConnectionHandle, ConnectionManager, PgWireConnectionState,
+    PidSecretKeyGenerator, RandomPidSecretKeyGenerator, METADATA_USER,
+};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::startup::Authentication;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
 /// The startup option naming the tenant, as in `options='-c cairn.tenant=acme'`.
@@ -112,6 +119,84 @@ impl NoopStartupHandler for Trust {
     }
 }
 
+/// With auth on: asks for a cleartext password and admits the connection if it is a token that
+/// may read the tenant the client named.
+pub struct TokenLogin {
+    auth: cairn_auth::Auth,
+    manager: Arc<ConnectionManager>,
+}
+
+static PIDS: LazyLock<RandomPidSecretKeyGenerator> =
+    LazyLock::new(RandomPidSecretKeyGenerator::default);
+
+#[async_trait]
+impl StartupHandler for TokenLogin {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match message {
+            PgWireFrontendMessage::Startup(ref startup) => {
+                pgwire::api::auth::protocol_negotiation(client, startup).await?;
+                pgwire::api::auth::save_startup_parameters_to_metadata(client, startup);
+                client.set_state(PgWireConnectionState::AuthenticationInProgress);
+                client
+                    .send(PgWireBackendMessage::Authentication(
+                        Authentication::CleartextPassword,
+                    ))
+                    .await?;
+            }
+            PgWireFrontendMessage::PasswordMessageFamily(message) => {
+                let password = message.into_password()?.password;
+                let tenant = tenant(client.metadata())?;
+                let peer = Some(client.socket_addr().ip());
+                if let Err(e) = self.auth.resolve_password(&password, &tenant, peer).await {
+                    let user = client
+                        .metadata()
+                        .get(METADATA_USER)
+                        .cloned()
+                        .unwrap_or_default();
+                    return Err(refused(&e, &user));
+                }
+                let (pid, secret_key) = PIDS.generate(client);
+                client.set_pid_and_secret_key(pid, secret_key.clone());
+                let (handle, guard) = self.manager.register(pid, secret_key);
+                client
+                    .session_extensions()
+                    .insert::<Arc<ConnectionHandle>>(handle);
+                client.session_extensions().insert::<ConnectionGuard>(guard);
+                pgwire::api::auth::finish_authentication(client, &parameters()).await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// A refused login in Postgres's terms.
+fn refused(error: &cairn_auth::AuthError, user: &str) -> PgWireError {
+    use cairn_auth::AuthError as E;
+    match error {
+        E::Unauthenticated(why) => fatal(
+            "28P01",
+            format!("password authentication failed for user \"{user}\": {why}"),
+        ),
+        E::Forbidden(why) => fatal("28000", why.clone()),
+        E::RateLimited { .. } => fatal("53300", error.to_string()),
+        E::BadRequest(why) => fatal("28000", why.clone()),
+        E::TokenFile { .. } | E::Internal(_) => {
+            tracing::warn!(%error, "postgres login failed on our side");
+            fatal("XX000", "internal error".to_owned())
+        }
+    }
+}
+
 /// Admits a connection naming a valid tenant to `inner`, the authentication proper.
 pub struct Admit<H>(pub H);
 
@@ -152,7 +237,17 @@ impl<H: StartupHandler> StartupHandler for Admit<H> {
 
 /// The authentication of one connection: SCRAM-SHA-256 with `password` if there is one, trust
 /// otherwise. Connections register with `manager`, so that clients can cancel their queries.
-pub fn startup(password: Option<&Arc<Password>>, manager: &Arc<ConnectionManager>) -> Startup {
+pub fn startup(
+    password: Option<&Arc<Password>>,
+    auth: &cairn_auth::Auth,
+    manager: &Arc<ConnectionManager>,
+) -> Startup {
+    if auth.is_on() {
+        return Startup::Token(Admit(TokenLogin {
+            auth: auth.clone(),
+            manager: Arc::clone(manager),
+        }));
+    }
     match password {
         Some(password) => {
             let scram = ScramAuth::new(Arc::clone(password) as Arc<dyn AuthSource>);
@@ -170,6 +265,7 @@ pub fn startup(password: Option<&Arc<Password>>, manager: &Arc<ConnectionManager
 pub enum Startup {
     Trust(Admit<Trust>),
     Scram(Admit<SASLAuthStartupHandler<DefaultServerParameterProvider>>),
+    Token(Admit<TokenLogin>),
 }
 
 #[async_trait]
@@ -187,6 +283,7 @@ impl StartupHandler for Startup {
         match self {
             Startup::Trust(h) => h.on_startup(client, message).await,
             Startup::Scram(h) => h.on_startup(client, message).await,
+            Startup::Token(h) => h.on_startup(client, message).await,
         }
     }
 }

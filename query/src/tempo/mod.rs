@@ -61,7 +61,14 @@ impl IntoResponse for TempoError {
             tracing::warn!(error = %self.0, error_id = %id, "tempo api request failed");
             return (status, format!("internal error (error id {id})")).into_response();
         }
-        (status, self.0.to_string()).into_response()
+        let retry = self.0.retry_after_secs();
+        let mut response = (status, self.0.to_string()).into_response();
+        if let Some(secs) = retry {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+        }
+        response
     }
 }
 

@@ -154,6 +154,7 @@ pub const PROMOTED: &[Promoted] = &[
     p("agent_trail.k8s.workload.kind", "k8s_workload_kind", T, R),
     p("agent_trail.k8s.workload.name", "k8s_workload_name", T, R),
     p("agent_trail.k8s.labels", "k8s_labels", L, R),
+    p("cairn.redactions", "redactions", L, S),
     p("container.id", "container_id", T, R),
     p("host.name", "host_name", T, R),
     p("service.instance.id", "service_instance_id", T, R),

@@ -41,6 +41,7 @@ const SHARED_ENV = "CAIRN_UI_SHARED";
  * @property {string} otlpGrpc   OTLP/gRPC address, host:port
  * @property {string} dir        temporary directory holding the store, the log and the ready file
  * @property {string} logFile    the server's stdout and stderr
+ * @property {(signal: NodeJS.Signals) => void} signal  sends the server a signal (SIGHUP: re-read files)
  * @property {() => Promise<void>} stop  stops the server (SIGTERM, then SIGKILL) and removes `dir`
  */
 
@@ -240,23 +241,44 @@ export async function startCairn(options = {}) {
     otlpGrpc: ready.otlp_grpc,
     dir,
     logFile,
+    signal: (name) => void child.kill(name),
     stop,
   };
+}
+
+/**
+ * Runs `cairn <args>` (a subcommand such as `token create …`) to completion; returns its stdout.
+ * @param {string[]} args
+ * @returns {Promise<string>}
+ */
+export function cairnCommand(args) {
+  return new Promise((done, fail) => {
+    execFile(cairnBinary(), args, { timeout: 60_000 }, (error, stdout, stderr) => {
+      if (error) fail(new Error(`cairn ${args.join(" ")} failed: ${error.message}\n${stderr}`));
+      else done(stdout);
+    });
+  });
 }
 
 // --- the query API -------------------------------------------------------------------------
 
 /**
- * Runs SQL through POST /api/v1/sql as `tenant`; throws on an error answer.
+ * Runs SQL through POST /api/v1/sql as `tenant` (with an access token, if given); throws on an
+ * error answer.
  * @param {Pick<Cairn, "api">} cairn
  * @param {string} statement
  * @param {string} [tenant]
+ * @param {string} [token]
  * @returns {Promise<Record<string, unknown>[]>}
  */
-export async function sql(cairn, statement, tenant = "default") {
+export async function sql(cairn, statement, tenant = "default", token = undefined) {
   const response = await fetch(`${cairn.api}/api/v1/sql`, {
     method: "POST",
-    headers: { "content-type": "application/json", "x-scope-orgid": tenant },
+    headers: {
+      "content-type": "application/json",
+      "x-scope-orgid": tenant,
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+    },
     body: JSON.stringify({ sql: statement }),
   });
   const body = await response.text();
@@ -285,12 +307,13 @@ export async function getJson(cairn, path, tenant = "default") {
 }
 
 /**
- * Spans `tenant` holds.
+ * Spans `tenant` holds (read with `token`, if given).
  * @param {Pick<Cairn, "api">} cairn
  * @param {string} tenant
+ * @param {string} [token]
  */
-export async function spanCount(cairn, tenant) {
-  const rows = await sql(cairn, "SELECT count(*) AS n FROM spans", tenant);
+export async function spanCount(cairn, tenant, token = undefined) {
+  const rows = await sql(cairn, "SELECT count(*) AS n FROM spans", tenant, token);
   return Number(rows[0]?.["n"] ?? 0);
 }
 
@@ -303,16 +326,19 @@ export function python() {
 }
 
 /**
- * Runs a script of tests/python; returns the JSON object it prints and how long it took.
+ * Runs a script of tests/python (with extra environment variables, if given); returns the JSON
+ * object it prints and how long it took.
  * @param {string} script
  * @param {string[]} args
+ * @param {Record<string, string>} [env]
  * @returns {Promise<{ out: any, ms: number }>}
  */
-function runPython(script, args) {
+export function runPython(script, args, env = {}) {
   const path = join(repoDir, "tests", "python", script);
   const started = Date.now();
+  const options = { maxBuffer: 64 << 20, timeout: 300_000, env: { ...process.env, ...env } };
   return new Promise((done, fail) => {
-    execFile(python(), [path, ...args], { maxBuffer: 64 << 20, timeout: 300_000 }, (error, stdout, stderr) => {
+    execFile(python(), [path, ...args], options, (error, stdout, stderr) => {
       if (error) {
         fail(new Error(`${script} ${args.join(" ")} failed: ${error.message}\n${stderr}`));
         return;

@@ -1,5 +1,9 @@
-// Requests to Cairn's query API. Every request carries the selected tenant in `X-Scope-OrgID`;
-// errors come back as `{"error": "…"}` and are raised as `ApiError` with that message.
+// Requests to Cairn's query API. Every request carries the access token, if any, as
+// `Authorization: Bearer` and the selected tenant in `X-Scope-OrgID` (none when a tenant-bound
+// token picks the tenant); errors come back as `{"error": "…"}` and are raised as `ApiError` with
+// that message. A 401 ends the session (`auth.ts`), which brings up the sign-in screen.
+
+import { currentToken, refused, type Principal } from "./auth";
 
 export type Row = Record<string, unknown>;
 
@@ -11,26 +15,56 @@ export class ApiError extends Error {
   }
 }
 
-let tenant = "default";
+let tenant: string | null = "default";
 
-/** The tenant every request is scoped to. */
-export function setApiTenant(t: string): void {
+/** The tenant every request is scoped to (null: no header, the token's tenant). */
+export function setApiTenant(t: string | null): void {
   tenant = t;
 }
 
-function headers(extra?: Record<string, string>): Record<string, string> {
-  return { "X-Scope-OrgID": tenant, ...extra };
+function headers(token: string | null, extra?: Record<string, string>): Record<string, string> {
+  return {
+    ...(tenant !== null ? { "X-Scope-OrgID": tenant } : {}),
+    ...(token !== null ? { Authorization: `Bearer ${token}` } : {}),
+    ...extra,
+  };
 }
 
-async function failure(res: Response): Promise<ApiError> {
-  let message = `${res.status} ${res.statusText}`;
+async function message(res: Response): Promise<string> {
   try {
     const body = (await res.json()) as { error?: string };
-    if (body.error) message = body.error;
+    if (body.error) return body.error;
   } catch {
-    // not JSON: keep the status line
+    // not JSON: the status line
   }
-  return new ApiError(res.status, message);
+  return `${res.status} ${res.statusText}`.trim();
+}
+
+/** The error of a failed answer to a request sent with `token`; a 401 ends that session. */
+async function failure(res: Response, token: string | null): Promise<ApiError> {
+  const text = await message(res);
+  if (res.status === 401) refused(token, text);
+  return new ApiError(res.status, text);
+}
+
+/** `fetch` with the token and tenant headers; a failed answer is raised as `ApiError`. */
+async function send(url: string, init: RequestInit = {}): Promise<Response> {
+  const token = currentToken();
+  const res = await fetch(url, { ...init, headers: headers(token, init.headers as Record<string, string> | undefined) });
+  if (!res.ok) throw await failure(res, token);
+  return res;
+}
+
+/**
+ * Who `token` stands for: `GET /api/v1/whoami` with it (and no tenant header). Refusals are
+ * raised as `ApiError` (401: not accepted; 403: may not read) without touching the current
+ * session.
+ */
+export async function whoami(token: string, signal?: AbortSignal): Promise<Principal> {
+  const res = await fetch("/api/v1/whoami", { headers: { Authorization: `Bearer ${token}` }, signal });
+  if (!res.ok) throw new ApiError(res.status, await message(res));
+  const body = (await res.json()) as Partial<Principal>;
+  return { tenant: body.tenant ?? null, role: body.role ?? null };
 }
 
 /** GET `path` (under /api/v1) with `params`, as JSON. */
@@ -44,27 +78,24 @@ export async function get<T>(
     if (v !== undefined && v !== null && v !== "") qs.set(k, String(v));
   }
   const q = qs.toString();
-  const res = await fetch(`/api/v1${path}${q ? `?${q}` : ""}`, { headers: headers(), signal });
-  if (!res.ok) throw await failure(res);
+  const res = await send(`/api/v1${path}${q ? `?${q}` : ""}`, { signal });
   return (await res.json()) as T;
 }
 
 /** Runs `sql`; rows as JSON, or the raw body for another `accept` type. */
 export async function sql(statement: string, signal?: AbortSignal): Promise<Row[]> {
-  const res = await fetch("/api/v1/sql", {
+  const res = await send("/api/v1/sql", {
     method: "POST",
-    headers: headers({ "Content-Type": "application/json" }),
+    headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ sql: statement }),
     signal,
   });
-  if (!res.ok) throw await failure(res);
   return (await res.json()) as Row[];
 }
 
 /** Downloads the answer of `request` as a file called `name`. */
 export async function download(name: string, url: string, init?: RequestInit): Promise<void> {
-  const res = await fetch(url, { ...init, headers: headers(init?.headers as Record<string, string>) });
-  if (!res.ok) throw await failure(res);
+  const res = await send(url, init);
   const blob = await res.blob();
   const href = URL.createObjectURL(blob);
   const a = document.createElement("a");

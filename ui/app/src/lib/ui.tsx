@@ -3,6 +3,7 @@
 import type { MouseEvent, ReactNode } from "react";
 import { href as appHref, navigate, type Crumb } from "./router";
 import { ApiError } from "./api";
+import { signOut, useAuth } from "./auth";
 
 export function Link(props: {
   to: string;
@@ -32,11 +33,31 @@ export function Status({ value }: { value: string | undefined }) {
 
 export function ErrorBox({ error }: { error: Error | undefined }) {
   if (!error) return null;
+  if (error instanceof ApiError && error.status === 403) return <Denied message={error.message} />;
   const notFound = error instanceof ApiError && error.status === 404;
   return (
     <div className="error" role="alert" data-testid="error">
       {notFound ? "Not found: " : "Error: "}
       {error.message}
+    </div>
+  );
+}
+
+/** A 403: what the server refused (its message names the role or tenant), and with a token, whose. */
+function Denied({ message }: { message: string }) {
+  const { token, principal } = useAuth();
+  return (
+    <div className="error denied-inline" role="alert" data-testid="error">
+      <strong>Not allowed:</strong> {message}
+      {token !== null && (
+        <div className="small">
+          {principal?.role ? `Signed in with a ${principal.role} token` : "Signed in with a token"}
+          {principal?.tenant ? ` for tenant ${principal.tenant}. ` : ". "}
+          <button className="link" onClick={() => signOut(null)} data-testid="other-token">
+            Sign in with another token
+          </button>
+        </div>
+      )}
     </div>
   );
 }

@@ -1,0 +1,153 @@
+//! What compaction and retention record in each tenant's tamper-evident chain
+//! ([`cairn_store::chain`]): a merge as `replace` (its inputs, then its output, run summary and
+//! manifest, hashed as stored), run summaries of files not merged as `add`, superseded files
+//! deleted after the grace period as `delete`, partitions past retention as `expire` with the
+//! rule. Each is appended once the store has changed. An append that fails is logged, counted and
+//! tried again at the next pass: the store change it describes has happened.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cairn_schema::tenant::Tenant;
+use cairn_store::chain::{self, Chain, FileRecord, Kind, Record};
+use object_store::path::Path;
+use object_store::ObjectStore;
+
+use crate::metrics::metrics;
+
+/// Files read back at once to hash them.
+const PARALLEL_READS: usize = 4;
+
+/// The compactor's chain writer (none: nothing is recorded).
+#[derive(Default)]
+pub(crate) struct Recorder {
+    chain: Option<Chain>,
+    /// Appends that failed, retried at the next pass.
+    pending: Mutex<Vec<(Tenant, Record)>>,
+}
+
+/// The tenant of a path under `<dataset>/tenant=<t>/`.
+fn tenant_of(path: &Path) -> Option<Tenant> {
+    let segment = path.parts().nth(1)?;
+    Tenant::new(segment.as_ref().strip_prefix("tenant=")?).ok()
+}
+
+/// A retention as the rule of an expiry: `30d`, `12h`, `90m` or seconds.
+pub(crate) fn age(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        s if s > 0 && s.is_multiple_of(86_400) => format!("{}d", s / 86_400),
+        s if s > 0 && s.is_multiple_of(3_600) => format!("{}h", s / 3_600),
+        s if s > 0 && s.is_multiple_of(60) => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+impl Recorder {
+    pub(crate) fn new(chain: Chain) -> Self {
+        Self {
+            chain: Some(chain.with_writer("compactor")),
+            pending: Mutex::default(),
+        }
+    }
+
+    /// A merge committed: `inputs` replaced by `outputs` (hashed as stored) and its manifest.
+    pub(crate) async fn replaced(
+        &self,
+        store: &Arc<dyn ObjectStore>,
+        inputs: Vec<Path>,
+        outputs: Vec<Path>,
+        manifest: (&Path, &[u8]),
+        rule: Option<String>,
+    ) {
+        let Some(tenant) = tenant_of(manifest.0) else {
+            return;
+        };
+        if self.chain.is_none() {
+            return;
+        }
+        let mut record = Record::new(Kind::Replace);
+        record.inputs = inputs.iter().map(ToString::to_string).collect();
+        match chain::hash_objects(store, outputs, PARALLEL_READS).await {
+            Ok(found) => record
+                .files
+                .extend(found.into_iter().filter_map(|(_, f)| f)),
+            Err(e) => tracing::warn!(error = %e, "reading back a merge's outputs failed"),
+        }
+        record
+            .files
+            .push(FileRecord::of_bytes(manifest.0, manifest.1));
+        record.rule = rule;
+        self.append(tenant, record).await;
+    }
+
+    /// Files written beside visible ones (run summaries), hashed as stored.
+    pub(crate) async fn added(&self, store: &Arc<dyn ObjectStore>, paths: Vec<Path>) {
+        let Some(tenant) = paths.first().and_then(tenant_of) else {
+            return;
+        };
+        if self.chain.is_none() {
+            return;
+        }
+        let mut record = Record::new(Kind::Add);
+        match chain::hash_objects(store, paths, PARALLEL_READS).await {
+            Ok(found) => record
+                .files
+                .extend(found.into_iter().filter_map(|(_, f)| f)),
+            Err(e) => tracing::warn!(error = %e, "reading back run summaries failed"),
+        }
+        self.append(tenant, record).await;
+    }
+
+    /// Files deleted: superseded ones after the grace period (`rule` none) or expired ones.
+    pub(crate) async fn removed(&self, paths: &[Path], rule: Option<String>) {
+        let Some(tenant) = paths.first().and_then(tenant_of) else {
+            return;
+        };
+        let mut record = Record::new(if rule.is_some() {
+            Kind::Expire
+        } else {
+            Kind::Delete
+        });
+        record.removed = paths.iter().map(ToString::to_string).collect();
+        record.rule = rule;
+        self.append(tenant, record).await;
+    }
+
+    /// Appends what earlier passes failed to.
+    pub(crate) async fn retry(&self) {
+        let pending = std::mem::take(&mut *self.pending.lock().expect("pending records"));
+        for (tenant, record) in pending {
+            self.append(tenant, record).await;
+        }
+    }
+
+    async fn append(&self, tenant: Tenant, record: Record) {
+        let Some(chain) = &self.chain else {
+            return;
+        };
+        if let Err(e) = chain.append(&tenant, record.clone()).await {
+            metrics().failures.inc();
+            tracing::warn!(error = %e, %tenant, kind = record.kind.name(), "recording in the chain failed; retried at the next pass");
+            self.pending
+                .lock()
+                .expect("pending records")
+                .push((tenant, record));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_and_tenants() {
+        assert_eq!(age(Duration::from_secs(30 * 86_400)), "30d");
+        assert_eq!(age(Duration::from_secs(7_200)), "2h");
+        assert_eq!(age(Duration::from_secs(61)), "61s");
+        let p = Path::from("spans/tenant=acme/hour=2026-12-01T00/a.parquet");
+        assert_eq!(tenant_of(&p).unwrap().as_str(), "acme");
+        assert!(tenant_of(&Path::from("spans")).is_none());
+    }
+}
