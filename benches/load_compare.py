@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -30,13 +31,15 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_http(url, proc, timeout=120):
+def wait_http(url, proc, timeout=120, ca=None):
+    """Waits for `url` to answer (over TLS trusting the PEM file `ca` when given)."""
+    context = ssl.create_default_context(cafile=ca) if ca else None
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}")
         try:
-            with urllib.request.urlopen(url, timeout=1):
+            with urllib.request.urlopen(url, timeout=1, context=context):
                 return
         except OSError:
             time.sleep(0.1)
@@ -61,9 +64,11 @@ def run_bench(bench, args, report):
 
 
 def cairn_load(cairn, bench, protocol, spans, connections, work, report, extra=(), label=None,
-               after=None):
+               after=None, bench_extra=(), ca=None):
     """Runs `cairn serve` (with `extra` flags) on a fresh directory under load; `after(http_base)`
-    is called before the server stops, and its result stored under "after" in the report."""
+    is called before the server stops, and its result stored under "after" in the report.
+    `bench_extra` goes to `cairn-bench load` (e.g. `--token`); with `ca` (a PEM file, for a
+    server given `--tls-cert`) every URL is https and the server is trusted through it."""
     label = label or f"cairn-{protocol}"
     data = os.path.join(work, label)
     grpc, otlp_http, http = free_port(), free_port(), free_port()
@@ -75,16 +80,17 @@ def cairn_load(cairn, bench, protocol, spans, connections, work, report, extra=(
         env={**os.environ, "CAIRN_LOG": "warn"},
     )
     try:
-        wait_http(f"http://127.0.0.1:{http}/health", proc)
-        endpoint = f"http://127.0.0.1:{grpc if protocol == 'grpc' else otlp_http}"
+        scheme = "https" if ca else "http"
+        wait_http(f"{scheme}://127.0.0.1:{http}/health", proc, ca=ca)
+        endpoint = f"{scheme}://127.0.0.1:{grpc if protocol == 'grpc' else otlp_http}"
         row = run_bench(bench, [
             "--endpoint", endpoint, "--protocol", protocol, "--spans", str(spans),
-            "--connections", str(connections), "--query", f"http://127.0.0.1:{http}",
+            "--connections", str(connections), "--query", f"{scheme}://127.0.0.1:{http}",
             "--pid", str(proc.pid), "--storage", os.path.join(data, "store"),
-            "--label", label,
+            "--label", label, *(["--ca", ca] if ca else []), *bench_extra,
         ], report)
         if after:
-            row["after"] = after(f"http://127.0.0.1:{http}")
+            row["after"] = after(f"{scheme}://127.0.0.1:{http}")
         return row
     finally:
         stop(proc)

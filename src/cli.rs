@@ -154,6 +154,8 @@ pub struct ReindexArgs {
     /// Memory the read of one hour partition may use.
     #[arg(long, env = "CAIRN_COMPACTION_MEMORY", default_value = "512MiB", value_parser = cairn_config::parse::size)]
     pub compaction_memory: usize,
+    #[command(flatten, next_help_heading = "Tamper-evident chain")]
+    pub chain: crate::chain::ChainConfig,
 }
 
 fn parse_tenant(text: &str) -> Result<Tenant, String> {

@@ -325,9 +325,17 @@ async fn sql(args: SqlArgs) -> Result<(), BoxError> {
 async fn reindex(args: ReindexArgs) -> Result<(), BoxError> {
     let _tracing = cairn_telemetry::tracing_setup::init(&args.common.log, None)?;
     let store = cairn_store::open(&args.common.store)?;
+    // What it writes is recorded in each tenant's chain, as the compactor's files are.
+    let chain = args.chain.open(&store)?;
     let started = std::time::Instant::now();
-    let report =
-        cairn_compactor::reindex(store, &args.tenants, args.force, args.compaction_memory).await?;
+    let report = cairn_compactor::reindex(
+        store,
+        &args.tenants,
+        args.force,
+        args.compaction_memory,
+        chain,
+    )
+    .await?;
     println!(
         "indexed {} tenant(s): {} hour partitions, {} entries, {} run summaries in {:.1?}; {} already complete",
         report.tenants,

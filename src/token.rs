@@ -85,7 +85,6 @@ fn create(args: CreateArgs) -> Result<(), Box<dyn std::error::Error + Send + Syn
         (None, role) => return Err(format!("a {role} token needs --tenant").into()),
     };
     let path = &args.file.auth_tokens;
-    let mut file = TokenFile::load_or_empty(path)?;
     let token = Token::generate();
     let created = Utc::now();
     let expires = args
@@ -93,7 +92,7 @@ fn create(args: CreateArgs) -> Result<(), Box<dyn std::error::Error + Send + Syn
         .map(|d| chrono::Duration::from_std(d).map(|d| created + d))
         .transpose()
         .map_err(|e| format!("--expires: {e}"))?;
-    file.tokens.push(Entry {
+    let entry = Entry {
         id: token.id().to_owned(),
         tenant: tenant.clone(),
         role: args.role,
@@ -102,7 +101,11 @@ fn create(args: CreateArgs) -> Result<(), Box<dyn std::error::Error + Send + Syn
         expires,
         revoked: None,
         hash: token.hash()?,
-    });
+    };
+    // Read, changed and written under the lock, so that edits at the same time all count.
+    let _lock = TokenFile::lock(path)?;
+    let mut file = TokenFile::load_or_empty(path)?;
+    file.tokens.push(entry);
     file.save(path)?;
     eprintln!(
         "created token {} ({} of tenant {tenant}{}) in {}; it is shown once:",
@@ -117,6 +120,7 @@ fn create(args: CreateArgs) -> Result<(), Box<dyn std::error::Error + Send + Syn
 
 fn revoke(args: RevokeArgs) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let path = &args.file.auth_tokens;
+    let _lock = TokenFile::lock(path)?;
     let mut file = TokenFile::load(path)?;
     let entry = file
         .tokens

@@ -15,7 +15,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("cairn-net", &["cairn-config", "cairn-telemetry"]),
     (
         "cairn-auth",
-        &["cairn-config", "cairn-schema", "cairn-telemetry"],
+        &[
+            "cairn-config",
+            "cairn-schema",
+            "cairn-telemetry",
+            "cairn-net",
+        ],
     ),
     ("cairn-normalize", &["cairn-schema"]),
     (

@@ -138,15 +138,7 @@ impl From<cairn_schema::Error> for AuthError {
 
 impl From<AuthError> for tonic::Status {
     fn from(e: AuthError) -> Self {
-        use tonic_types::{ErrorDetails, StatusExt};
-        match e.retry_after_secs() {
-            Some(secs) => tonic::Status::with_error_details(
-                e.grpc_code(),
-                e.to_string(),
-                ErrorDetails::with_retry_info(Some(std::time::Duration::from_secs(secs))),
-            ),
-            None => tonic::Status::new(e.grpc_code(), e.to_string()),
-        }
+        cairn_net::grpc::status(e.grpc_code(), e.to_string(), e.retry_after_secs())
     }
 }
 

@@ -14,7 +14,9 @@
 //! ```
 //!
 //! Writes go to a temporary file in the same directory, renamed over the file (so readers see
-//! the old or the new file, never half of one), readable by its owner only.
+//! the old or the new file, never half of one), readable by its owner only. An edit (read,
+//! change, write) holds an exclusive lock of `<file>.lock` beside it ([`TokenFile::lock`]), so
+//! two edits at once never lose one: the rename replaces the file, not the lock file.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -50,6 +52,12 @@ pub struct Entry {
 pub struct TokenFile {
     #[serde(default, rename = "token")]
     pub tokens: Vec<Entry>,
+}
+
+/// The exclusive lock of an edit of the token file, held until dropped.
+#[derive(Debug)]
+pub struct EditLock {
+    _file: std::fs::File,
 }
 
 const HEADER: &str =
@@ -91,6 +99,26 @@ impl TokenFile {
             }
         }
         Ok(file)
+    }
+
+    /// Waits for, and takes, the exclusive lock that edits of the file at `path` hold from
+    /// before they read it until after they wrote it: `<path>.lock`, created if missing. The
+    /// lock is released when the returned guard is dropped (or the process ends).
+    pub fn lock(path: &Path) -> Result<EditLock> {
+        let mut name = path.as_os_str().to_owned();
+        name.push(".lock");
+        let lock_path = std::path::PathBuf::from(name);
+        let fail = |message: String| AuthError::TokenFile {
+            path: lock_path.display().to_string(),
+            message,
+        };
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(&lock_path).map_err(|e| fail(e.to_string()))?;
+        file.lock().map_err(|e| fail(e.to_string()))?;
+        Ok(EditLock { _file: file })
     }
 
     /// Writes the file atomically, readable by its owner only.

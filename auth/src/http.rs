@@ -5,10 +5,8 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use cairn_schema::tenant::TENANT_HEADER;
 
 use crate::{Auth, Need, Principal};
 
@@ -18,14 +16,8 @@ pub async fn require_read(State(auth): State<Auth>, mut request: Request, next: 
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    let headers = request.headers();
     let principal = auth
-        .resolve(
-            headers.get_all(AUTHORIZATION).iter().map(|v| v.as_bytes()),
-            headers.get_all(TENANT_HEADER).iter().map(|v| v.as_bytes()),
-            peer,
-            Need::Read,
-        )
+        .resolve_headers(request.headers(), peer, Need::Read)
         .await;
     match principal {
         Ok(principal) => {

@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
-use cairn_schema::tenant::{single_value, Tenant};
+use cairn_schema::tenant::{single_value, Tenant, TENANT_HEADER};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
@@ -267,6 +267,25 @@ impl Auth {
                 }
             }
         });
+    }
+
+    /// [`Self::resolve`] for an HTTP request (or gRPC call) with these `headers`.
+    pub async fn resolve_headers(
+        &self,
+        headers: &::http::HeaderMap,
+        peer: Option<IpAddr>,
+        need: Need,
+    ) -> Result<Principal> {
+        self.resolve(
+            headers
+                .get_all(::http::header::AUTHORIZATION)
+                .iter()
+                .map(|v| v.as_bytes()),
+            headers.get_all(TENANT_HEADER).iter().map(|v| v.as_bytes()),
+            peer,
+            need,
+        )
+        .await
     }
 
     /// The principal of a request: from the values of its `Authorization` header (gRPC:

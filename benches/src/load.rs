@@ -17,6 +17,7 @@ use bytes::Bytes;
 use prost::Message;
 use serde::Serialize;
 
+use crate::access::Access;
 use crate::process::{cpu_seconds, disk_bytes, peak_rss};
 use crate::send::{Client, Outcome, Protocol};
 use crate::visible::Counter;
@@ -43,6 +44,10 @@ pub struct LoadArgs {
     /// Workload seed.
     #[arg(long, env = "CAIRN_BENCH_SEED", default_value_t = 1)]
     pub seed: u64,
+    /// Put an email address, a card number and an API key in the first user message of every
+    /// Nth run, for redaction rules to find (0: never).
+    #[arg(long, env = "CAIRN_BENCH_SECRETS_EVERY", default_value_t = 0)]
+    pub secrets_every: u64,
     /// Number of the first run, so that repeated loads into one store do not reuse trace ids.
     #[arg(long, env = "CAIRN_BENCH_FIRST_RUN", default_value_t = 0)]
     pub first_run: u64,
@@ -77,6 +82,8 @@ pub struct LoadArgs {
     /// Also append the report as one JSON line to this file.
     #[arg(long, env = "CAIRN_BENCH_REPORT")]
     pub report: Option<PathBuf>,
+    #[command(flatten)]
+    pub access: Access,
 }
 
 /// The measured outcome of one load.
@@ -119,7 +126,7 @@ fn maybe_gzip(args: &LoadArgs, body: Vec<u8>) -> Vec<u8> {
 /// Generates and encodes the workload on every core: (body, spans) per request, and the
 /// total size of the requests as uncompressed OTLP protobuf.
 fn prepare(args: &LoadArgs) -> Result<(Vec<(Bytes, usize)>, u64)> {
-    let workload = Workload::new(args.seed);
+    let workload = Workload::new(args.seed).with_secrets(args.secrets_every);
     let start = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
@@ -182,8 +189,14 @@ fn prepare(args: &LoadArgs) -> Result<(Vec<(Bytes, usize)>, u64)> {
 
 /// Runs one load and prints its report.
 pub async fn run(args: LoadArgs) -> Result<Report> {
+    let trust = args.access.trust()?;
     let counter = match (&args.query, &args.count_command) {
-        (Some(url), _) => Some(Counter::sql(url, &args.tenant)),
+        (Some(url), _) => Some(Counter::sql(
+            url,
+            &args.tenant,
+            args.access.query_bearer(),
+            trust.as_ref(),
+        )?),
         (None, Some(cmd)) => Some(Counter::Command(cmd.clone())),
         (None, None) => None,
     };
@@ -201,10 +214,20 @@ pub async fn run(args: LoadArgs) -> Result<Report> {
         args.connections,
         args.protocol
     );
+    let authorization = args.access.export_bearer();
     let mut clients = Vec::with_capacity(args.connections);
     for _ in 0..args.connections {
-        clients
-            .push(Client::connect(args.protocol, &args.endpoint, &args.tenant, args.gzip).await?);
+        clients.push(
+            Client::connect_with(
+                args.protocol,
+                &args.endpoint,
+                &args.tenant,
+                args.gzip,
+                authorization.as_deref(),
+                trust.as_ref(),
+            )
+            .await?,
+        );
     }
     let requests = Arc::new(requests);
     let next = Arc::new(AtomicUsize::new(0));

@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Send the agent workload to a running server and follow it until it is queryable.
-    Load(LoadArgs),
+    Load(Box<LoadArgs>),
     /// Write a large generated store for the query suite.
     Generate(GenerateArgs),
 }
@@ -33,7 +33,7 @@ fn main() -> ExitCode {
             .enable_all()
             .build()
             .map_err(|e| cairn_bench::Error::Internal(e.to_string()))
-            .and_then(|rt| rt.block_on(load::run(args)))
+            .and_then(|rt| rt.block_on(load::run(*args)))
             .map(|_| ()),
         Command::Generate(args) => generate::run(&args).map(|summary| {
             println!(

@@ -2,6 +2,8 @@
 //!
 //! Requests are encoded (and for HTTP, optionally gzipped) before the clock starts, so a
 //! client's only work is copying bytes to a socket: the server, not the client, is measured.
+//! With an access token every request carries `authorization: Bearer`; with trusted
+//! authorities ([`Trust`]) `https://` endpoints are reached over TLS.
 
 use std::time::Duration;
 
@@ -15,10 +17,12 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
+use crate::access::Trust;
 use crate::{Error, Result};
 
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 const TENANT_HEADER: &str = "x-scope-orgid";
+const AUTHORIZATION: &str = "authorization";
 
 /// The wire protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -83,11 +87,13 @@ pub enum Client {
     Grpc {
         grpc: tonic::client::Grpc<Channel>,
         tenant: MetadataValue<Ascii>,
+        authorization: Option<MetadataValue<Ascii>>,
     },
     Http {
         client: reqwest::Client,
         url: String,
         tenant: String,
+        authorization: Option<String>,
         gzip: bool,
     },
 }
@@ -97,52 +103,90 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 impl Client {
-    /// Connects one client to `endpoint` (`http://host:port`).
+    /// Connects one client to `endpoint` (`http://host:port`), without credentials.
     pub async fn connect(
         protocol: Protocol,
         endpoint: &str,
         tenant: &str,
         gzip: bool,
     ) -> Result<Client> {
+        Client::connect_with(protocol, endpoint, tenant, gzip, None, None).await
+    }
+
+    /// Connects one client to `endpoint` (`http://host:port`, or `https://host:port` with
+    /// `trust`), sending `authorization` (`Bearer <token>`) with every request when given.
+    pub async fn connect_with(
+        protocol: Protocol,
+        endpoint: &str,
+        tenant: &str,
+        gzip: bool,
+        authorization: Option<&str>,
+        trust: Option<&Trust>,
+    ) -> Result<Client> {
         match protocol {
             Protocol::Grpc => {
-                let channel = Endpoint::from_shared(endpoint.to_owned())
-                    .map_err(|e| Error::Usage(format!("endpoint {endpoint}: {e}")))?
-                    .connect()
-                    .await
-                    .map_err(|e| Error::Server(format!("connecting to {endpoint}: {e}")))?;
+                let target = Endpoint::from_shared(endpoint.to_owned())
+                    .map_err(|e| Error::Usage(format!("endpoint {endpoint}: {e}")))?;
+                let channel = match trust {
+                    Some(trust) => trust.grpc(&target).await?,
+                    None => target
+                        .connect()
+                        .await
+                        .map_err(|e| Error::Server(format!("connecting to {endpoint}: {e}")))?,
+                };
                 let tenant = tenant
                     .parse()
                     .map_err(|e| Error::Usage(format!("tenant: {e}")))?;
+                let authorization: Option<MetadataValue<Ascii>> = authorization
+                    .map(str::parse)
+                    .transpose()
+                    .map_err(|e| Error::Usage(format!("token: {e}")))?;
                 let mut grpc = tonic::client::Grpc::new(channel)
                     .max_decoding_message_size(usize::MAX)
                     .max_encoding_message_size(usize::MAX);
                 if gzip {
                     grpc = grpc.send_compressed(tonic::codec::CompressionEncoding::Gzip);
                 }
-                Ok(Client::Grpc { grpc, tenant })
+                Ok(Client::Grpc {
+                    grpc,
+                    tenant,
+                    authorization,
+                })
             }
-            Protocol::Http => Ok(Client::Http {
-                client: reqwest::Client::builder()
-                    .pool_max_idle_per_host(1)
-                    .build()
-                    .map_err(|e| Error::Usage(e.to_string()))?,
-                url: format!("{}/v1/traces", endpoint.trim_end_matches('/')),
-                tenant: tenant.to_owned(),
-                gzip,
-            }),
+            Protocol::Http => {
+                let mut builder = reqwest::Client::builder().pool_max_idle_per_host(1);
+                if let Some(trust) = trust {
+                    builder = trust.http(builder)?;
+                }
+                Ok(Client::Http {
+                    client: builder.build().map_err(|e| Error::Usage(e.to_string()))?,
+                    url: format!("{}/v1/traces", endpoint.trim_end_matches('/')),
+                    tenant: tenant.to_owned(),
+                    authorization: authorization.map(str::to_owned),
+                    gzip,
+                })
+            }
         }
     }
 
     /// Sends one encoded request once; `attempt` (from 0) sets the delay before a retry.
     pub async fn send(&mut self, body: Bytes, attempt: u32) -> Result<Outcome> {
         match self {
-            Client::Grpc { grpc, tenant } => {
+            Client::Grpc {
+                grpc,
+                tenant,
+                authorization,
+            } => {
                 grpc.ready()
                     .await
                     .map_err(|e| Error::Server(format!("gRPC channel: {e}")))?;
                 let mut request = tonic::Request::new(body);
                 request.metadata_mut().insert(TENANT_HEADER, tenant.clone());
+                if let Some(authorization) = authorization {
+                    request
+                        .metadata_mut()
+                        .insert(AUTHORIZATION, authorization.clone());
+                }
                 match grpc
                     .unary(request, PathAndQuery::from_static(EXPORT_PATH), Raw)
                     .await
@@ -172,12 +216,16 @@ impl Client {
                 client,
                 url,
                 tenant,
+                authorization,
                 gzip,
             } => {
                 let mut request = client
                     .post(url.as_str())
                     .header(http::header::CONTENT_TYPE, "application/x-protobuf")
                     .header(TENANT_HEADER, tenant.as_str());
+                if let Some(authorization) = authorization {
+                    request = request.header(http::header::AUTHORIZATION, authorization.as_str());
+                }
                 if *gzip {
                     request = request.header(http::header::CONTENT_ENCODING, "gzip");
                 }

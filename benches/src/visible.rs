@@ -3,6 +3,7 @@
 
 use serde_json::Value;
 
+use crate::access::Trust;
 use crate::{Error, Result};
 
 /// How to count stored, queryable spans.
@@ -12,6 +13,7 @@ pub enum Counter {
         client: reqwest::Client,
         url: String,
         tenant: String,
+        authorization: Option<String>,
     },
     /// A shell command whose output is the count.
     Command(String),
@@ -28,13 +30,24 @@ fn first_number(value: &Value) -> Option<u64> {
 }
 
 impl Counter {
-    /// Counts through Cairn's query API at `url` (`http://host:port`).
-    pub fn sql(url: &str, tenant: &str) -> Counter {
-        Counter::Sql {
-            client: reqwest::Client::new(),
+    /// Counts through Cairn's query API at `url` (`http://host:port`, or `https://` with
+    /// `trust`), sending `authorization` (`Bearer <token>`) when given.
+    pub fn sql(
+        url: &str,
+        tenant: &str,
+        authorization: Option<String>,
+        trust: Option<&Trust>,
+    ) -> Result<Counter> {
+        let mut builder = reqwest::Client::builder();
+        if let Some(trust) = trust {
+            builder = trust.http(builder)?;
+        }
+        Ok(Counter::Sql {
+            client: builder.build().map_err(|e| Error::Usage(e.to_string()))?,
             url: format!("{}/api/v1/sql", url.trim_end_matches('/')),
             tenant: tenant.to_owned(),
-        }
+            authorization,
+        })
     }
 
     /// The number of spans visible now.
@@ -44,11 +57,16 @@ impl Counter {
                 client,
                 url,
                 tenant,
+                authorization,
             } => {
-                let response = client
+                let mut request = client
                     .post(url.as_str())
                     .header("x-scope-orgid", tenant.as_str())
-                    .header("content-type", "application/json")
+                    .header("content-type", "application/json");
+                if let Some(authorization) = authorization {
+                    request = request.header("authorization", authorization.as_str());
+                }
+                let response = request
                     .body(r#"{"sql": "SELECT count(*) AS n FROM spans"}"#)
                     .send()
                     .await

@@ -7,7 +7,9 @@
 //! span first (granted nine times in ten); about one tool call in ten fails and is retried with a
 //! `retry_of` link; every other run hands off to a sub-agent with its own turns. Text is drawn
 //! from a 4,000-word pseudo-vocabulary. Everything is a function of the seed and the run number,
-//! so requests can be generated in parallel and in any order.
+//! so requests can be generated in parallel and in any order. Optionally
+//! ([`Workload::with_secrets`]) the first user message of every Nth run carries an email
+//! address, a card number and an API key, for redaction to find.
 
 use std::sync::Arc;
 
@@ -104,6 +106,7 @@ fn list(key: &str, values: Vec<String>) -> KeyValue {
 pub struct Workload {
     seed: u64,
     vocab: Arc<Vec<String>>,
+    secrets_every: u64,
 }
 
 /// Builds the spans of one trace.
@@ -186,7 +189,17 @@ impl<'a> Trace<'a> {
         );
         let &(model, response_model, provider) = self.rng.pick(MODELS);
         let len = 500 + self.rng.below(1500) as usize;
-        let first = self.text(len);
+        let mut first = self.text(len);
+        let every = self.workload.secrets_every;
+        if every > 0 && self.run.is_multiple_of(every) {
+            // An email address, a Luhn-valid test card number and an OpenAI-style key.
+            first.push_str(&format!(
+                " Reach me at user{}.r{}@example.com, card 4111 1111 1111 1111, key sk-proj-{:024x}.",
+                self.run % 1000,
+                self.run,
+                mix(self.run ^ self.workload.seed)
+            ));
+        }
         let mut conversation = vec![format!(
             r#"{{"role":"user","parts":[{{"type":"text","content":"{first}"}}]}}"#
         )];
@@ -344,7 +357,15 @@ impl Workload {
         Workload {
             seed,
             vocab: Arc::new(vocab),
+            secrets_every: 0,
         }
+    }
+
+    /// The same workload, with secrets in the first user message of every `every`th run
+    /// (0: none). Nothing else changes: the secrets draw nothing from the random sequence.
+    pub fn with_secrets(mut self, every: u64) -> Self {
+        self.secrets_every = every;
+        self
     }
 
     /// The trace id of run `run`: random-looking, distinct per run.
@@ -493,6 +514,20 @@ mod tests {
         let c = w.request(5, 5, EPOCH_NANOS, 1_000_000_000).encode_to_vec();
         assert_ne!(a, c);
         assert_ne!(w.trace_id(1), w.trace_id(2));
+    }
+
+    #[test]
+    fn secrets_go_into_every_nth_run_only() {
+        let text = |w: &Workload, run| format!("{:?}", w.request(run, 1, EPOCH_NANOS, 0));
+        let plain = Workload::new(3);
+        let secret = Workload::new(3).with_secrets(4);
+        for run in [0, 8] {
+            let t = text(&secret, run);
+            assert!(t.contains(&format!("r{run}@example.com")), "run {run}");
+            assert!(t.contains("4111 1111 1111 1111") && t.contains("sk-proj-"));
+            assert!(!text(&plain, run).contains("@example.com"));
+        }
+        assert_eq!(text(&secret, 5), text(&plain, 5));
     }
 
     #[test]

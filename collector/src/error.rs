@@ -113,15 +113,7 @@ impl Error {
 
 impl From<Error> for tonic::Status {
     fn from(e: Error) -> Self {
-        use tonic_types::{ErrorDetails, StatusExt};
-        match e.retry_after_secs() {
-            Some(secs) => tonic::Status::with_error_details(
-                e.grpc_code(),
-                e.to_string(),
-                ErrorDetails::with_retry_info(Some(std::time::Duration::from_secs(secs))),
-            ),
-            None => tonic::Status::new(e.grpc_code(), e.to_string()),
-        }
+        cairn_net::grpc::status(e.grpc_code(), e.to_string(), e.retry_after_secs())
     }
 }
 

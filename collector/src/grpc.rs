@@ -19,7 +19,6 @@ use cairn_net::RequestSlots;
 use cairn_normalize::otlp::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceResponse,
 };
-use cairn_schema::tenant::TENANT_HEADER;
 use prost::Message;
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::server::{Grpc, NamedService, UnaryService};
@@ -158,17 +157,8 @@ where
                 .get::<tonic::transport::server::TcpConnectInfo>()
                 .and_then(|info| info.remote_addr())
                 .map(|a| a.ip());
-            let headers = request.headers();
             let principal = auth
-                .resolve(
-                    headers
-                        .get_all(http::header::AUTHORIZATION)
-                        .iter()
-                        .map(|v| v.as_bytes()),
-                    headers.get_all(TENANT_HEADER).iter().map(|v| v.as_bytes()),
-                    peer,
-                    Need::Ingest,
-                )
+                .resolve_headers(request.headers(), peer, Need::Ingest)
                 .await;
             match principal {
                 Ok(principal) => request.extensions_mut().insert(principal),

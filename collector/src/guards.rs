@@ -189,24 +189,8 @@ impl Guards {
         shutdown: CancellationToken,
     ) {
         let guards = Arc::clone(self);
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            let Ok(mut hangup) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            else {
-                return;
-            };
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = hangup.recv() => {
-                        let g = Arc::clone(&guards);
-                        // Compiling rules is CPU work.
-                        let _ = tokio::task::spawn_blocking(move || g.reload()).await;
-                    }
-                }
-            }
-        });
+        // Compiling rules is CPU work: `on_hangup` runs it off the IO threads.
+        cairn_net::on_hangup(shutdown.clone(), move || guards.reload());
         let guards = Arc::clone(self);
         tokio::spawn(async move {
             loop {

@@ -14,7 +14,7 @@ use axum::routing::post;
 use axum::Router;
 use bytes::{Bytes, BytesMut};
 use cairn_auth::{Auth, AuthError, Need};
-use cairn_schema::tenant::{Tenant, TENANT_HEADER};
+use cairn_schema::tenant::Tenant;
 use futures::StreamExt;
 use prost::Message;
 
@@ -74,15 +74,7 @@ async fn export(
     let reply_format = *format.as_ref().unwrap_or(&Format::Protobuf);
     let principal = state
         .auth
-        .resolve(
-            headers
-                .get_all(header::AUTHORIZATION)
-                .iter()
-                .map(|v| v.as_bytes()),
-            headers.get_all(TENANT_HEADER).iter().map(|v| v.as_bytes()),
-            peer,
-            Need::Ingest,
-        )
+        .resolve_headers(&headers, peer, Need::Ingest)
         .await;
     let tenant = match principal {
         Ok(principal) => principal.tenant,

@@ -36,6 +36,10 @@ pub enum Error {
     /// output stays uncommitted (deleted after the grace period).
     #[error("inputs superseded meanwhile by another compactor's commit")]
     Superseded,
+    /// Files were written but their records could not be appended to the chain (the failures
+    /// are logged): `cairn verify` reports them inserted until `cairn chain adopt`.
+    #[error("{0} record(s) of written files could not be appended to the chain")]
+    Unrecorded(usize),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

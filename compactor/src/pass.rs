@@ -99,7 +99,13 @@ impl Compactor {
 
     /// Records what each pass changes in the tenants' tamper-evident chains.
     pub fn with_chain(mut self, chain: cairn_store::chain::Chain) -> Self {
-        self.recorder = Arc::new(Recorder::new(chain));
+        self.recorder = Arc::new(Recorder::new(chain, "compactor"));
+        self
+    }
+
+    /// Records with `recorder` (`cairn reindex`'s own).
+    pub(crate) fn with_recorder(mut self, recorder: Arc<Recorder>) -> Self {
+        self.recorder = recorder;
         self
     }
 

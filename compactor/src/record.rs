@@ -1,9 +1,11 @@
-//! What compaction and retention record in each tenant's tamper-evident chain
+//! What compaction, retention and `cairn reindex` record in each tenant's tamper-evident chain
 //! ([`cairn_store::chain`]): a merge as `replace` (its inputs, then its output, run summary and
 //! manifest, hashed as stored), run summaries of files not merged as `add`, superseded files
 //! deleted after the grace period as `delete`, partitions past retention as `expire` with the
-//! rule. Each is appended once the store has changed. An append that fails is logged, counted and
-//! tried again at the next pass: the store change it describes has happened.
+//! rule; the files `cairn reindex` writes (index files, run summaries, the index's marker) as
+//! `add`. Each is appended once the store has changed. An append that fails is logged, counted
+//! and tried again at the next pass (a reindex tries once more at its end, then fails): the store
+//! change it describes has happened.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -44,11 +46,27 @@ pub(crate) fn age(d: Duration) -> String {
 }
 
 impl Recorder {
-    pub(crate) fn new(chain: Chain) -> Self {
+    /// Records as `writer` (`compactor`, `reindex`).
+    pub(crate) fn new(chain: Chain, writer: &str) -> Self {
         Self {
-            chain: Some(chain.with_writer("compactor")),
+            chain: Some(chain.with_writer(writer)),
             pending: Mutex::default(),
         }
+    }
+
+    /// Files written as `files` record them (their bytes known): one `add` entry.
+    pub(crate) async fn written(&self, tenant: &Tenant, files: Vec<FileRecord>) {
+        if files.is_empty() {
+            return;
+        }
+        let mut record = Record::new(Kind::Add);
+        record.files = files;
+        self.append(tenant.clone(), record).await;
+    }
+
+    /// How many records are still not appended (after [`Self::retry`]).
+    pub(crate) fn unrecorded(&self) -> usize {
+        self.pending.lock().expect("pending records").len()
     }
 
     /// A merge committed: `inputs` replaced by `outputs` (hashed as stored) and its manifest.

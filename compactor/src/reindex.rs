@@ -5,6 +5,11 @@
 //! are merged into one as compaction would, and the tenant's index is marked complete: readers
 //! start to use it. Spans written meanwhile are indexed by the collectors themselves. Every span
 //! file without a run summary ([`cairn_schema::run_summary`]) gets one, in every tenant.
+//!
+//! Every file it writes is recorded in the tenant's tamper-evident chain as the compactor
+//! records its own (writer `reindex`): each hour's index file and run summaries as `add` once
+//! written, the merge as `replace`, the completion marker as `add`; so `cairn verify` is clean
+//! after a reindex.
 
 use std::sync::Arc;
 
@@ -12,12 +17,14 @@ use cairn_schema::columns::{col, spans_schema};
 use cairn_schema::layout::{self, Dataset};
 use cairn_schema::tenant::Tenant;
 use cairn_schema::trace_index;
+use cairn_store::chain::{Chain, FileRecord};
 use cairn_store::file_format::Effort;
 use cairn_store::visible::VisibleStore;
 use futures::StreamExt;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-use crate::{merge, summary, CompactionConfig, Compactor, Result};
+use crate::record::Recorder;
+use crate::{merge, summary, CompactionConfig, Compactor, Error, Result};
 
 /// What a reindex did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -35,13 +42,16 @@ pub struct ReindexReport {
 }
 
 /// Indexes `tenants` (every tenant with spans when empty); tenants already complete are skipped
-/// unless `force`. Reads with at most `memory_bytes` per hour partition.
+/// unless `force`. Reads with at most `memory_bytes` per hour partition. Records what it writes
+/// in `chain`; fails with [`Error::Unrecorded`] if a record could not be appended.
 pub async fn reindex(
     store: Arc<dyn ObjectStore>,
     tenants: &[Tenant],
     force: bool,
     memory_bytes: usize,
+    chain: Chain,
 ) -> Result<ReindexReport> {
+    let recorder = Arc::new(Recorder::new(chain, "reindex"));
     let tenants = if tenants.is_empty() {
         let listing = store
             .list_with_delimiter(Some(&object_store::path::Path::from(
@@ -56,32 +66,41 @@ pub async fn reindex(
     } else {
         tenants.to_vec()
     };
+    let compactor = Compactor::new(
+        Arc::clone(&store),
+        CompactionConfig {
+            compaction_memory: memory_bytes,
+            ..CompactionConfig::default()
+        },
+    )
+    .with_recorder(Arc::clone(&recorder));
     let mut report = ReindexReport::default();
     for tenant in tenants {
-        report.summaries += summarise_tenant(&store, &tenant, memory_bytes).await?;
+        report.summaries += summarise_tenant(&store, &recorder, &tenant, memory_bytes).await?;
         if !force && cairn_store::trace_index::is_complete(store.as_ref(), &tenant).await? {
             report.already_complete += 1;
             continue;
         }
-        tenant_index(&store, &tenant, memory_bytes, &mut report).await?;
-        let compactor = Compactor::new(
-            Arc::clone(&store),
-            CompactionConfig {
-                compaction_memory: memory_bytes,
-                ..CompactionConfig::default()
-            },
-        );
+        tenant_index(&store, &recorder, &tenant, memory_bytes, &mut report).await?;
         compactor.merge_index(&tenant).await?;
         cairn_store::trace_index::mark_complete(store.as_ref(), &tenant).await?;
+        let marker = trace_index::marker(&tenant);
+        let marked = FileRecord::of_bytes(&marker, cairn_store::trace_index::MARKER);
+        recorder.written(&tenant, vec![marked]).await;
         report.tenants += 1;
         tracing::info!(%tenant, "trace index built");
     }
-    Ok(report)
+    recorder.retry().await;
+    match recorder.unrecorded() {
+        0 => Ok(report),
+        n => Err(Error::Unrecorded(n)),
+    }
 }
 
 /// Writes the run summary of every visible span file of `tenant` that has none; returns how many.
 async fn summarise_tenant(
     store: &Arc<dyn ObjectStore>,
+    recorder: &Recorder,
     tenant: &Tenant,
     memory_bytes: usize,
 ) -> Result<usize> {
@@ -91,9 +110,14 @@ async fn summarise_tenant(
         let prefix = layout::hour_prefix(Dataset::Spans, tenant, hour);
         let objects = store.list_with_delimiter(Some(&prefix)).await?.objects;
         let files = visible.partition(objects).await?;
+        let mut summaries = Vec::new();
         for meta in files.unsummarised() {
             summary::summarise(store, &meta.location, memory_bytes).await?;
+            summaries.extend(summary::path_of(&meta.location));
             written += 1;
+        }
+        if !summaries.is_empty() {
+            recorder.added(store, summaries).await;
         }
     }
     Ok(written)
@@ -113,6 +137,7 @@ async fn hours(store: &Arc<dyn ObjectStore>, tenant: &Tenant) -> Result<Vec<i64>
 
 async fn tenant_index(
     store: &Arc<dyn ObjectStore>,
+    recorder: &Recorder,
     tenant: &Tenant,
     memory_bytes: usize,
     report: &mut ReindexReport,
@@ -137,12 +162,10 @@ async fn tenant_index(
         }
         let (bytes, rows) = cairn_store::parquet::encode_trace_index(&entries, Effort::Compaction)?;
         report.entries += rows as u64;
-        store
-            .put(
-                &trace_index::dir(tenant).join(trace_index::reindex_name(hour).as_str()),
-                PutPayload::from(bytes),
-            )
-            .await?;
+        let path = trace_index::dir(tenant).join(trace_index::reindex_name(hour).as_str());
+        let record = FileRecord::of_bytes(&path, &bytes);
+        store.put(&path, PutPayload::from(bytes)).await?;
+        recorder.written(tenant, vec![record]).await;
     }
     Ok(())
 }

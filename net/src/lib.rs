@@ -31,11 +31,14 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 mod conn;
 mod error;
+pub mod grpc;
+mod hangup;
 mod serve;
 pub mod tls;
 
 pub use conn::{Conn, TlsConn};
 pub use error::Error;
+pub use hangup::on_hangup;
 pub use serve::serve;
 
 /// The limits of one listener (the same for each).

@@ -23,6 +23,8 @@ mod error;
 pub mod payload;
 pub mod placement;
 pub mod redact;
+#[cfg(test)]
+mod test_support;
 
 pub use error::{Error, Result};
 

@@ -198,17 +198,7 @@ pub fn columns(resource: &[KeyValue], placement: Option<&Placement>) -> Vec<Cell
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry_proto::tonic::common::v1::AnyValue;
-
-    fn kv(key: &str, value: &str) -> KeyValue {
-        KeyValue {
-            key: key.into(),
-            value: Some(AnyValue {
-                value: Some(Value::StringValue(value.into())),
-            }),
-            ..Default::default()
-        }
-    }
+    use crate::test_support::kv;
 
     #[test]
     fn keys_come_from_the_resource() {

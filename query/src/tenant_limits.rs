@@ -99,19 +99,7 @@ impl QueryLimits {
     /// Re-reads the overrides file on every SIGHUP until `shutdown`.
     pub fn watch(self: &Arc<Self>, shutdown: CancellationToken) {
         let limits = Arc::clone(self);
-        tokio::spawn(async move {
-            let Ok(mut hangup) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            else {
-                return;
-            };
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = hangup.recv() => limits.reload(),
-                }
-            }
-        });
+        cairn_net::on_hangup(shutdown, move || limits.reload());
     }
 
     /// A slot for one statement of `tenant`, or a retryable refusal when its slots are taken.

@@ -58,6 +58,38 @@ fn request(id: u8, agent: &str) -> ExportTraceServiceRequest {
     }
 }
 
+/// Writes `batch` as a Parquet file of `tenant`'s spans in `hour`.
+async fn put_spans(
+    store: &Arc<dyn ObjectStore>,
+    tenant: &Tenant,
+    hour: i64,
+    batch: &arrow::record_batch::RecordBatch,
+) {
+    let mut bytes = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut bytes, batch.schema(), None).unwrap();
+    writer.write(batch).unwrap();
+    writer.close().unwrap();
+    store
+        .put(&new_file(Dataset::Spans, tenant, hour), bytes.into())
+        .await
+        .unwrap();
+}
+
+/// The rows `sql` answers over `store` as `tenant`.
+async fn query(
+    store: Arc<dyn ObjectStore>,
+    tenant: &Tenant,
+    sql: &str,
+) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    let spill = tempfile::tempdir().unwrap();
+    let config = EngineConfig {
+        spill_dir: spill.path().join("spill"),
+        ..EngineConfig::default()
+    };
+    let engine = QueryEngine::new(store, &config).unwrap();
+    engine.rows(tenant, sql, vec![]).await.unwrap()
+}
+
 #[tokio::test]
 async fn files_without_later_columns_read_with_nulls() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
@@ -80,29 +112,14 @@ async fn files_without_later_columns_read_with_nulls() {
                 schema.fields().len()
             );
         }
-        let mut bytes = Vec::new();
-        let mut writer = ArrowWriter::try_new(&mut bytes, batch.schema(), None).unwrap();
-        writer.write(&batch).unwrap();
-        writer.close().unwrap();
-        store
-            .put(&new_file(Dataset::Spans, &tenant, part.hour), bytes.into())
-            .await
-            .unwrap();
+        put_spans(&store, &tenant, part.hour, &batch).await;
     }
-    let spill = tempfile::tempdir().unwrap();
-    let config = EngineConfig {
-        spill_dir: spill.path().join("spill"),
-        ..EngineConfig::default()
-    };
-    let engine = QueryEngine::new(store, &config).unwrap();
-    let rows = engine
-        .rows(
-            &tenant,
-            "SELECT agent_name, host_name, host_name_src FROM spans ORDER BY agent_name",
-            vec![],
-        )
-        .await
-        .unwrap();
+    let rows = query(
+        store,
+        &tenant,
+        "SELECT agent_name, host_name, host_name_src FROM spans ORDER BY agent_name",
+    )
+    .await;
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert_eq!(rows[0]["agent_name"], "new_agent");
     assert_eq!(rows[0]["host_name"], "laptop");
@@ -144,29 +161,14 @@ async fn files_without_the_redaction_record_read_it_as_null() {
             batch = batch.project(&keep).unwrap();
             assert_eq!(batch.num_columns() + 1, schema.fields().len());
         }
-        let mut bytes = Vec::new();
-        let mut writer = ArrowWriter::try_new(&mut bytes, batch.schema(), None).unwrap();
-        writer.write(&batch).unwrap();
-        writer.close().unwrap();
-        store
-            .put(&new_file(Dataset::Spans, &tenant, 472_222), bytes.into())
-            .await
-            .unwrap();
+        put_spans(&store, &tenant, 472_222, &batch).await;
     }
-    let spill = tempfile::tempdir().unwrap();
-    let config = EngineConfig {
-        spill_dir: spill.path().join("spill"),
-        ..EngineConfig::default()
-    };
-    let engine = QueryEngine::new(store, &config).unwrap();
-    let rows = engine
-        .rows(
-            &tenant,
-            "SELECT agent_name, redactions FROM spans ORDER BY agent_name",
-            vec![],
-        )
-        .await
-        .unwrap();
+    let rows = query(
+        store,
+        &tenant,
+        "SELECT agent_name, redactions FROM spans ORDER BY agent_name",
+    )
+    .await;
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert_eq!(rows[0]["redactions"], serde_json::json!(["email@name"]));
     assert!(

@@ -13,7 +13,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::Trac
 use serde_json::{json, Value};
 
 use crate::bad_input::{request, span};
-use crate::harness::{client, python_script, run_python, temp_dir};
+use crate::harness::{client, metric_at, python_script, run_python, temp_dir};
 
 /// `cairn serve` with its output kept in a file, so tests can read its log.
 struct Server {
@@ -103,19 +103,7 @@ impl Server {
 
     /// `cairn_<name>` summed over lines with `labels`, from the OTLP/HTTP port's `/metrics`.
     async fn metric(&self, name: &str, labels: &str) -> f64 {
-        let text = client()
-            .get(format!("http://{}/metrics", self.otlp_http))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .filter(|l| l.starts_with(name) && l.contains(labels))
-            .filter(|l| l[name.len()..].starts_with([' ', '{']))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        metric_at(&self.otlp_http, name, labels).await
     }
 
     /// An OTLP/JSON export of one span named `name`: (status, headers, body).
@@ -144,6 +132,12 @@ impl Server {
         let req = client()
             .post(format!("http://{}/api/v1/sql", self.http))
             .json(&json!({ "sql": sql }));
+        answer(with(req, token, tenant)).await
+    }
+
+    /// `GET /api/v1/whoami` with `token`, naming `tenant`.
+    async fn whoami(&self, token: Option<&str>, tenant: Option<&str>) -> Answer {
+        let req = client().get(format!("http://{}/api/v1/whoami", self.http));
         answer(with(req, token, tenant)).await
     }
 
@@ -243,6 +237,48 @@ fn create(file: &Path, tenant: &str, role: &str) -> String {
     token
 }
 
+/// Many `cairn token create` at once, each adding to the same file: every token is kept.
+#[test]
+fn auth_token_creates_at_once_all_count() {
+    let dir = temp_dir();
+    let file = dir.path().join("tokens.toml");
+    let children: Vec<_> = (0..16)
+        .map(|i| {
+            Command::new(env!("CARGO_BIN_EXE_cairn"))
+                .args(["token", "create", "--tenant", "acme", "--role", "read"])
+                .args(["--name", &format!("parallel-{i}")])
+                .arg("--auth-tokens")
+                .arg(&file)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let ids: Vec<String> = children
+        .into_iter()
+        .map(|child| {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let token = String::from_utf8(out.stdout).unwrap();
+            token.trim()["cairn_".len().."cairn_".len() + 16].to_owned()
+        })
+        .collect();
+    let listed = token_cmd(&file, &["list"]);
+    let rows: Vec<&str> = listed.lines().skip(1).collect();
+    assert_eq!(rows.len(), ids.len(), "{listed}");
+    for id in &ids {
+        assert!(
+            rows.iter().any(|row| row.starts_with(id.as_str())),
+            "{id} missing:\n{listed}"
+        );
+    }
+}
+
 /// A raw HTTP/1.1 request (clients merge repeated headers; this sends them as written).
 fn raw_http(addr: &str, request: &str) -> String {
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
@@ -335,6 +371,20 @@ async fn auth_attacks_over_http_and_postgres() {
         .refused(401, "token expired");
 
     // The query API: read or admin, of the token's tenant.
+    let me = server.whoami(Some(&read), None).await;
+    assert_eq!(
+        (me.status, me.body),
+        (200, json!({"tenant": "acme", "role": "read"}))
+    );
+    let me = server.whoami(Some(&admin), Some("globex")).await;
+    assert_eq!(
+        (me.status, me.body),
+        (200, json!({"tenant": "globex", "role": "admin"}))
+    );
+    server
+        .whoami(None, None)
+        .await
+        .refused(401, "missing token: send `Authorization: Bearer <token>`");
     assert_eq!(server.names(&read, None).await, ["a1", "a2"]);
     assert_eq!(server.names(&globex_read, None).await, ["g1", "g2-admin"]);
     let q = "SELECT count(*) AS n FROM spans";

@@ -21,6 +21,7 @@ fn load_args(cairn: &Cairn, protocol: Protocol, store: &str, first_run: u64) -> 
         runs_per_request: 10,
         connections: 4,
         seed: 5,
+        secrets_every: 0,
         first_run,
         gzip: protocol == Protocol::Http,
         tenant: "bench".into(),
@@ -32,6 +33,7 @@ fn load_args(cairn: &Cairn, protocol: Protocol, store: &str, first_run: u64) -> 
         storage: vec![store.into()],
         label: "e2e".into(),
         report: None,
+        access: Default::default(),
     }
 }
 
@@ -65,6 +67,59 @@ async fn load_reports_what_the_server_stored() {
         )
         .await;
     assert!(runs[0]["n"].as_i64().unwrap() > 100, "{runs:?}");
+    assert!(cairn.stop());
+}
+
+/// `cairn token create` of a token of `role` for the `bench` tenant in `file`.
+fn bench_token(file: &std::path::Path, role: &str) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["token", "create", "--tenant", "bench", "--role", role])
+        .arg("--auth-tokens")
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_sends_its_tokens_to_a_server_that_asks_for_them() {
+    let dir = crate::harness::temp_dir();
+    let store = dir.path().join("data").display().to_string();
+    let tokens = dir.path().join("tokens.toml");
+    let (ingest, read) = (bench_token(&tokens, "ingest"), bench_token(&tokens, "read"));
+    let cairn = Cairn::start_on(&store, &["--auth-tokens", tokens.to_str().unwrap()], &[]);
+    // Counted with the read token but exported without one: the first export is refused.
+    let mut args = load_args(&cairn, Protocol::Grpc, &store, 0);
+    args.access.query_token = Some(read.clone());
+    match load::run(args).await {
+        Err(cairn_bench::Error::Server(m)) => assert!(m.contains("Unauthenticated"), "{m}"),
+        other => panic!("an export without a token: {other:?}"),
+    }
+    for (protocol, first_run) in [(Protocol::Grpc, 0), (Protocol::Http, 1_000)] {
+        let mut args = load_args(&cairn, protocol, &store, first_run);
+        args.access.token = Some(ingest.clone());
+        args.access.query_token = Some(read.clone());
+        let report = load::run(args).await.expect("load runs with tokens");
+        // The ingest token exported, the read token counted: everything arrived.
+        assert_eq!(report.visible_spans, report.spans as u64, "{report:?}");
+    }
+    // Each token is refused what its role may not do: a read token exporting, ...
+    let mut args = load_args(&cairn, Protocol::Http, &store, 2_000);
+    args.spans = 1;
+    args.access.token = Some(read);
+    match load::run(args).await {
+        Err(cairn_bench::Error::Server(m)) => assert!(m.contains("403"), "{m}"),
+        other => panic!("an export with a read token: {other:?}"),
+    }
+    // ... and an ingest token counting (`--token` counts when `--query-token` is not given).
+    let mut args = load_args(&cairn, Protocol::Http, &store, 3_000);
+    args.spans = 1;
+    args.access.token = Some(ingest);
+    match load::run(args).await {
+        Err(cairn_bench::Error::Server(m)) => assert!(m.contains("403"), "{m}"),
+        other => panic!("counting with an ingest token: {other:?}"),
+    }
     assert!(cairn.stop());
 }
 

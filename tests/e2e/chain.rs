@@ -11,31 +11,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::compaction::{export, HOUR_NANOS, SPANS_PER_EXPORT};
 use crate::harness::{parquet_files, temp_dir, Cairn};
 use crate::s3::{s3_env, start_s3};
-
-const HOUR_NANOS: i64 = 3_600_000_000_000;
-
-/// One export of 5 spans of trace `seq`, starting at `start` (nanoseconds).
-fn export(seq: i64, start: i64) -> String {
-    let spans: Vec<_> = (0..5)
-        .map(|i| {
-            json!({
-                "traceId": format!("{:016x}{:016x}", seq + 1, 9),
-                "spanId": format!("{:08x}{:08x}", seq + 1, i + 1),
-                "name": "chat",
-                "startTimeUnixNano": (start + seq * 1_000_000 + i).to_string(),
-                "endTimeUnixNano": (start + seq * 1_000_000 + i + 500).to_string(),
-                "attributes": [
-                    {"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
-                    {"key": "gen_ai.input.messages", "value": {"stringValue":
-                        json!([{"role": "user", "parts": [{"type": "text", "content": format!("q {seq}-{i}")}]}]).to_string()}},
-                ],
-            })
-        })
-        .collect();
-    json!({"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]}).to_string()
-}
 
 /// `cairn <args>`: (exit code, stdout lines, stderr).
 fn cairn(args: &[&str], envs: &[(&str, &str)]) -> (i32, Vec<String>, String) {
@@ -516,7 +494,7 @@ async fn a_replayed_write_ahead_log_is_recorded_once() {
     assert!(!store.join("_chain").exists());
     // The next start replays the log into the store and records its files.
     let c = Cairn::start_on(&s, &["--ack", "wal"], &[]);
-    assert_eq!(c.count(None, "spans").await, 10);
+    assert_eq!(c.count(None, "spans").await, 2 * SPANS_PER_EXPORT);
     assert!(c.stop());
     let before = entries(&store).len();
     assert!(before >= 1);
@@ -525,7 +503,7 @@ async fn a_replayed_write_ahead_log_is_recorded_once() {
     std::fs::remove_dir_all(&wal).unwrap();
     copy_dir(&saved, &wal);
     let c = Cairn::start_on(&s, &["--ack", "wal"], &[]);
-    assert_eq!(c.count(None, "spans").await, 10);
+    assert_eq!(c.count(None, "spans").await, 2 * SPANS_PER_EXPORT);
     assert!(c.stop());
     assert_eq!(entries(&store).len(), before);
     let mut recorded: Vec<String> = entries(&store)
@@ -539,4 +517,55 @@ async fn a_replayed_write_ahead_log_is_recorded_once() {
     assert_eq!(recorded.len(), all, "a file recorded twice");
     let (code, out, err) = cairn(&["verify", "--store", &s, "--tenant", "default"], &[]);
     assert_eq!(code, 0, "{out:?} {err}");
+}
+
+/// `cairn reindex` records every file it writes (each hour's index file, the run summaries, the
+/// merge of the index, its marker) as its own entries: the store verifies clean after it with
+/// no `cairn chain adopt`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reindex_records_what_it_writes() {
+    let dir = temp_dir();
+    let store = dir.path().join("data");
+    let s = store.display().to_string();
+    let key = dir.path().join("chain.pem").display().to_string();
+    let (code, public, err) = cairn(&["chain", "keygen", "--out", &key], &[]);
+    assert_eq!(code, 0, "{err}");
+    let signed = [("CAIRN_CHAIN_SIGNING_KEY", key.as_str())];
+    let hour = chrono::Utc::now().timestamp_nanos_opt().unwrap() / HOUR_NANOS;
+    let c = Cairn::start_on(&s, &[], &signed);
+    for seq in 0..3 {
+        c.send_json(export(seq, (hour - seq) * HOUR_NANOS)).await;
+    }
+    assert!(c.stop());
+    assert_eq!(verify(&s, &public[0], &[], &[]).0, 0);
+    let before = entries(&store).len();
+
+    let (code, out, err) = cairn(&["reindex", "--store", &s, "--force"], &signed);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out[0].starts_with("indexed 1 tenant(s): 3 hour partitions"),
+        "{out:?}"
+    );
+    let recorded = &entries(&store)[before..];
+    let kinds: Vec<&str> = recorded
+        .iter()
+        .inspect(|e| assert_eq!(e["writer"], "reindex", "{e}"))
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"add") && kinds.contains(&"replace"),
+        "{kinds:?}"
+    );
+    let recorded_paths: Vec<&str> = recorded
+        .iter()
+        .flat_map(|e| e["files"].as_array().into_iter().flatten())
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert!(
+        recorded_paths.contains(&"trace_index/tenant=default/complete.json"),
+        "{recorded_paths:?}"
+    );
+    let (code, out) = verify(&s, &public[0], &[], &[]);
+    assert_eq!(code, 0, "{out:?}");
+    assert!(out[0].starts_with("verified"), "{out:?}");
 }

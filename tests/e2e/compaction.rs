@@ -11,12 +11,12 @@ use serde_json::json;
 
 use crate::harness::{files_ending, parquet_files, temp_dir, Cairn};
 
-const SPANS_PER_EXPORT: i64 = 10;
-const HOUR_NANOS: i64 = 3_600_000_000_000;
+pub const SPANS_PER_EXPORT: i64 = 10;
+pub const HOUR_NANOS: i64 = 3_600_000_000_000;
 
 /// One export of `SPANS_PER_EXPORT` spans starting at `start` (nanoseconds), each with a model
 /// system message shared by every span and a user message of its own.
-fn export(seq: i64, start: i64) -> String {
+pub fn export(seq: i64, start: i64) -> String {
     let spans: Vec<_> = (0..SPANS_PER_EXPORT)
         .map(|i| {
             let messages = json!([

@@ -123,19 +123,7 @@ impl Cairn {
 
     /// The value of a counter (summed over labels matching `labels`) on `/metrics`.
     pub async fn metric(&self, name: &str, labels: &str) -> f64 {
-        let text = client()
-            .get(format!("http://{}/metrics", self.metrics))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .filter(|l| l.starts_with(name) && l.contains(labels))
-            .filter(|l| l[name.len()..].starts_with([' ', '{']))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        metric_at(&self.metrics, name, labels).await
     }
 
     /// Stops with SIGTERM and waits; returns whether it exited cleanly.
@@ -288,6 +276,23 @@ fn wait_for_file(path: &Path, child: &mut Child, timeout: Duration) -> Value {
         assert!(Instant::now() < deadline, "cairn did not become ready");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The value of a metric `name` (summed over lines matching `labels`) on `/metrics` at `addr`.
+pub async fn metric_at(addr: &str, name: &str, labels: &str) -> f64 {
+    let text = client()
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(labels))
+        .filter(|l| l[name.len()..].starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// A free loopback port (bound and released).

@@ -18,6 +18,30 @@ fn openssl(args: &[&str]) {
     assert!(out.status.success(), "openssl {args:?}: {out:?}");
 }
 
+/// A certificate for `subject` with a fresh P-256 key, valid for a day, written to `key` and
+/// `cert`: self-signed, or signed as `extra` says.
+fn new_certificate(subject: &str, key: &str, cert: &str, extra: &[&str]) {
+    let mut args = vec![
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        subject,
+        "-keyout",
+        key,
+        "-out",
+        cert,
+    ];
+    args.extend_from_slice(extra);
+    openssl(&args);
+}
+
 /// A certificate authority of a test, and the certificates it signs, as PEM files.
 struct Ca {
     dir: PathBuf,
@@ -30,23 +54,7 @@ impl Ca {
             dir: dir.to_path_buf(),
             name: name.to_owned(),
         };
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN={name}"),
-            "-keyout",
-            &ca.file("ca.key"),
-            "-out",
-            &ca.pem(),
-        ]);
+        new_certificate(&format!("/CN={name}"), &ca.file("ca.key"), &ca.pem(), &[]);
         ca
     }
 
@@ -69,33 +77,23 @@ impl Ca {
             self.file(&format!("{what}.pem")),
             self.file(&format!("{what}.key")),
         );
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
+        new_certificate(
             &format!("/CN=localhost/O={what}"),
-            "-CA",
-            &self.pem(),
-            "-CAkey",
-            &self.file("ca.key"),
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            "-addext",
-            "basicConstraints=critical,CA:FALSE",
-            "-addext",
-            &format!("extendedKeyUsage={usage}"),
-            "-keyout",
             &key,
-            "-out",
             &cert,
-        ]);
+            &[
+                "-CA",
+                &self.pem(),
+                "-CAkey",
+                &self.file("ca.key"),
+                "-addext",
+                "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                "-addext",
+                "basicConstraints=critical,CA:FALSE",
+                "-addext",
+                &format!("extendedKeyUsage={usage}"),
+            ],
+        );
         (cert, key)
     }
 }
@@ -414,42 +412,85 @@ async fn collectors_present_client_certificates() {
     assert!(cairn.stop(), "clean shutdown");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn certificates_are_reloaded_when_their_files_change() {
-    let dir = temp_dir();
-    let (first, second) = (
-        Ca::new(dir.path(), "first-ca"),
-        Ca::new(dir.path(), "second-ca"),
-    );
-    let (cert, key) = first.issue("server", "serverAuth");
-    let (live_cert, live_key) = (
-        dir.path().join("tls.crt").display().to_string(),
-        dir.path().join("tls.key").display().to_string(),
-    );
-    // Replaced as Kubernetes replaces a mounted Secret's files: written aside, then renamed.
-    let install = |cert: &str, key: &str| {
-        for (from, to) in [(key, &live_key), (cert, &live_cert)] {
+/// The certificate and key files Cairn serves, at fixed paths whose content changes.
+struct LiveFiles {
+    cert: String,
+    key: String,
+}
+
+impl LiveFiles {
+    /// Replaces the files as Kubernetes replaces a mounted Secret's: written aside, then
+    /// renamed, the key first.
+    fn install(&self, cert: &str, key: &str) {
+        for (from, to) in [(key, &self.key), (cert, &self.cert)] {
             let aside = format!("{to}.new");
             std::fs::copy(from, &aside).unwrap();
             std::fs::rename(&aside, to).unwrap();
         }
-    };
-    install(&cert, &key);
-    let cairn = Cairn::start(&[
-        "--tls-cert",
-        &live_cert,
-        "--tls-key",
-        &live_key,
-        "--tls-reload-interval",
-        "200ms",
-    ]);
-    let ready = format!("https://{}/ready", localhost(&cairn.http));
-    let trusted_by = |ca: &Ca| curl(&["--cacert", &ca.pem(), &ready]).status.success();
+    }
+
+    /// Installs a new server certificate of `ca`; returns its file.
+    fn renew(&self, ca: &Ca) -> String {
+        let (cert, key) = ca.issue("server", "serverAuth");
+        self.install(&cert, &key);
+        cert
+    }
+}
+
+/// Cairn serving a certificate of the `first` CA from [`LiveFiles`] it checks every
+/// `interval`, and a `second` CA to replace it with.
+struct Rotation {
+    first: Ca,
+    second: Ca,
+    live: LiveFiles,
+    cairn: Cairn,
+}
+
+impl Rotation {
+    fn start(dir: &Path, interval: &str) -> Self {
+        let (first, second) = (Ca::new(dir, "first-ca"), Ca::new(dir, "second-ca"));
+        let live = LiveFiles {
+            cert: dir.join("tls.crt").display().to_string(),
+            key: dir.join("tls.key").display().to_string(),
+        };
+        live.renew(&first);
+        let cairn = Cairn::start(&[
+            "--tls-cert",
+            &live.cert,
+            "--tls-key",
+            &live.key,
+            "--tls-reload-interval",
+            interval,
+        ]);
+        Self {
+            first,
+            second,
+            live,
+            cairn,
+        }
+    }
+}
+
+/// Whether a client trusting only `ca` reaches `/ready` at `addr` over TLS.
+fn served_by(addr: &str, ca: &Ca) -> bool {
+    let ready = format!("https://{}/ready", localhost(addr));
+    curl(&["--cacert", &ca.pem(), &ready]).status.success()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn certificates_are_reloaded_when_their_files_change() {
+    let dir = temp_dir();
+    let Rotation {
+        first,
+        second,
+        live,
+        cairn,
+    } = Rotation::start(dir.path(), "200ms");
+    let trusted_by = |ca: &Ca| served_by(&cairn.http, ca);
     assert!(trusted_by(&first) && !trusted_by(&second));
 
     // A new certificate from another CA: new connections get it.
-    let (new_cert, new_key) = second.issue("server", "serverAuth");
-    install(&new_cert, &new_key);
+    let new_cert = live.renew(&second);
     wait_until("the new certificate served", || trusted_by(&second));
     assert!(!trusted_by(&first));
     assert!(
@@ -472,7 +513,7 @@ async fn certificates_are_reloaded_when_their_files_change() {
     };
     let before = failed();
     let (_, other_key) = first.issue("unrelated", "serverAuth");
-    install(&new_cert, &other_key);
+    live.install(&new_cert, &other_key);
     wait_until("the bad files noticed", || failed() > before);
     assert!(trusted_by(&second));
     assert!(cairn.stop(), "clean shutdown");
@@ -542,32 +583,16 @@ fn unusable_tls_files_stop_the_start() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sighup_reloads_the_certificate() {
     let dir = temp_dir();
-    let (first, second) = (
-        Ca::new(dir.path(), "first-ca"),
-        Ca::new(dir.path(), "second-ca"),
-    );
-    let (cert, key) = first.issue("server", "serverAuth");
-    let (live_cert, live_key) = (
-        dir.path().join("tls.crt").display().to_string(),
-        dir.path().join("tls.key").display().to_string(),
-    );
-    std::fs::copy(&cert, &live_cert).unwrap();
-    std::fs::copy(&key, &live_key).unwrap();
     // Checked only on SIGHUP within the test's time.
-    let cairn = Cairn::start(&[
-        "--tls-cert",
-        &live_cert,
-        "--tls-key",
-        &live_key,
-        "--tls-reload-interval",
-        "1h",
-    ]);
-    let ready = format!("https://{}/ready", localhost(&cairn.otlp_http));
-    let trusted_by = |ca: &Ca| curl(&["--cacert", &ca.pem(), &ready]).status.success();
+    let Rotation {
+        first,
+        second,
+        live,
+        cairn,
+    } = Rotation::start(dir.path(), "1h");
+    let trusted_by = |ca: &Ca| served_by(&cairn.otlp_http, ca);
     assert!(trusted_by(&first));
-    let (new_cert, new_key) = second.issue("server", "serverAuth");
-    std::fs::copy(&new_key, &live_key).unwrap();
-    std::fs::copy(&new_cert, &live_cert).unwrap();
+    live.renew(&second);
     assert!(trusted_by(&first), "reloaded before SIGHUP");
     let hup = Command::new("kill")
         .args(["-HUP", &cairn.pid().to_string()])

@@ -1,17 +1,8 @@
 use super::*;
+use crate::test_support::kv;
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{span::Event, ResourceSpans, ScopeSpans, Span, Status};
-
-fn kv(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(Value::StringValue(value.into())),
-        }),
-        ..Default::default()
-    }
-}
 
 fn request(resource: Vec<KeyValue>, span: Span) -> ExportTraceServiceRequest {
     ExportTraceServiceRequest {

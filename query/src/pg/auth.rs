@@ -157,12 +157,7 @@ impl StartupHandler for TokenLogin {
                 let tenant = tenant(client.metadata())?;
                 let peer = Some(client.socket_addr().ip());
                 if let Err(e) = self.auth.resolve_password(&password, &tenant, peer).await {
-                    let user = client
-                        .metadata()
-                        .get(METADATA_USER)
-                        .cloned()
-                        .unwrap_or_default();
-                    return Err(refused(&e, &user));
+                    return Err(refused(&e, &startup_user(client)));
                 }
                 let (pid, secret_key) = PIDS.generate(client);
                 client.set_pid_and_secret_key(pid, secret_key.clone());
@@ -177,6 +172,15 @@ impl StartupHandler for TokenLogin {
         }
         Ok(())
     }
+}
+
+/// The user the client named at startup (empty when it named none).
+fn startup_user<C: ClientInfo>(client: &C) -> String {
+    client
+        .metadata()
+        .get(METADATA_USER)
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// A refused login in Postgres's terms.
@@ -220,11 +224,7 @@ impl<H: StartupHandler> StartupHandler for Admit<H> {
         match self.0.on_startup(client, message).await {
             // In Postgres's words, with the user of the startup (SCRAM's own is empty).
             Err(PgWireError::InvalidPassword(_)) => {
-                let user = client
-                    .metadata()
-                    .get(METADATA_USER)
-                    .cloned()
-                    .unwrap_or_default();
+                let user = startup_user(client);
                 Err(fatal(
                     "28P01",
                     format!("password authentication failed for user \"{user}\""),

@@ -1,12 +1,12 @@
 //! One chain entry: what it records, how it is stored (the entry's JSON exactly as signed, with
 //! the signature beside it) and how its hash is taken (over the stored bytes).
 
-use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use ed25519_dalek::VerifyingKey;
 use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::keys::{key_id, Signer};
+use super::keys::{self, Signer};
 use crate::{Error, Result};
 
 /// Domain of entry signatures (a head's signature can never pass for an entry's).
@@ -98,7 +98,7 @@ pub struct Entry {
     pub tenant: String,
     /// RFC 3339, UTC.
     pub time: String,
-    /// Who appended it: `collector:<id>`, `compactor`, `adopt`.
+    /// Who appended it: `collector:<id>`, `compactor`, `reindex`, `adopt`.
     pub writer: String,
     pub kind: Kind,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -164,19 +164,13 @@ impl Stored {
 
     /// Whether the entry is signed by `key`: `Err` says why not.
     pub fn check_signature(&self, key: &VerifyingKey) -> std::result::Result<(), &'static str> {
-        let Some(signature) = &self.signature else {
-            return Err("not signed");
-        };
-        if self.key_id.as_deref() != Some(key_id(key).as_str()) {
-            return Err("signed by another key");
-        }
-        let bytes: [u8; 64] = hex::decode(signature)
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or("bad signature")?;
         let message = [ENTRY_DOMAIN, self.entry.get().as_bytes()].concat();
-        key.verify(&message, &Signature::from_bytes(&bytes))
-            .map_err(|_| "bad signature")
+        keys::check_signature(
+            key,
+            self.key_id.as_deref(),
+            self.signature.as_deref(),
+            &message,
+        )
     }
 }
 

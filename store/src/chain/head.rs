@@ -1,10 +1,10 @@
 //! A chain's head: the last entry's sequence number and hash, signed, so that it can be
 //! published or written elsewhere and later checked against the chain (a witness).
 
-use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
-use super::keys::{key_id, Signer};
+use super::keys::{self, Signer};
 
 /// The head of one tenant's chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,17 +56,11 @@ impl Head {
 
     /// Whether the head is signed by `key`: `Err` says why not.
     pub fn check_signature(&self, key: &VerifyingKey) -> Result<(), &'static str> {
-        let Some(signature) = &self.signature else {
-            return Err("not signed");
-        };
-        if self.key_id.as_deref() != Some(key_id(key).as_str()) {
-            return Err("signed by another key");
-        }
-        let bytes: [u8; 64] = hex::decode(signature)
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or("bad signature")?;
-        key.verify(&self.message(), &Signature::from_bytes(&bytes))
-            .map_err(|_| "bad signature")
+        keys::check_signature(
+            key,
+            self.key_id.as_deref(),
+            self.signature.as_deref(),
+            &self.message(),
+        )
     }
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey};
-use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
 
 use crate::{Error, Result};
 
@@ -41,6 +41,28 @@ impl Signer {
 /// A short name of a public key: the first 16 hex digits of its BLAKE3 hash.
 pub fn key_id(key: &VerifyingKey) -> String {
     blake3::hash(key.as_bytes()).to_hex()[..16].to_owned()
+}
+
+/// Whether `signature` (hex) by the key named `signer_id` is `key`'s over `message`: `Err`
+/// says why not.
+pub fn check_signature(
+    key: &VerifyingKey,
+    signer_id: Option<&str>,
+    signature: Option<&str>,
+    message: &[u8],
+) -> std::result::Result<(), &'static str> {
+    let Some(signature) = signature else {
+        return Err("not signed");
+    };
+    if signer_id != Some(key_id(key).as_str()) {
+        return Err("signed by another key");
+    }
+    let bytes: [u8; 64] = hex::decode(signature)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or("bad signature")?;
+    key.verify(message, &Signature::from_bytes(&bytes))
+        .map_err(|_| "bad signature")
 }
 
 /// A new key pair: the private key as PKCS#8 PEM, and the signer.

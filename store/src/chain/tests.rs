@@ -35,6 +35,55 @@ async fn lines(store: &Arc<dyn ObjectStore>, options: &VerifyOptions) -> Vec<Str
         .collect()
 }
 
+/// A fresh in-memory store, a key, a chain signed with it, and options verifying against it.
+struct Signed {
+    store: Arc<dyn ObjectStore>,
+    key: Signer,
+    chain: Chain,
+    options: VerifyOptions,
+}
+
+impl Signed {
+    fn new() -> Self {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let (_, key) = generate_key().unwrap();
+        let chain = Chain::new(Arc::clone(&store), Some(key.clone())).with_writer("t");
+        let options = VerifyOptions {
+            public_key: Some(key.public_key()),
+            parallel: 2,
+            ..VerifyOptions::default()
+        };
+        Self {
+            store,
+            key,
+            chain,
+            options,
+        }
+    }
+}
+
+/// The bytes of the object at `path`.
+async fn get(store: &Arc<dyn ObjectStore>, path: &Path) -> Vec<u8> {
+    store
+        .get(path)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec()
+}
+
+/// Writes `bytes` at `path`.
+async fn put(store: &Arc<dyn ObjectStore>, path: &Path, bytes: impl Into<PutPayload>) {
+    store.put(path, bytes.into()).await.unwrap();
+}
+
+/// The chain's head as stored.
+async fn head(store: &Arc<dyn ObjectStore>) -> Head {
+    serde_json::from_slice(&get(store, &head_path(&tenant())).await).unwrap()
+}
+
 #[tokio::test]
 async fn racing_writers_leave_one_chain() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
@@ -73,14 +122,12 @@ async fn racing_writers_leave_one_chain() {
 
 #[tokio::test]
 async fn each_kind_of_tampering_is_reported() {
-    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let (_, key) = generate_key().unwrap();
-    let chain = Chain::new(Arc::clone(&store), Some(key.clone())).with_writer("t");
-    let options = VerifyOptions {
-        public_key: Some(key.public_key()),
-        parallel: 2,
-        ..VerifyOptions::default()
-    };
+    let Signed {
+        store,
+        key,
+        chain,
+        options,
+    } = Signed::new();
     write(&store, &chain, "a.parquet", b"aaaa").await;
     write(&store, &chain, "b.parquet", b"bbbb").await;
     write(&store, &chain, "c.parquet", b"cccc").await;
@@ -88,21 +135,17 @@ async fn each_kind_of_tampering_is_reported() {
     let dir = "spans/tenant=acme/hour=2026-12-01T00";
     // Altered, missing, inserted.
     let a = Path::from(format!("{dir}/a.parquet"));
-    store
-        .put(&a, PutPayload::from_static(b"aaab"))
-        .await
-        .unwrap();
+    put(&store, &a, PutPayload::from_static(b"aaab")).await;
     store
         .delete(&Path::from(format!("{dir}/b.parquet")))
         .await
         .unwrap();
-    store
-        .put(
-            &Path::from(format!("{dir}/x.parquet")),
-            PutPayload::from_static(b"x"),
-        )
-        .await
-        .unwrap();
+    put(
+        &store,
+        &Path::from(format!("{dir}/x.parquet")),
+        PutPayload::from_static(b"x"),
+    )
+    .await;
     let found = lines(&store, &options).await;
     let altered = blake3::hash(b"aaab").to_hex().to_string();
     let recorded = blake3::hash(b"aaaa").to_hex().to_string();
@@ -135,16 +178,7 @@ async fn each_kind_of_tampering_is_reported() {
     assert_eq!(lines(&store, &earlier).await, found);
     assert!("yesterday".parse::<Start>().is_err());
     // A witnessed head, then the chain rolled back past it.
-    let witness: Head = serde_json::from_slice(
-        &store
-            .get(&head_path(&tenant()))
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let witness = head(&store).await;
     assert_eq!(witness.check_signature(&key.public_key()), Ok(()));
     store.delete(&entry_path(&tenant(), 3)).await.unwrap();
     let witnessed = VerifyOptions {
@@ -167,39 +201,23 @@ async fn each_kind_of_tampering_is_reported() {
 
 #[tokio::test]
 async fn reordered_and_edited_entries_and_forged_heads() {
-    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let (_, key) = generate_key().unwrap();
-    let chain = Chain::new(Arc::clone(&store), Some(key.clone())).with_writer("t");
-    let options = VerifyOptions {
-        public_key: Some(key.public_key()),
-        parallel: 2,
-        ..VerifyOptions::default()
-    };
+    let Signed {
+        store,
+        chain,
+        options,
+        ..
+    } = Signed::new();
     for name in ["a", "b", "c"] {
         write(&store, &chain, &format!("{name}.parquet"), name.as_bytes()).await;
     }
-    let get = |seq| {
-        let store = Arc::clone(&store);
-        async move {
-            store
-                .get(&entry_path(&tenant(), seq))
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap()
-        }
-    };
-    let (one, two) = (get(1).await, get(2).await);
+    let entry_at = |seq| entry_path(&tenant(), seq);
+    let (one, two) = (
+        get(&store, &entry_at(1)).await,
+        get(&store, &entry_at(2)).await,
+    );
     // Swapped: both objects hold the other's entry.
-    store
-        .put(&entry_path(&tenant(), 1), PutPayload::from(two.clone()))
-        .await
-        .unwrap();
-    store
-        .put(&entry_path(&tenant(), 2), PutPayload::from(one.clone()))
-        .await
-        .unwrap();
+    put(&store, &entry_at(1), two.clone()).await;
+    put(&store, &entry_at(2), one.clone()).await;
     let e = |seq| format!("_chain/tenant=acme/{seq:020}.json");
     assert_eq!(
         lines(&store, &options).await,
@@ -208,23 +226,14 @@ async fn reordered_and_edited_entries_and_forged_heads() {
             format!("re-ordered: {} holds entry 1", e(2))
         ]
     );
-    store
-        .put(&entry_path(&tenant(), 1), PutPayload::from(one.clone()))
-        .await
-        .unwrap();
-    store
-        .put(&entry_path(&tenant(), 2), PutPayload::from(two.clone()))
-        .await
-        .unwrap();
+    put(&store, &entry_at(1), one).await;
+    put(&store, &entry_at(2), two.clone()).await;
     // Edited: a file's hash changed in entry 2.
-    let edited = String::from_utf8(two.to_vec()).unwrap().replace(
+    let edited = String::from_utf8(two.clone()).unwrap().replace(
         &blake3::hash(b"b").to_hex().to_string(),
         blake3::hash(b"B").to_hex().as_str(),
     );
-    store
-        .put(&entry_path(&tenant(), 2), PutPayload::from(edited))
-        .await
-        .unwrap();
+    put(&store, &entry_at(2), edited).await;
     assert_eq!(
         lines(&store, &options).await,
         [
@@ -237,30 +246,17 @@ async fn reordered_and_edited_entries_and_forged_heads() {
             ),
         ]
     );
-    store
-        .put(&entry_path(&tenant(), 2), PutPayload::from(two))
-        .await
-        .unwrap();
+    put(&store, &entry_at(2), two).await;
     // A head forged without the key.
-    let mut head: Head = serde_json::from_slice(
-        &store
-            .get(&head_path(&tenant()))
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap(),
+    let mut forged = head(&store).await;
+    forged.seq = 2;
+    forged.entry_hash = entry::hash(&get(&store, &entry_at(2)).await);
+    put(
+        &store,
+        &head_path(&tenant()),
+        serde_json::to_vec(&forged).unwrap(),
     )
-    .unwrap();
-    head.seq = 2;
-    head.entry_hash = entry::hash(&get(2).await);
-    store
-        .put(
-            &head_path(&tenant()),
-            PutPayload::from(serde_json::to_vec(&head).unwrap()),
-        )
-        .await
-        .unwrap();
+    .await;
     assert_eq!(
         lines(&store, &options).await,
         ["broken link: head: bad signature"]
