@@ -157,7 +157,12 @@ async fn concurrent_queries_over_the_limit_are_refused() {
     let dir = temp_dir();
     let limits = dir.path().join("limits.toml");
     std::fs::write(&limits, "[tenant.busy]\nmax_concurrent_queries = 1\n").unwrap();
-    let cairn = Cairn::start(&["--tenant-limits", limits.to_str().unwrap()]);
+    let cairn = Cairn::start(&[
+        "--tenant-limits",
+        limits.to_str().unwrap(),
+        "--query-timeout",
+        "20s",
+    ]);
     let slow_query = "SELECT count(*) AS n FROM generate_series(1, 5000000) WHERE value % 7 = 3";
     let run = |tenant: &'static str| {
         let cairn = &cairn;
@@ -193,9 +198,46 @@ async fn concurrent_queries_over_the_limit_are_refused() {
         refused.len()
     );
 
-    // The Postgres wire: psql gets an ERROR of class 53 while the tenant's slot is taken.
+    // The Postgres wire: psql gets an ERROR of class 53 while the tenant's slot is taken. The
+    // holder's statement would run for hours; the query timeout ends it. psql runs only once the
+    // HTTP API has seen the slot taken, off the test's runtime (it blocks).
     let pg_port = cairn.pg.rsplit(':').next().unwrap().to_owned();
-    let psql = |sql: &str| {
+    let holder = tokio::spawn({
+        let http = cairn.http.clone();
+        async move {
+            // Refused while a probe below holds the slot for a moment: asked again.
+            loop {
+                let status = client()
+                    .post(format!("http://{http}/api/v1/sql"))
+                    .header("X-Scope-OrgID", "busy")
+                    .json(&json!({ "sql": "SELECT count(*) FROM generate_series(1, 100000000000) WHERE value % 7 = 3" }))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16();
+                if status != 429 {
+                    break status;
+                }
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let resp = client()
+            .post(format!("http://{}/api/v1/sql", cairn.http))
+            .header("X-Scope-OrgID", "busy")
+            .json(&json!({ "sql": "SELECT 1" }))
+            .send()
+            .await
+            .unwrap();
+        if resp.status().as_u16() == 429 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the holder never took the slot");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let out = tokio::task::spawn_blocking(move || {
         Command::new("psql")
             .args([
                 "-h",
@@ -211,38 +253,22 @@ async fn concurrent_queries_over_the_limit_are_refused() {
                 "-v",
                 "VERBOSITY=verbose",
                 "-c",
-                sql,
+                "SELECT 1",
             ])
             .env("PGCONNECT_TIMEOUT", "10")
             .output()
             .unwrap()
-    };
-    let holder = tokio::spawn({
-        let http = cairn.http.clone();
-        async move {
-            client()
-                .post(format!("http://{http}/api/v1/sql"))
-                .header("X-Scope-OrgID", "busy")
-                .json(&json!({ "sql": "SELECT count(*) FROM generate_series(1, 100000000) WHERE value % 7 = 3" }))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let stderr = loop {
-        let out = psql("SELECT 1");
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        if !out.status.success() {
-            break stderr;
-        }
-        assert!(Instant::now() < deadline, "psql never met the taken slot");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "psql ran while the slot was taken");
     assert!(stderr.contains("53400"), "{stderr}");
     assert!(stderr.contains("retry later"), "{stderr}");
+    assert!(
+        !holder.is_finished(),
+        "the holder ended before psql was refused"
+    );
     holder.abort();
     assert!(cairn.stop());
 }
