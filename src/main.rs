@@ -28,10 +28,21 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::{Command, ReindexArgs, ServeArgs, SqlArgs, Switch};
 use crate::supervise::{supervise, BoxError, Role as Part};
 
-/// Many threads allocate and free Arrow buffers and decoded requests concurrently; mimalloc's
-/// per-thread heaps are faster than glibc's arenas and return memory instead of fragmenting.
+/// jemalloc with one arena per CPU, freed pages returned within a second by its background
+/// thread: the collector's memory budget (`--max-buffer-size`) bounds what is allocated, and
+/// this keeps what the process holds close to it. Per-thread heaps (mimalloc, glibc's default
+/// arenas) each kept freed pages of the threads that decode and flush, holding twice the budget
+/// and more after a burst (`benches/memory_budget.py`). `_RJEM_MALLOC_CONF` overrides these
+/// settings.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's settings, read when it starts. The one item of the binary that is not safe
+/// code: jemalloc finds its settings by this exported symbol name, which nothing else defines.
+#[allow(non_upper_case_globals, unsafe_code)]
+#[export_name = "_rjem_malloc_conf"]
+pub static malloc_conf: &[u8] =
+    b"percpu_arena:percpu,background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Role {

@@ -3,7 +3,10 @@
 //! A request is charged against the budget at every stage that holds its bytes, before the
 //! stage allocates them: its body as it is read, its decompressed bytes as they inflate, an
 //! estimate of its decoded structs before decoding ([`crate::estimate`]), and, once normalised,
-//! the Arrow batches and log record it keeps until they are written. A charge that cannot grow
+//! the Arrow batches and log record it keeps until they are written together with the copies
+//! their flush will make (concatenating, gathering in sorted order, encoding). OTLP/gRPC bodies
+//! are charged frame by frame as they arrive, OTLP/HTTP bodies likewise (or at once when their
+//! length is declared). A charge that cannot grow
 //! refuses the request: as retryable (`Overloaded`) while other requests hold the budget, as
 //! final (`TooLarge`) when the request alone would need more than the whole budget. The
 //! charge is returned when the request's spans are written, or when it is refused.
@@ -50,6 +53,13 @@ impl Budget {
         (self.total_units - self.semaphore.available_permits()) * UNIT
     }
 
+    /// Publishes the bytes in use (`cairn_buffer_bytes`).
+    fn report(&self) {
+        crate::metrics::metrics()
+            .buffer_bytes
+            .set(self.used_bytes() as i64);
+    }
+
     /// An empty charge, to grow as the request is read.
     pub fn charge(&self) -> Charge {
         Charge {
@@ -92,6 +102,7 @@ impl Charge {
             Some(p) => p.merge(more),
             None => self.permit = Some(more),
         }
+        self.budget.report();
         Ok(())
     }
 
@@ -114,7 +125,16 @@ impl Charge {
                 drop(excess);
             }
         }
+        self.budget.report();
         Ok(())
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        if self.permit.take().is_some() {
+            self.budget.report();
+        }
     }
 }
 

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{AsArray, RecordBatch};
 use cairn_normalize::encode::Partition;
 use cairn_schema::layout::{self, Dataset};
 use cairn_schema::tenant::Tenant;
@@ -483,34 +483,27 @@ async fn write_partition(
         let payloads = group.payloads;
         let encoded = tokio::task::spawn_blocking(move || {
             let mut reused = HashMap::new();
-            let fresh = payloads
-                .iter()
-                .map(|b| {
-                    let k = seen.lock().expect("known payloads");
-                    cairn_store::parquet::without_known(b, |h| {
-                        k.reusable(&t, h, hour)
-                            .map(|stored| reused.insert(h.to_owned(), stored))
-                            .is_some()
-                    })
+            let rows = {
+                let k = seen.lock().expect("known payloads");
+                cairn_store::parquet::payload_rows(&payloads, |h| {
+                    k.reusable(&t, h, hour)
+                        .map(|stored| reused.insert(h.to_owned(), stored))
+                        .is_some()
                 })
-                .collect::<cairn_store::Result<Vec<_>>>()?;
-            let fresh: Vec<RecordBatch> = fresh.into_iter().filter(|b| b.num_rows() > 0).collect();
-            if fresh.is_empty() {
+            };
+            if rows.is_empty() {
                 return Ok((None, reused));
             }
-            let hashes: Vec<String> = fresh
+            let hashes: Vec<String> = rows
                 .iter()
-                .flat_map(|b| {
-                    let col = b.column(0).as_string::<i32>();
-                    (0..col.len())
-                        .map(|i| col.value(i).to_owned())
-                        .collect::<Vec<_>>()
-                })
+                .map(|&(b, r)| payloads[b].column(0).as_string::<i32>().value(r).to_owned())
                 .collect();
-            cairn_store::parquet::encode_payloads(&fresh, Effort::Ingest).map(|(bytes, _)| {
-                let digest = chain::digest(&bytes);
-                (Some((bytes, digest, hashes)), reused)
-            })
+            cairn_store::parquet::encode_payload_rows(&payloads, &rows, Effort::Ingest).map(
+                |(bytes, _)| {
+                    let digest = chain::digest(&bytes);
+                    (Some((bytes, digest, hashes)), reused)
+                },
+            )
         })
         .await??;
         let (encoded, reused) = encoded;

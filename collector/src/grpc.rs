@@ -2,7 +2,11 @@
 //!
 //! tonic reads and inflates each message (up to the message size limit) but does not decode
 //! it: the service takes the raw protobuf bytes, so that the request is charged to the memory
-//! budget by its estimated decoded size before it is decoded, as on OTLP/HTTP.
+//! budget by its estimated decoded size before it is decoded, as on OTLP/HTTP. The body is
+//! charged as it arrives, before tonic buffers each frame, and gzip messages as they inflate
+//! ([`crate::grpc_body`]): a call whose next frame does not fit in the budget is refused then
+//! (RESOURCE_EXHAUSTED, retryable), so many connections sending large messages at once hold at
+//! most the budget between them.
 //!
 //! Each call is admitted by [`cairn_auth`] from its `authorization` and `x-scope-orgid`
 //! metadata (role ingest or admin with auth on) before its message is read; its principal's
@@ -25,6 +29,7 @@ use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::{Request, Response, Status};
 
 use crate::body::Format;
+use crate::grpc_body::{self, BodyCharge, ChargedBody};
 use crate::ingest::{Body, Ingester, Outcome};
 use crate::Error;
 
@@ -56,12 +61,17 @@ impl GrpcTraceService {
             .map(|p| p.tenant.clone())
             .ok_or_else(|| Error::Internal("an export that was not authenticated".into()))?;
         let peer = request.remote_addr().map(|a| a.ip());
+        // What reading the body was charged, handed over to the export.
+        let charge = request
+            .extensions()
+            .get::<BodyCharge>()
+            .and_then(BodyCharge::take)
+            .unwrap_or_else(|| self.ingester.budget().charge());
         let body = Body {
             format: Format::Protobuf,
             encoding: None,
             bytes: request.into_inner(),
         };
-        let charge = self.ingester.budget().charge();
         let outcome = self.ingester.export(tenant, peer, body, charge).await?;
         Ok(response(outcome))
     }
@@ -167,6 +177,10 @@ where
                     return Ok(Status::from(refusal).into_http());
                 }
             };
+            let charge = BodyCharge::new(service.ingester.budget().charge());
+            request.extensions_mut().insert(charge.clone());
+            let gzip = grpc_body::take_gzip(request.headers_mut());
+            let request = request.map(|body| ChargedBody::new(body, charge, gzip, max));
             let mut grpc = Grpc::new(RawRequests)
                 .accept_compressed(CompressionEncoding::Gzip)
                 .send_compressed(CompressionEncoding::Gzip)

@@ -19,6 +19,7 @@ mod config;
 mod error;
 pub mod estimate;
 mod grpc;
+mod grpc_body;
 mod guards;
 mod http;
 pub mod ingest;

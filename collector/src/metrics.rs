@@ -40,6 +40,7 @@ pub struct Metrics {
     pub flushes: Counter,
     pub redactions: Family<RuleLabel, Counter>,
     pub tenant_storage_bytes: Family<TenantLabel, Gauge>,
+    pub buffer_bytes: Gauge,
 }
 
 impl Metrics {
@@ -59,6 +60,7 @@ impl Metrics {
             flushes: Counter::default(),
             redactions: Family::default(),
             tenant_storage_bytes: Family::default(),
+            buffer_bytes: Gauge::default(),
         };
         register(
             "spans_received",
@@ -125,6 +127,11 @@ impl Metrics {
             "tenant_storage_bytes",
             "Bytes a tenant with a storage quota keeps in the store (last listing plus exports accepted since)",
             m.tenant_storage_bytes.clone(),
+        );
+        register(
+            "buffer_bytes",
+            "Bytes of the ingest memory budget (--max-buffer-size) held now: requests being read and decoded, spans not yet written and the copies their flush makes",
+            m.buffer_bytes.clone(),
         );
         m
     }

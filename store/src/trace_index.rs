@@ -263,13 +263,14 @@ fn build<'a>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::file_format::Effort;
     use arrow::array::ArrayRef;
     use arrow::compute::concat_batches;
 
-    fn spans(rows: &[(&str, i64, i64)]) -> RecordBatch {
+    /// Span rows of (trace id, start, end), every other column null.
+    pub(crate) fn spans(rows: &[(&str, i64, i64)]) -> RecordBatch {
         let fields = cairn_schema::columns::spans_schema();
         let mut columns: Vec<ArrayRef> = Vec::new();
         for f in fields.fields() {

@@ -278,17 +278,23 @@ fn wait_for_file(path: &Path, child: &mut Child, timeout: Duration) -> Value {
     }
 }
 
-/// The value of a metric `name` (summed over lines matching `labels`) on `/metrics` at `addr`.
-pub async fn metric_at(addr: &str, name: &str, labels: &str) -> f64 {
-    let text = client()
+/// The text `/metrics` of `addr` serves.
+pub async fn metrics_text(addr: &str) -> String {
+    client()
         .get(format!("http://{addr}/metrics"))
         .send()
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
-    text.lines()
+        .unwrap()
+}
+
+/// The value of a metric `name` (summed over lines matching `labels`) on `/metrics` at `addr`.
+pub async fn metric_at(addr: &str, name: &str, labels: &str) -> f64 {
+    metrics_text(addr)
+        .await
+        .lines()
         .filter(|l| l.starts_with(name) && l.contains(labels))
         .filter(|l| l[name.len()..].starts_with([' ', '{']))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
