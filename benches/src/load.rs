@@ -35,6 +35,11 @@ pub struct LoadArgs {
     /// Spans to send (rounded up to whole requests).
     #[arg(long, env = "CAIRN_BENCH_SPANS", default_value_t = 200_000)]
     pub spans: usize,
+    /// Offered load in spans per second: request i is sent no sooner than the spans before it
+    /// divided by this after the start (none: as fast as the server answers). For visibility
+    /// at a fraction of the saturating load.
+    #[arg(long, env = "CAIRN_BENCH_RATE")]
+    pub rate: Option<f64>,
     /// Agent runs per export request (about 11 spans each).
     #[arg(long, env = "CAIRN_BENCH_RUNS_PER_REQUEST", default_value_t = 20)]
     pub runs_per_request: u64,
@@ -229,6 +234,18 @@ pub async fn run(args: LoadArgs) -> Result<Report> {
             .await?,
         );
     }
+    // When each request is due (at `--rate`): the spans before it over the rate.
+    let due: Arc<Vec<Duration>> = Arc::new(match args.rate {
+        Some(rate) => requests
+            .iter()
+            .scan(0usize, |before, (_, n)| {
+                let at = Duration::from_secs_f64(*before as f64 / rate);
+                *before += n;
+                Some(at)
+            })
+            .collect(),
+        None => Vec::new(),
+    });
     let requests = Arc::new(requests);
     let next = Arc::new(AtomicUsize::new(0));
     let cpu_before = args.pid.map(cpu_seconds).transpose()?;
@@ -267,8 +284,7 @@ pub async fn run(args: LoadArgs) -> Result<Report> {
 
     let mut senders = Vec::new();
     for mut client in clients {
-        let requests = requests.clone();
-        let next = next.clone();
+        let (requests, next, due) = (requests.clone(), next.clone(), due.clone());
         senders.push(tokio::spawn(async move {
             let mut acks: Vec<(Duration, usize)> = Vec::new();
             let mut refusals = 0u64;
@@ -278,6 +294,9 @@ pub async fn run(args: LoadArgs) -> Result<Report> {
                 let Some((body, n)) = requests.get(i) else {
                     return Ok::<_, Error>((acks, refusals, rejected));
                 };
+                if let Some(at) = due.get(i) {
+                    tokio::time::sleep_until((started + *at).into()).await;
+                }
                 let mut attempt = 0;
                 loop {
                     match client.send(body.clone(), attempt).await? {

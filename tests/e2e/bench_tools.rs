@@ -19,6 +19,7 @@ fn load_args(cairn: &Cairn, protocol: Protocol, store: &str, first_run: u64) -> 
         protocol,
         spans: 1_500,
         runs_per_request: 10,
+        rate: None,
         connections: 4,
         seed: 5,
         secrets_every: 0,
@@ -67,6 +68,22 @@ async fn load_reports_what_the_server_stored() {
         )
         .await;
     assert!(runs[0]["n"].as_i64().unwrap() > 100, "{runs:?}");
+    assert!(cairn.stop());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_paces_its_requests_at_the_rate() {
+    let dir = crate::harness::temp_dir();
+    let store = dir.path().join("data").display().to_string();
+    let cairn = Cairn::start_on(&store, &[], &[]);
+    let mut args = load_args(&cairn, Protocol::Grpc, &store, 0);
+    args.rate = Some(500.0);
+    let report = load::run(args).await.expect("load runs");
+    // The last request goes once the spans before it are due at 500 a second: never sooner.
+    let last = report.spans as f64 / report.requests as f64;
+    let due = (report.spans as f64 - 2.0 * last) / 500.0;
+    assert!(report.send_seconds >= due, "{report:?}");
+    assert_eq!(report.visible_spans, report.spans as u64);
     assert!(cairn.stop());
 }
 
