@@ -11,6 +11,7 @@
 mod chain;
 mod cli;
 mod lease;
+mod memory;
 mod supervise;
 mod token;
 mod verify;
@@ -144,6 +145,7 @@ async fn serve(role: Role, args: ServeArgs) -> Result<(), BoxError> {
     tracing::info!(store = %args.common.store, "object store opened");
     let shutdown = CancellationToken::new();
     on_signal(shutdown.clone());
+    memory::spawn(shutdown.clone());
     // Every listener's authentication, its token file re-read on SIGHUP and when it changes.
     let auth = cairn_auth::Auth::new(&args.auth)?;
     auth.watch(shutdown.clone());

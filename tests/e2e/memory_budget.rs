@@ -156,6 +156,18 @@ async fn an_oversized_burst_is_refused_retryably_and_nothing_accepted_is_lost() 
     // Every charge was given back: refused calls, accepted ones once written.
     let text = crate::harness::metrics_text(&cairn.metrics).await;
     assert!(text.contains("\ncairn_buffer_bytes "), "{text}");
+    // The allocator's own account, beside it.
+    let allocated = cairn.metric("cairn_memory_allocated_bytes", "").await;
+    let resident = cairn.metric("cairn_memory_resident_bytes", "").await;
+    println!(
+        "after the burst: {} MiB allocated, {} MiB held by the allocator",
+        allocated as u64 >> 20,
+        resident as u64 >> 20
+    );
+    assert!(
+        allocated >= (1 << 20) as f64 && resident >= allocated,
+        "{text}"
+    );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let held = cairn.metric("cairn_buffer_bytes", "").await;
