@@ -15,7 +15,9 @@
 //! replayed segment rewrites the same names: files the chain already records with the same hash
 //! are not recorded again.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashMapExt, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

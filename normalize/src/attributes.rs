@@ -14,7 +14,7 @@
 //! parser refuses more than 127 nested levels; [`check_nesting`] keeps what is accepted at ingest
 //! well below that ([`MAX_VALUE_NESTING`]).
 
-use std::collections::HashSet;
+use foldhash::{HashSet, HashSetExt};
 
 use arrow::array::{Array, MapArray, StringArray};
 pub use cairn_schema::columns::{new_map_builder, AttrMapBuilder};
@@ -513,7 +513,7 @@ mod tests {
     #[test]
     fn repeated_keys_are_found_in_short_and_long_lists() {
         let short = [kv("a", None), kv("b", None), kv("a", None)];
-        assert_eq!(repeated_keys(&short), HashSet::from(["a"]));
+        assert_eq!(repeated_keys(&short), HashSet::from_iter(["a"]));
         let long: Vec<KeyValue> = (0..40).map(|i| kv(&format!("k{}", i % 30), None)).collect();
         assert_eq!(repeated_keys(&long).len(), 10);
         assert!(repeated_keys(&long[..30]).is_empty());

@@ -1,7 +1,7 @@
 //! Arrow → OTLP: rebuilds `ResourceSpans` from stored rows, grouping spans that share a
 //! resource and a scope, in row order. Used by the trace API and to prove the round trip.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use arrow::array::{
     Array, AsArray, ListArray, MapArray, RecordBatch, StringArray, StructArray,

@@ -4,7 +4,7 @@
 //! rejected one by one and counted, as OTLP partial success asks; the valid spans of the same
 //! request are kept. [`check`] lists the rules.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 
 use arrow::array::{

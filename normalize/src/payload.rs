@@ -8,7 +8,7 @@
 //! `payload_list`, `payload_list_spaced`) in `attribute_types`; [`restore`] puts the exact
 //! original text back.
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, StringBuilder};
@@ -34,7 +34,7 @@ pub const TAG_IN_MESSAGE_JSON: &str = "payload_in_message";
 pub const TAG_IN_MESSAGE_TEXT: &str = "payload_in_message_text";
 
 /// Hash → content, for restoring references.
-pub type Contents = HashMap<String, String>;
+pub type Contents = std::collections::HashMap<String, String>;
 
 /// The content hash: the first 128 bits of BLAKE3, lowercase hex (32 characters). References
 /// are stored on every span that uses a payload, so their size matters; 128 bits keeps the

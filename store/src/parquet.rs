@@ -121,7 +121,7 @@ pub fn payload_rows(
     batches: &[RecordBatch],
     mut known: impl FnMut(&str) -> bool,
 ) -> Vec<(usize, usize)> {
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = foldhash::HashSet::default();
     let mut rows = Vec::new();
     for (b, batch) in batches.iter().enumerate() {
         let hashes = batch.column(0).as_string::<i32>();

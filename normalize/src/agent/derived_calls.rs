@@ -7,7 +7,7 @@
 //! sent. Like agent inheritance, this runs wherever whole traces are at hand (flush,
 //! compaction), and again each time: derived values are recomputed, sent ones kept.
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, ListArray, RecordBatch, StringArray, StringBuilder};

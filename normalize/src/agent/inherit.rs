@@ -13,7 +13,7 @@
 //! Walks are iterative and take linear time in the trace's size, whatever its depth; parent
 //! cycles and missing parents end a walk without an owner.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, StringBuilder};

@@ -2,7 +2,7 @@
 //! requested (so each tool execution joins to the turn that asked for it), and the resources a
 //! step read or wrote, as normalised URIs.
 
-use std::collections::HashSet;
+use foldhash::HashSet;
 
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use serde_json::Value as Json;

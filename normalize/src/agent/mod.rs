@@ -13,7 +13,7 @@ mod links;
 pub mod prices;
 mod table;
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use opentelemetry_proto::tonic::common::v1::{any_value::Value, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::Span;

@@ -1,6 +1,6 @@
 //! The bundled convention table (`conventions.toml`), parsed once.
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashSet};
 use std::sync::LazyLock;
 
 use cairn_schema::promoted;
