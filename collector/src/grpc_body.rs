@@ -5,7 +5,8 @@
 //! far, since tonic's buffer grows by doubling. Gzip calls are inflated here rather than by
 //! tonic, so that the inflated bytes are charged as they grow ([`crate::body::decode_content`])
 //! and a small message that inflates to a large one is refused before it takes the memory: each
-//! length-prefixed message is gathered (charged), inflated (charged), and handed to tonic as an
+//! length-prefixed message is gathered as it arrives (charged likewise; a length prefix claiming
+//! more than `--max-message-size` is refused at once), inflated (charged), and handed to tonic as an
 //! uncompressed message (its copy charged too); the call's `grpc-encoding` is removed so that
 //! tonic does not inflate again. When a charge cannot grow, nothing of the call stays charged;
 //! the rest of the body is read and dropped, and the body then ends with the refusal
@@ -106,8 +107,10 @@ impl<B> ChargedBody<B> {
     fn gather(&mut self, mut data: Bytes) -> Result<Option<Bytes>> {
         let (message, limit) = self.gzip.as_mut().expect("a gzip call");
         let limit = *limit;
-        let want = self.handed + message.len() + data.len();
-        self.charge.grow_to(want)?;
+        // The gathered message grows by doubling as data arrives, never by what its prefix
+        // claims: a prefix alone takes no memory.
+        let received = message.len() + data.len();
+        self.charge.grow_to(self.handed + 2 * received)?;
         let need = |m: &BytesMut| {
             (m.len() >= PREFIX)
                 .then(|| PREFIX + u32::from_be_bytes([m[1], m[2], m[3], m[4]]) as usize)
@@ -122,7 +125,6 @@ impl<B> ChargedBody<B> {
                     total - PREFIX
                 )));
             }
-            message.reserve(total.saturating_sub(message.len()));
         }
         message.put(data);
         match need(message) {
@@ -199,6 +201,8 @@ where
                 Ok(None) => continue,
                 Err(refused) => {
                     crate::metrics::refused(refused.reason());
+                    // Nothing of a refused call stays charged while the rest of it is dropped.
+                    drop(self.charge.take());
                     self.gzip = None;
                     self.refused = Some(refused);
                 }
@@ -208,5 +212,104 @@ where
 
     fn is_end_stream(&self) -> bool {
         self.refused.is_none() && self.inner.is_end_stream()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::io::Write;
+
+    use super::*;
+    use crate::admission::Budget;
+
+    /// A request body of the given frames.
+    struct Frames(VecDeque<Bytes>);
+
+    impl http_body::Body for Frames {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<std::result::Result<Frame<Bytes>, Self::Error>>> {
+            Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
+        }
+    }
+
+    /// Every frame the charged body yields, or the error it ends with.
+    fn read_all(body: &mut ChargedBody<Frames>) -> std::result::Result<Vec<Bytes>, String> {
+        let mut out = Vec::new();
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        loop {
+            match http_body::Body::poll_frame(Pin::new(&mut *body), &mut cx) {
+                Poll::Ready(Some(Ok(frame))) => out.push(frame.into_data().unwrap()),
+                Poll::Ready(Some(Err(e))) => return Err(e.to_string()),
+                Poll::Ready(None) => return Ok(out),
+                Poll::Pending => unreachable!("frames are ready"),
+            }
+        }
+    }
+
+    fn gzip_message(content: &[u8]) -> Vec<u8> {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(content).unwrap();
+        let gz = enc.finish().unwrap();
+        let mut m = vec![1];
+        m.extend((gz.len() as u32).to_be_bytes());
+        m.extend(gz);
+        m
+    }
+
+    fn charged(budget: &Budget, frames: Vec<Vec<u8>>) -> (ChargedBody<Frames>, BodyCharge) {
+        let charge = BodyCharge::new(budget.charge());
+        let body = Frames(frames.into_iter().map(Bytes::from).collect());
+        (
+            ChargedBody::new(body, charge.clone(), true, 16 << 20),
+            charge,
+        )
+    }
+
+    #[test]
+    fn a_gzip_message_is_inflated_against_the_charge() {
+        let budget = Budget::new(64 << 20);
+        let content = vec![7u8; 1 << 20];
+        let message = gzip_message(&content);
+        let (head, tail) = message.split_at(3);
+        let (mut body, charge) = charged(&budget, vec![head.to_vec(), tail.to_vec()]);
+        let frames = read_all(&mut body).unwrap();
+        assert_eq!(frames.len(), 1);
+        assert_eq!(frames[0][0], 0, "handed over uncompressed");
+        assert_eq!(&frames[0][1..5], &((1u32 << 20).to_be_bytes()));
+        assert_eq!(&frames[0][5..], &content[..]);
+        // The message handed over and tonic's copy of it.
+        assert!(charge.take().unwrap().bytes() >= 2 << 20);
+    }
+
+    #[test]
+    fn a_length_prefix_takes_no_memory_and_an_inflating_bomb_is_refused() {
+        let budget = Budget::new(512 << 10);
+        // A prefix claiming 16 MiB, and nothing after it.
+        let (mut body, charge) = charged(&budget, vec![vec![1, 0, 0xff, 0xff, 0xf0, 1, 2, 3]]);
+        assert_eq!(read_all(&mut body).unwrap(), Vec::<Bytes>::new());
+        assert!(budget.used_bytes() <= 1024, "{}", budget.used_bytes());
+        let gathered = body.gzip.as_ref().map(|(m, _)| m.capacity()).unwrap();
+        assert!(gathered < 1024, "{gathered} bytes set aside for a claim");
+        drop((body, charge));
+        // Past the limit: refused at once, before any of it arrives.
+        let (mut body, _) = charged(&budget, vec![vec![1, 0x01, 0, 0, 1], vec![0; 64]]);
+        let refused = read_all(&mut body).unwrap_err();
+        assert!(refused.contains("larger than the limit"), "{refused}");
+        // 1 MiB of zeros in a few KB of gzip, against a 512 KiB budget: refused while inflating,
+        // and nothing stays charged.
+        let (mut body, charge) = charged(&budget, vec![gzip_message(&vec![0u8; 1 << 20])]);
+        let refused = read_all(&mut body).unwrap_err();
+        assert!(
+            refused.contains("more than the collector's whole buffer"),
+            "{refused}"
+        );
+        assert!(charge.take().is_none());
+        assert_eq!(budget.used_bytes(), 0);
     }
 }
