@@ -329,7 +329,8 @@ fn encode_decoded(
 
 /// What flushing Arrow batches copies, per byte of the values they hold: the partition
 /// concatenated (1), the columns resolved across its spans, the rows being gathered in sorted
-/// order, and the encoded file until it is stored. Measured with `benches/memory_budget.py`.
+/// order, and the encoded file until it is stored. Peak RSS against the budget under load
+/// (`benches/memory_budget.py`) checks it.
 const FLUSH_COPIES: f64 = 1.5;
 
 /// The charge of a normalised batch until it is written: its buffers (as allocated) and the
