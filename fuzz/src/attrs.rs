@@ -260,7 +260,7 @@ pub fn attributes_target(data: &[u8]) {
     let contents = Contents::new();
     let resolver = Resolver {
         contents: &contents,
-        lists: &|_| None,
+        in_column: &|_| None,
     };
     match read(&values, &types, 0, &resolver) {
         Ok(back) if crate::normalise::strict() => {

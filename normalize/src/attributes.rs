@@ -325,7 +325,7 @@ pub fn round_trip(attrs: &[KeyValue]) -> Result<Vec<KeyValue>> {
     let contents = crate::payload::Contents::new();
     let resolver = crate::payload::Resolver {
         contents: &contents,
-        lists: &|_| None,
+        in_column: &|_| None,
     };
     read(&values, &types, 0, &resolver)
 }
@@ -395,7 +395,7 @@ mod tests {
         let contents = crate::payload::Contents::new();
         let none = crate::payload::Resolver {
             contents: &contents,
-            lists: &|_| None,
+            in_column: &|_| None,
         };
         let back = read(&values, &types, 0, &none).unwrap();
         let expected: Vec<KeyValue> = attrs
@@ -657,7 +657,7 @@ mod tests {
             .collect();
         let resolver = crate::payload::Resolver {
             contents: &contents,
-            lists: &|_| Some(Vec::new()),
+            in_column: &|_| Some(Vec::new()),
         };
         let back = read(&values, &types, 0, &resolver).unwrap();
         assert_eq!(back.len(), n + 3);

@@ -29,7 +29,7 @@ pub fn decode(batches: &[RecordBatch], contents: &Contents) -> Result<Vec<Resour
         let rows = Rows::new(batch, contents)?;
         let plain = Resolver {
             contents,
-            lists: &|_| None,
+            in_column: &|_| None,
         };
         for row in 0..batch.num_rows() {
             let resource = Resource {
@@ -209,8 +209,9 @@ impl<'a> Rows<'a> {
             .ok_or_else(|| Error::Corrupt(format!("column {name} is not a list")))
     }
 
-    /// The hash list of the reference column filled from span attribute `key` at `row`.
-    fn reference_list(&self, key: &str, row: usize) -> Option<Vec<String>> {
+    /// The hashes of the reference column filled from span attribute `key` at `row` (one for a
+    /// single-payload column).
+    fn reference_column(&self, key: &str, row: usize) -> Option<Vec<String>> {
         conventions().payload_columns.iter().find_map(|p| {
             let src = self
                 .batch
@@ -219,8 +220,11 @@ impl<'a> Rows<'a> {
             if !src.is_valid(row) || src.value(row) != key {
                 return None;
             }
-            let list = self.batch.column_by_name(&p.name)?.as_list_opt::<i32>()?;
-            let items = list.value(row);
+            let column = self.batch.column_by_name(&p.name)?;
+            if let Some(one) = column.as_string_opt::<i32>() {
+                return one.is_valid(row).then(|| vec![one.value(row).to_owned()]);
+            }
+            let items = column.as_list_opt::<i32>()?.value(row);
             let items = items.as_string::<i32>();
             Some(
                 (0..items.len())
@@ -233,7 +237,7 @@ impl<'a> Rows<'a> {
     fn span(&self, row: usize) -> Result<Span> {
         let plain = Resolver {
             contents: self.contents,
-            lists: &|_| None,
+            in_column: &|_| None,
         };
         let events = self.list(col::EVENTS)?.value(row);
         let events = events.as_struct();
@@ -284,7 +288,7 @@ impl<'a> Rows<'a> {
                 row,
                 &Resolver {
                     contents: self.contents,
-                    lists: &|key| self.reference_list(key, row),
+                    in_column: &|key| self.reference_column(key, row),
                 },
             )?,
             dropped_attributes_count: self.u32(col::DROPPED_ATTRIBUTES_COUNT)?.value(row),

@@ -6,7 +6,8 @@
 //! resends its whole history every turn stores each message once. The span keeps the attribute
 //! under its own key with the reference in place of the text and a type tag (`payload`,
 //! `payload_list`, `payload_list_spaced`) in `attribute_types`; [`restore`] puts the exact
-//! original text back.
+//! original text back. A span attribute whose reference went to a reference column keeps an
+//! empty text: the reference is stored once, in the column.
 
 use foldhash::{HashMap, HashMapExt, HashSet};
 use std::sync::Arc;
@@ -156,8 +157,8 @@ impl Extractor<'_> {
         h
     }
 
-    /// Replaces `kv`'s text by references; returns the tag and the reference. A list that goes
-    /// to a reference column (`in_column`) is kept there only: the attribute's text is left
+    /// Replaces `kv`'s text by references; returns the tag and the reference. A reference that
+    /// goes to a reference column (`in_column`) is kept there only: the attribute's text is left
     /// empty and restored from the column.
     fn extract(
         &mut self,
@@ -190,7 +191,8 @@ impl Extractor<'_> {
                 } else {
                     Ref::One(h.clone())
                 };
-                (h, TAG_ONE, reference)
+                let text = if in_column { String::new() } else { h };
+                (text, TAG_ONE, reference)
             }
         };
         kv.value = Some(AnyValue {
@@ -202,10 +204,13 @@ impl Extractor<'_> {
 
 /// Extracts the payloads of one attribute list. `columns` are the keys claimed by payload
 /// columns here, as (column index, key); other keys are extracted when they match a payload
-/// pattern and are long enough.
+/// pattern and are long enough. With `column_only`, an attribute whose reference goes to its
+/// column keeps an empty text (span attributes: the column is the row's own); a resource's
+/// attributes keep their references, as several spans with columns of their own share them.
 fn extract_list(
     attrs: &[KeyValue],
     claimed: &[(usize, &str)],
+    column_only: bool,
     ex: &mut Extractor<'_>,
 ) -> Extracted {
     let conv = conventions();
@@ -225,7 +230,7 @@ fn extract_list(
                 // their references in the attribute.
                 let spec = &conv.payload_columns[c];
                 let in_column = out.refs[c].is_none();
-                ex.extract(kv, &spec.kind, spec.split, in_column)
+                ex.extract(kv, &spec.kind, spec.split, column_only && in_column)
                     .map(|r| (in_column.then_some(c), r))
             }
             None => {
@@ -432,7 +437,7 @@ pub fn extract_span(
         }
     }
     let mut ex = Extractor { payloads, seen };
-    let span = extract_list(&view.span.attributes, &span_claims, &mut ex);
+    let span = extract_list(&view.span.attributes, &span_claims, true, &mut ex);
     let mut span = span;
     for (c, spec) in conv.payload_columns.iter().enumerate() {
         if span.refs[c].is_some() || spec.flattened.is_empty() {
@@ -456,7 +461,7 @@ pub fn extract_span(
     }
     let events = extract_events(view, &mut span, &mut ex);
     system_from_first_message(&mut span, ex.seen);
-    let mut resource = extract_list(view.resource, &resource_claims, &mut ex);
+    let mut resource = extract_list(view.resource, &resource_claims, false, &mut ex);
     // Resource references count for the span's columns, labelled as resource sources.
     for (c, r) in resource.refs.iter_mut().enumerate() {
         if span.refs[c].is_none() {
@@ -579,20 +584,30 @@ fn extract_events(
     out
 }
 
-/// What restoring references needs: payload contents, and the hash list of a reference column
-/// for an attribute whose list is kept only there (by attribute key).
+/// What restoring references needs: payload contents, and the hashes of the reference column
+/// filled from an attribute whose reference is kept only there (by attribute key; one hash for
+/// a single-payload column).
 pub struct Resolver<'a> {
     pub contents: &'a Contents,
-    pub lists: &'a dyn Fn(&str) -> Option<Vec<String>>,
+    pub in_column: &'a dyn Fn(&str) -> Option<Vec<String>>,
 }
 
 impl Resolver<'_> {
     /// Restores the attribute `key`'s original text.
     pub fn restore(&self, key: &str, text: &str, tag: &str) -> Result<String> {
-        if text.is_empty() && matches!(tag, TAG_LIST | TAG_LIST_SPACED) {
-            let hashes = (self.lists)(key).ok_or_else(|| {
-                Error::Corrupt(format!("reference list of attribute {key} is missing"))
+        if text.is_empty() && matches!(tag, TAG_ONE | TAG_LIST | TAG_LIST_SPACED) {
+            let hashes = (self.in_column)(key).ok_or_else(|| {
+                Error::Corrupt(format!("reference column of attribute {key} is missing"))
             })?;
+            if tag == TAG_ONE {
+                let [hash] = hashes.as_slice() else {
+                    return Err(Error::Corrupt(format!(
+                        "reference column of attribute {key} holds {} references, not one",
+                        hashes.len()
+                    )));
+                };
+                return restore(hash, tag, self.contents);
+            }
             let listed = serde_json::to_string(&hashes).expect("strings serialise");
             return restore(&listed, tag, self.contents);
         }

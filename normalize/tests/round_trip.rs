@@ -115,6 +115,29 @@ fn round_trip_is_lossless() {
         }
         batches.push(p.spans);
     }
+    // A reference that went to its column is stored there only: the attribute keeps an empty
+    // text (and a tag), which reading restores from the column.
+    let batch = &batches[0];
+    let attributes = batch
+        .column_by_name("attributes")
+        .unwrap()
+        .as_map()
+        .value(0);
+    let (keys, values) = (
+        attributes.column(0).as_string::<i32>(),
+        attributes.column(1).as_string::<i32>(),
+    );
+    for key in ["gen_ai.system_instructions", "gen_ai.input.messages"] {
+        let i = (0..keys.len()).find(|&i| keys.value(i) == key).unwrap();
+        assert_eq!(values.value(i), "", "{key}");
+    }
+    let instructions = batch
+        .column_by_name("system_instructions_ref")
+        .unwrap()
+        .as_string::<i32>()
+        .value(0);
+    assert_eq!(instructions.len(), 32);
+    assert_eq!(contents[instructions], "be brief");
     let back = decode(&batches, &contents).unwrap();
     assert_eq!(back, req.resource_spans);
     // Three spans resend the same two messages, instructions and input: stored once each.

@@ -7,7 +7,7 @@ use arrow::array::{Array, ArrayBuilder, ListBuilder, MapBuilder, StringBuilder, 
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 
 /// Version of the span schema; bumped on any change to columns or their meaning.
-pub const SCHEMA_VERSION: &str = "4";
+pub const SCHEMA_VERSION: &str = "5";
 /// File metadata key holding [`SCHEMA_VERSION`].
 pub const SCHEMA_VERSION_KEY: &str = "cairn.schema_version";
 

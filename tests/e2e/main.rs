@@ -23,6 +23,7 @@ mod inheritance;
 mod k8s_enrichment;
 mod lease;
 mod lineage;
+mod lossless;
 mod memory_budget;
 mod otlp_rust;
 mod overload;
