@@ -228,11 +228,13 @@ pub fn check(span: &Span) -> Result<(i64, i64)> {
     Ok((start, end))
 }
 
-struct SpanContext<'a> {
-    resource: &'a Resource,
-    resource_schema_url: &'a str,
-    scope: &'a InstrumentationScope,
-    scope_schema_url: &'a str,
+/// What a span shares with the others of its resource and scope: borrowed from the request
+/// (`'r`), and worked out per resource (`'a`).
+struct SpanContext<'a, 'r> {
+    resource: &'r Resource,
+    resource_schema_url: &'r str,
+    scope: &'r InstrumentationScope,
+    scope_schema_url: &'r str,
     placement: Option<&'a Placement>,
     /// The resource's [`crate::placement::columns`].
     placed: &'a [Cell],
@@ -276,8 +278,8 @@ enum PromotedBuilder {
     TextList(ListBuilder<StringBuilder>),
 }
 
-/// Column builders for one batch of spans, in schema order.
-struct SpanBatchBuilder {
+/// Column builders for one batch of spans of request `'r`, in schema order.
+struct SpanBatchBuilder<'r> {
     trace_id: StringBuilder,
     span_id: StringBuilder,
     parent_span_id: StringBuilder,
@@ -310,11 +312,11 @@ struct SpanBatchBuilder {
     scope_schema_url: StringBuilder,
     promoted: Vec<PromotedBuilder>,
     refs: Vec<(RefBuilder, StringBuilder)>,
-    payloads: Vec<Payload>,
-    seen: crate::payload::Seen,
+    payloads: Vec<Payload<'r>>,
+    seen: crate::payload::Seen<'r>,
 }
 
-impl Default for SpanBatchBuilder {
+impl Default for SpanBatchBuilder<'_> {
     fn default() -> Self {
         let ts = || TimestampNanosecondBuilder::new().with_timezone("UTC");
         Self {
@@ -414,8 +416,8 @@ fn field<T: arrow::array::ArrayBuilder>(sb: &mut StructBuilder, i: usize) -> &mu
     sb.field_builder::<T>(i).expect("field type matches schema")
 }
 
-impl SpanBatchBuilder {
-    fn append(&mut self, span: &Span, start: i64, end: i64, ctx: &SpanContext<'_>) {
+impl<'r> SpanBatchBuilder<'r> {
+    fn append(&mut self, span: &'r Span, start: i64, end: i64, ctx: &SpanContext<'_, 'r>) {
         self.trace_id.append_value(to_hex(&span.trace_id));
         self.span_id.append_value(to_hex(&span.span_id));
         self.parent_span_id

@@ -10,6 +10,7 @@
 //! empty text: the reference is stored once, in the column.
 
 use foldhash::{HashMap, HashMapExt, HashSet};
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, StringBuilder};
@@ -44,12 +45,12 @@ pub fn hash(content: &str) -> String {
     blake3::hash(content.as_bytes()).to_hex()[..32].to_owned()
 }
 
-/// One payload row.
+/// One payload row; its content borrowed from the request (`'r`) when it was sent as is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Payload {
+pub struct Payload<'r> {
     pub hash: String,
     pub kind: String,
-    pub content: String,
+    pub content: Cow<'r, str>,
 }
 
 /// A reference column value.
@@ -117,12 +118,15 @@ impl Extracted {
     }
 }
 
-/// The payloads one batch has stored so far.
+/// The payloads one batch has stored so far, for the request (`'r`) it is built from.
 #[derive(Debug, Default)]
-pub struct Seen {
+pub struct Seen<'r> {
     hashes: HashSet<String>,
     /// Hashes of messages whose role is `system`.
     system: HashSet<String>,
+    /// The hash of each text of the request already stored: a conversation resent every turn
+    /// is hashed once, not once per turn (looking a text up costs a fast hash and a compare).
+    known: HashMap<&'r str, String>,
 }
 
 /// Whether a message payload has the role `system`.
@@ -136,37 +140,52 @@ fn is_system_message(content: &str) -> bool {
         && serde_json::from_str::<Role<'_>>(content).is_ok_and(|m| m.role == Some("system"))
 }
 
-struct Extractor<'p> {
-    payloads: &'p mut Vec<Payload>,
-    seen: &'p mut Seen,
+struct Extractor<'p, 'r> {
+    payloads: &'p mut Vec<Payload<'r>>,
+    seen: &'p mut Seen<'r>,
 }
 
-impl Extractor<'_> {
+impl<'r> Extractor<'_, 'r> {
+    /// Stores a text of the request (see [`Seen::known`]).
+    fn store_sent(&mut self, kind: &str, content: &'r str) -> String {
+        if let Some(h) = self.seen.known.get(content) {
+            return h.clone();
+        }
+        let h = self.store_cow(kind, Cow::Borrowed(content));
+        self.seen.known.insert(content, h.clone());
+        h
+    }
+
+    /// Stores a text made from the request's (a re-assembled or wrapped message).
     fn store(&mut self, kind: &str, content: &str) -> String {
-        let h = hash(content);
+        self.store_cow(kind, Cow::Owned(content.to_owned()))
+    }
+
+    fn store_cow(&mut self, kind: &str, content: Cow<'r, str>) -> String {
+        let h = hash(&content);
         if self.seen.hashes.insert(h.clone()) {
-            if kind == "message" && is_system_message(content) {
+            if kind == "message" && is_system_message(&content) {
                 self.seen.system.insert(h.clone());
             }
             self.payloads.push(Payload {
                 hash: h.clone(),
                 kind: kind.to_owned(),
-                content: content.to_owned(),
+                content,
             });
         }
         h
     }
 
-    /// Replaces `kv`'s text by references; returns the tag and the reference. A reference that
-    /// goes to a reference column (`in_column`) is kept there only: the attribute's text is left
-    /// empty and restored from the column.
+    /// The references to store in place of `kv`'s text: the new text, the tag and the
+    /// reference. A reference that goes to a reference column (`in_column`) is kept there only:
+    /// the attribute's text is left empty and restored from the column.
     fn extract(
         &mut self,
-        kv: &mut KeyValue,
+        kv: &'r KeyValue,
         kind: &str,
         split: bool,
         in_column: bool,
-    ) -> Option<(&'static str, Ref)> {
+    ) -> Option<(String, &'static str, Ref)> {
         let Some(Value::StringValue(text)) = kv.value.as_ref().and_then(|v| v.value.as_ref())
         else {
             return None;
@@ -176,7 +195,7 @@ impl Extractor<'_> {
         }
         let (new_text, tag, reference) = match split.then(|| split_array(text)).flatten() {
             Some((parts, tag)) => {
-                let hashes: Vec<String> = parts.iter().map(|p| self.store(kind, p)).collect();
+                let hashes: Vec<String> = parts.iter().map(|p| self.store_sent(kind, p)).collect();
                 let listed = if in_column {
                     String::new()
                 } else {
@@ -185,7 +204,7 @@ impl Extractor<'_> {
                 (listed, tag, Ref::List(hashes))
             }
             None => {
-                let h = self.store(kind, text);
+                let h = self.store_sent(kind, text);
                 let reference = if split {
                     Ref::List(vec![h.clone()])
                 } else {
@@ -195,11 +214,15 @@ impl Extractor<'_> {
                 (text, TAG_ONE, reference)
             }
         };
-        kv.value = Some(AnyValue {
-            value: Some(Value::StringValue(new_text)),
-        });
-        Some((tag, reference))
+        Some((new_text, tag, reference))
     }
+}
+
+/// A string attribute value.
+fn text_value(text: String) -> Option<AnyValue> {
+    Some(AnyValue {
+        value: Some(Value::StringValue(text)),
+    })
 }
 
 /// Extracts the payloads of one attribute list. `columns` are the keys claimed by payload
@@ -207,19 +230,19 @@ impl Extractor<'_> {
 /// pattern and are long enough. With `column_only`, an attribute whose reference goes to its
 /// column keeps an empty text (span attributes: the column is the row's own); a resource's
 /// attributes keep their references, as several spans with columns of their own share them.
-fn extract_list(
-    attrs: &[KeyValue],
+fn extract_list<'r>(
+    attrs: &'r [KeyValue],
     claimed: &[(usize, &str)],
     column_only: bool,
-    ex: &mut Extractor<'_>,
+    ex: &mut Extractor<'_, 'r>,
 ) -> Extracted {
     let conv = conventions();
     let mut out = Extracted {
-        attributes: attrs.to_vec(),
+        attributes: Vec::with_capacity(attrs.len()),
         tags: HashMap::new(),
         refs: vec![None; conv.payload_columns.len()],
     };
-    for (i, kv) in out.attributes.iter_mut().enumerate() {
+    for (i, kv) in attrs.iter().enumerate() {
         let column = claimed
             .iter()
             .find(|(_, key)| *key == kv.key)
@@ -242,12 +265,20 @@ fn extract_list(
                     .map(|r| (None, r))
             }
         };
-        if let Some((column, (tag, reference))) = result {
-            out.tags.insert(i, tag);
-            if let Some(c) = column {
-                if out.refs[c].is_none() {
-                    out.refs[c] = Some((reference, kv.key.clone()));
-                }
+        // A payload's text is not copied: the attribute is rebuilt around its reference.
+        let Some((column, (text, tag, reference))) = result else {
+            out.attributes.push(kv.clone());
+            continue;
+        };
+        out.attributes.push(KeyValue {
+            key: kv.key.clone(),
+            value: text_value(text),
+            key_strindex: kv.key_strindex,
+        });
+        out.tags.insert(i, tag);
+        if let Some(c) = column {
+            if out.refs[c].is_none() {
+                out.refs[c] = Some((reference, kv.key.clone()));
             }
         }
     }
@@ -419,10 +450,10 @@ fn schema_of(item: &str) -> String {
 
 /// Payload extraction for one span: its own attributes, its events and, when a payload column
 /// names a resource attribute, the resource's.
-pub fn extract_span(
-    view: &SpanView<'_>,
-    payloads: &mut Vec<Payload>,
-    seen: &mut Seen,
+pub fn extract_span<'r>(
+    view: &SpanView<'r>,
+    payloads: &mut Vec<Payload<'r>>,
+    seen: &mut Seen<'r>,
 ) -> (Extracted, Extracted, ExtractedEvents) {
     let conv = conventions();
     let mut span_claims = Vec::new();
@@ -475,7 +506,7 @@ pub fn extract_span(
 
 /// Without system instructions of their own, a model call's are its first input message when
 /// that has the role `system` (the way most instrumentations send the system prompt).
-fn system_from_first_message(span: &mut Extracted, seen: &Seen) {
+fn system_from_first_message(span: &mut Extracted, seen: &Seen<'_>) {
     let conv = conventions();
     let column = |name: &str| conv.payload_columns.iter().position(|p| p.name == name);
     let (Some(input), Some(system)) = (
@@ -499,10 +530,10 @@ fn system_from_first_message(span: &mut Extracted, seen: &Seen) {
 /// `gen_ai.client.inference.operation.details`), else one message per event of the column's
 /// `message_events` (`gen_ai.user.message`, `gen_ai.choice`, …). The event attributes taken are
 /// replaced by references, so each text is stored once.
-fn extract_events(
-    view: &SpanView<'_>,
+fn extract_events<'r>(
+    view: &SpanView<'r>,
     span: &mut Extracted,
-    ex: &mut Extractor<'_>,
+    ex: &mut Extractor<'_, 'r>,
 ) -> ExtractedEvents {
     let conv = conventions();
     let mut out = ExtractedEvents::default();
@@ -525,9 +556,9 @@ fn extract_events(
             let Some((e, a, _)) = view.event_attr(name, key) else {
                 continue;
             };
-            if let Some((tag, reference)) =
-                ex.extract(out.attribute_mut(view, e, a), &spec.kind, spec.split, false)
-            {
+            let sent = &view.span.events[e].attributes[a];
+            if let Some((text, tag, reference)) = ex.extract(sent, &spec.kind, spec.split, false) {
+                out.attribute_mut(view, e, a).value = text_value(text);
                 out.tags.insert((e, a), tag);
                 span.refs[c] = Some((reference, format!("event:{name}.{key}")));
                 break;
@@ -694,7 +725,7 @@ pub fn is_payload_tag(tag: &str) -> bool {
 }
 
 /// Payload rows as a batch.
-pub fn payloads_batch(rows: &[Payload]) -> Result<RecordBatch> {
+pub fn payloads_batch(rows: &[Payload<'_>]) -> Result<RecordBatch> {
     let mut hash = StringBuilder::new();
     let mut kind = StringBuilder::new();
     let mut content = StringBuilder::new();
