@@ -254,13 +254,16 @@ async fn flush_until_written(
     replayed_since: Option<String>,
 ) {
     let mut backoff = Duration::from_millis(100);
+    let mut progress = Progress::default();
     loop {
+        let before = progress.written.len();
         match write_all(
             &output,
             &known,
             &buffer.groups,
             &naming,
             replayed_since.as_deref(),
+            &mut progress,
         )
         .await
         {
@@ -269,6 +272,11 @@ async fn flush_until_written(
                 return;
             }
             Err(e) => {
+                // A store that fails some requests, not all, lets each attempt get further:
+                // waiting longer is for a store that lets none through.
+                if progress.written.len() > before {
+                    backoff = Duration::from_millis(100);
+                }
                 let wait = jittered(backoff);
                 tracing::error!(error = %e, retry_in = ?wait, "writing an acknowledged segment failed; retrying");
                 tokio::time::sleep(wait).await;
@@ -276,6 +284,16 @@ async fn flush_until_written(
             }
         }
     }
+}
+
+/// What the attempts at writing one buffer have done so far: a retry writes only the
+/// partitions not yet written, then records every file in the chain.
+#[derive(Default)]
+struct Progress {
+    /// Partitions written, with their files.
+    written: BTreeMap<(Tenant, i64), Written>,
+    /// Files written for the flush besides partitions (a tenant's trace index marker).
+    records: BTreeMap<Tenant, Vec<FileRecord>>,
 }
 
 /// `backoff` scaled by a random factor in [0.5, 1), so collectors that failed together do not
@@ -295,9 +313,9 @@ async fn write_all(
     groups: &BTreeMap<(Tenant, i64), Group>,
     naming: &Naming,
     replayed_since: Option<&str>,
+    progress: &mut Progress,
 ) -> Result<usize, WriteError> {
     let store = &output.store;
-    let mut records: BTreeMap<Tenant, Vec<FileRecord>> = BTreeMap::new();
     let unchecked: Vec<Tenant> = {
         let k = known.lock().expect("known payloads");
         let mut t: Vec<Tenant> = groups.keys().map(|(t, _)| t.clone()).collect();
@@ -320,7 +338,8 @@ async fn write_all(
                 .map_err(store_error)?
         {
             // The marker was written now: recorded with the flush.
-            records
+            progress
+                .records
                 .entry(tenant.clone())
                 .or_default()
                 .push(FileRecord::of_bytes(&marker, trace_index::MARKER));
@@ -331,8 +350,11 @@ async fn write_all(
             .index_checked
             .insert(tenant);
     }
-    let owned: Vec<((Tenant, i64), Group)> =
-        groups.iter().map(|(k, g)| (k.clone(), g.clone())).collect();
+    let owned: Vec<((Tenant, i64), Group)> = groups
+        .iter()
+        .filter(|(k, _)| !progress.written.contains_key(*k))
+        .map(|(k, g)| (k.clone(), g.clone()))
+        .collect();
     let results: Vec<Result<Written, WriteError>> = stream::iter(owned)
         .map(|((tenant, hour), group)| {
             write_partition(
@@ -347,16 +369,31 @@ async fn write_all(
         .buffer_unordered(PARALLEL_FILES)
         .collect()
         .await;
+    // Every partition written is kept, whatever failed beside it.
+    let mut failed = None;
+    for r in results {
+        match r {
+            Ok(written) => {
+                progress
+                    .written
+                    .insert((written.tenant.clone(), written.hour), written);
+            }
+            Err(e) => failed = Some(e),
+        }
+    }
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let mut records = progress.records.clone();
     let mut rows = 0;
     let mut hashes = Vec::new();
-    for r in results {
-        let written = r?;
+    for written in progress.written.values() {
         rows += written.rows;
-        hashes.extend(written.payloads);
+        hashes.extend(written.payloads.iter().cloned());
         records
-            .entry(written.tenant)
+            .entry(written.tenant.clone())
             .or_default()
-            .extend(written.files);
+            .extend(written.files.iter().cloned());
     }
     if let Some(chain) = &output.chain {
         record(chain, records, replayed_since).await?;
@@ -396,7 +433,16 @@ async fn record(
 
 /// Writes a buffer and answers its waiters with the outcome.
 async fn flush(output: Output, known: Known, buffer: Buffer, naming: Naming) {
-    let result = write_all(&output, &known, &buffer.groups, &naming, None).await;
+    let mut progress = Progress::default();
+    let result = write_all(
+        &output,
+        &known,
+        &buffer.groups,
+        &naming,
+        None,
+        &mut progress,
+    )
+    .await;
     if let Err(e) = &result {
         tracing::error!(error = %e, "flush failed; exports answered as unavailable");
     }
@@ -446,6 +492,7 @@ async fn put_once(store: &dyn ObjectStore, path: Path, bytes: Vec<u8>) -> Result
 
 /// What writing one partition committed.
 struct Written {
+    hour: i64,
     rows: usize,
     /// Payload hashes stored, by tenant and hour.
     payloads: Vec<(Tenant, i64, Vec<String>)>,
@@ -546,6 +593,7 @@ async fn write_partition(
     // the waiting exports) is released only once both are written.
     put(store.as_ref(), index_path, file.index).await?;
     Ok(Written {
+        hour,
         rows: file.rows,
         payloads: committed,
         tenant,
