@@ -235,34 +235,24 @@ impl Auth {
     pub fn watch(&self, shutdown: CancellationToken) {
         let Some(inner) = self.0.clone() else { return };
         let auth = self.clone();
+        let mut wakeups = cairn_net::Wakeups::new(Some(POLL_INTERVAL));
         tokio::spawn(async move {
-            #[cfg(unix)]
-            let mut hangup =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-            let mut poll = tokio::time::interval(POLL_INTERVAL);
             let mut forget = tokio::time::interval(Duration::from_secs(60));
             loop {
-                #[cfg(unix)]
-                let hup = async {
-                    match hangup.as_mut() {
-                        Some(h) => h.recv().await,
-                        None => std::future::pending().await,
-                    }
-                };
-                #[cfg(not(unix))]
-                let hup = std::future::pending::<Option<()>>();
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    _ = hup => {
-                        tracing::info!("SIGHUP: re-reading the token file");
-                        auth.reload();
-                    }
-                    _ = poll.tick() => {
-                        let seen = inner.tokens.read().expect("tokens").stamp;
-                        if stamp(&inner.path) != seen {
+                    wakeup = wakeups.next() => match wakeup {
+                        cairn_net::Wakeup::Hangup => {
+                            tracing::info!("SIGHUP: re-reading the token file");
                             auth.reload();
                         }
-                    }
+                        cairn_net::Wakeup::Tick => {
+                            let seen = inner.tokens.read().expect("tokens").stamp;
+                            if stamp(&inner.path) != seen {
+                                auth.reload();
+                            }
+                        }
+                    },
                     _ = forget.tick() => inner.limiter.forget_refilled(),
                 }
             }

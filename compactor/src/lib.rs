@@ -19,6 +19,7 @@
 mod config;
 mod error;
 mod gate;
+mod hashing;
 mod merge;
 pub mod metrics;
 mod pass;

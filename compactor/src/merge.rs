@@ -27,6 +27,9 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{col, lit, DataFrame, SessionConfig, SessionContext};
 use futures::StreamExt;
 use object_store::buffered::BufWriter;
+
+use crate::hashing::HashingWriter;
+use cairn_store::chain::FileRecord;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use parquet::arrow::async_writer::AsyncArrowWriter;
@@ -36,8 +39,8 @@ use crate::Result;
 
 const STORE_URL: &str = "cairn://compactor";
 
-/// Merges `files` of `dataset` into a new file at `output`; returns its rows. Trace index
-/// entries of hours before `first_kept_hour` are left out (retention).
+/// Merges `files` of `dataset` into a new file at `output`; returns its rows and its record.
+/// Trace index entries of hours before `first_kept_hour` are left out (retention).
 pub async fn merge(
     store: &Arc<dyn ObjectStore>,
     dataset: Dataset,
@@ -45,7 +48,7 @@ pub async fn merge(
     output: &Path,
     memory_bytes: usize,
     first_kept_hour: Option<i64>,
-) -> Result<u64> {
+) -> Result<(u64, FileRecord)> {
     let schema = match dataset {
         Dataset::Spans => spans_schema(),
         Dataset::Payloads => payloads_schema(),
@@ -76,7 +79,8 @@ pub async fn merge(
         }
     }
     let props = writer_properties(&schema, dataset, distinct, Effort::Compaction);
-    let sink = BufWriter::new(Arc::clone(store), output.clone());
+    let (sink, hashed) =
+        HashingWriter::new(BufWriter::new(Arc::clone(store), output.clone()), output);
     let mut writer = AsyncArrowWriter::try_new(sink, Arc::clone(&schema), Some(props))?;
     let mut seen: HashSet<String> = HashSet::new();
     let mut stream = df.execute_stream().await?;
@@ -116,7 +120,7 @@ pub async fn merge(
         writer.write(&resolve(dataset, &rest)?).await?;
     }
     writer.close().await?;
-    Ok(written)
+    Ok((written, hashed.record()))
 }
 
 /// The rows the footers of `files` say they hold.

@@ -11,6 +11,7 @@ use cairn_schema::layout::{self, Dataset, HOUR_NANOS};
 use cairn_schema::run_summary;
 use cairn_schema::tenant::Tenant;
 use cairn_schema::trace_index;
+use cairn_store::chain::FileRecord;
 use cairn_store::visible::VisibleStore;
 use chrono::{DateTime, Utc};
 use object_store::path::Path;
@@ -409,7 +410,9 @@ impl Compactor {
             // get a summary; those of the open hour are summarised when they are merged.
             let merged: HashSet<&Path> = bins.iter().flatten().map(|m| &m.location).collect();
             for meta in files.unsummarised() {
-                if !merged.contains(&meta.location) && self.summarise(&meta.location, true).await {
+                if !merged.contains(&meta.location)
+                    && self.summarise(&meta.location, true).await.is_some()
+                {
                     report.summaries += 1;
                 }
             }
@@ -470,7 +473,7 @@ impl Compactor {
         let (output, manifest_name) = compaction::new_output();
         let started = std::time::Instant::now();
         let output_path = prefix.clone().join(output.as_str());
-        let rows = merge::merge(
+        let (rows, merged) = merge::merge(
             &self.raw,
             dataset,
             bin,
@@ -480,8 +483,9 @@ impl Compactor {
         )
         .await?;
         // Its run summary before its commit: once the output counts, so does the summary.
+        let mut outputs = vec![merged];
         if dataset == Dataset::Spans {
-            self.summarise(&output_path, false).await;
+            outputs.extend(self.summarise(&output_path, false).await);
         }
         // The output supersedes its inputs and whatever they superseded.
         let mut supersedes: Vec<String> = bin.iter().map(|m| name(m).to_owned()).collect();
@@ -505,27 +509,17 @@ impl Compactor {
             PutPayload::from(manifest_bytes.clone()),
         )
         .await?;
-        let mut outputs = vec![output_path.clone()];
-        if dataset == Dataset::Spans {
-            outputs.extend(summary::path_of(&output_path));
-        }
         let rule = first_kept_hour.map(|h| {
             format!(
                 "trace index entries before hour {} (retention)",
                 layout::format_hour(h)
             )
         });
-        let (raw, recorder) = (Arc::clone(&self.raw), Arc::clone(&self.recorder));
+        let recorder = Arc::clone(&self.recorder);
         let inputs = bin.iter().map(|m| m.location.clone()).collect();
         self.to_completion(async move {
             recorder
-                .replaced(
-                    &raw,
-                    inputs,
-                    outputs,
-                    (&manifest_path, &manifest_bytes),
-                    rule,
-                )
+                .replaced(inputs, outputs, (&manifest_path, &manifest_bytes), rule)
                 .await
         })
         .await?;
@@ -589,12 +583,12 @@ impl Compactor {
     }
 
     /// Writes the run summary of the span file at `data` (and records it in the chain when
-    /// `record`: a merge output's is recorded with the merge); returns whether it did. A failure is
-    /// logged and counted, not fatal: a span file without a summary is aggregated from its
-    /// spans by readers, and gets one at a later pass.
-    async fn summarise(&self, data: &Path, record: bool) -> bool {
+    /// `record`: a merge output's is recorded with the merge); returns its record when it did.
+    /// A failure is logged and counted, not fatal: a span file without a summary is aggregated
+    /// from its spans by readers, and gets one at a later pass.
+    async fn summarise(&self, data: &Path, record: bool) -> Option<FileRecord> {
         if !self.gate.is_open() {
-            return false;
+            return None;
         }
         let (raw, recorder) = (Arc::clone(&self.raw), Arc::clone(&self.recorder));
         let memory = self.config.compaction_memory;
@@ -602,20 +596,18 @@ impl Compactor {
         let written = self
             .to_completion(async move {
                 let written = summary::summarise(&raw, &at, memory).await;
-                if written.is_ok() && record {
-                    recorder
-                        .added(&raw, summary::path_of(&at).into_iter().collect())
-                        .await;
+                if let (Ok(Some(file)), true) = (&written, record) {
+                    recorder.added(vec![file.clone()]).await;
                 }
                 written
             })
             .await;
         match written.and_then(|w| w) {
-            Ok(_) => true,
+            Ok(file) => file,
             Err(e) => {
                 metrics().failures.inc();
                 tracing::warn!(error = %e, file = %data, "writing a run summary failed");
-                false
+                None
             }
         }
     }

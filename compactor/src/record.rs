@@ -1,24 +1,20 @@
 //! What compaction, retention and `cairn reindex` record in each tenant's tamper-evident chain
 //! ([`cairn_store::chain`]): a merge as `replace` (its inputs, then its output, run summary and
-//! manifest, hashed as stored), run summaries of files not merged as `add`, superseded files
+//! manifest, hashed as written, so an upload the store altered is reported by `cairn verify`), run summaries of files not merged as `add`, superseded files
 //! deleted after the grace period as `delete`, partitions past retention as `expire` with the
 //! rule; the files `cairn reindex` writes (index files, run summaries, the index's marker) as
 //! `add`. Each is appended once the store has changed. An append that fails is logged, counted
 //! and tried again at the next pass (a reindex tries once more at its end, then fails): the store
 //! change it describes has happened.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use cairn_schema::tenant::Tenant;
-use cairn_store::chain::{self, Chain, FileRecord, Kind, Record};
+use cairn_store::chain::{Chain, FileRecord, Kind, Record};
 use object_store::path::Path;
-use object_store::ObjectStore;
 
 use crate::metrics::metrics;
-
-/// Files read back at once to hash them.
-const PARALLEL_READS: usize = 4;
 
 /// The compactor's chain writer (none: nothing is recorded).
 #[derive(Default)]
@@ -69,12 +65,11 @@ impl Recorder {
         self.pending.lock().expect("pending records").len()
     }
 
-    /// A merge committed: `inputs` replaced by `outputs` (hashed as stored) and its manifest.
+    /// A merge committed: `inputs` replaced by `outputs` (hashed as written) and its manifest.
     pub(crate) async fn replaced(
         &self,
-        store: &Arc<dyn ObjectStore>,
         inputs: Vec<Path>,
-        outputs: Vec<Path>,
+        outputs: Vec<FileRecord>,
         manifest: (&Path, &[u8]),
         rule: Option<String>,
     ) {
@@ -86,12 +81,7 @@ impl Recorder {
         }
         let mut record = Record::new(Kind::Replace);
         record.inputs = inputs.iter().map(ToString::to_string).collect();
-        match chain::hash_objects(store, outputs, PARALLEL_READS).await {
-            Ok(found) => record
-                .files
-                .extend(found.into_iter().filter_map(|(_, f)| f)),
-            Err(e) => tracing::warn!(error = %e, "reading back a merge's outputs failed"),
-        }
+        record.files = outputs;
         record
             .files
             .push(FileRecord::of_bytes(manifest.0, manifest.1));
@@ -99,22 +89,16 @@ impl Recorder {
         self.append(tenant, record).await;
     }
 
-    /// Files written beside visible ones (run summaries), hashed as stored.
-    pub(crate) async fn added(&self, store: &Arc<dyn ObjectStore>, paths: Vec<Path>) {
-        let Some(tenant) = paths.first().and_then(tenant_of) else {
+    /// Files written beside visible ones (run summaries), hashed as written: one `add` entry
+    /// for the tenant of their paths.
+    pub(crate) async fn added(&self, files: Vec<FileRecord>) {
+        let Some(tenant) = files
+            .first()
+            .and_then(|f| tenant_of(&Path::from(f.path.as_str())))
+        else {
             return;
         };
-        if self.chain.is_none() {
-            return;
-        }
-        let mut record = Record::new(Kind::Add);
-        match chain::hash_objects(store, paths, PARALLEL_READS).await {
-            Ok(found) => record
-                .files
-                .extend(found.into_iter().filter_map(|(_, f)| f)),
-            Err(e) => tracing::warn!(error = %e, "reading back run summaries failed"),
-        }
-        self.append(tenant, record).await;
+        self.written(&tenant, files).await;
     }
 
     /// Files deleted: superseded ones after the grace period (`rule` none) or expired ones.

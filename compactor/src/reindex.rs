@@ -112,12 +112,11 @@ async fn summarise_tenant(
         let files = visible.partition(objects).await?;
         let mut summaries = Vec::new();
         for meta in files.unsummarised() {
-            summary::summarise(store, &meta.location, memory_bytes).await?;
-            summaries.extend(summary::path_of(&meta.location));
+            summaries.extend(summary::summarise(store, &meta.location, memory_bytes).await?);
             written += 1;
         }
         if !summaries.is_empty() {
-            recorder.added(store, summaries).await;
+            recorder.written(tenant, summaries).await;
         }
     }
     Ok(written)

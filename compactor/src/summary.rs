@@ -13,7 +13,9 @@ use object_store::path::Path;
 use object_store::ObjectStore;
 use parquet::arrow::async_writer::AsyncArrowWriter;
 
+use crate::hashing::HashingWriter;
 use crate::{merge, Result};
+use cairn_store::chain::FileRecord;
 
 /// The summary path of the span file at `data`, or `None` when `data` is not a span file name.
 pub fn path_of(data: &Path) -> Option<Path> {
@@ -22,14 +24,15 @@ pub fn path_of(data: &Path) -> Option<Path> {
 }
 
 /// Writes the summary of the span file at `data` (which must exist) within `memory_bytes`;
-/// returns its rows (the file's traces). Writing it again writes the same rows.
+/// returns the record of the file written (none when `data` is not a span file). Writing it
+/// again writes the same rows.
 pub async fn summarise(
     store: &Arc<dyn ObjectStore>,
     data: &Path,
     memory_bytes: usize,
-) -> Result<u64> {
+) -> Result<Option<FileRecord>> {
     let Some(output) = path_of(data) else {
-        return Ok(0);
+        return Ok(None);
     };
     let ctx = merge::context(store, memory_bytes, 1)?;
     ctx.register_table("spans", Arc::new(merge::table(&[data], &spans_schema())?))?;
@@ -41,11 +44,12 @@ pub async fn summarise(
     let batches = df.collect().await?;
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
     let props = summary_properties(&schema, rows as u64);
-    let sink = BufWriter::new(Arc::clone(store), output);
+    let (sink, written) =
+        HashingWriter::new(BufWriter::new(Arc::clone(store), output.clone()), &output);
     let mut writer = AsyncArrowWriter::try_new(sink, schema, Some(props))?;
     for batch in &batches {
         writer.write(batch).await?;
     }
     writer.close().await?;
-    Ok(rows as u64)
+    Ok(Some(written.record()))
 }

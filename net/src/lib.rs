@@ -38,7 +38,7 @@ pub mod tls;
 
 pub use conn::{Conn, TlsConn};
 pub use error::Error;
-pub use hangup::on_hangup;
+pub use hangup::{on_hangup, Wakeup, Wakeups};
 pub use serve::serve;
 
 /// The limits of one listener (the same for each).

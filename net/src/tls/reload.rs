@@ -110,31 +110,10 @@ impl Slots {
 /// Re-reads `files` every `interval` and on SIGHUP, as long as a listener uses `slots`.
 pub(super) fn watch(files: Files, provider: Arc<CryptoProvider>, slots: Slots, interval: Duration) {
     let mut slots = slots;
-    // Listening from now on, so that a SIGHUP right after the start never ends the process.
-    #[cfg(unix)]
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut wakeups = crate::Wakeups::new(Some(interval.max(Duration::from_millis(100))));
     tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(interval.max(Duration::from_millis(100)));
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticks.tick().await;
         loop {
-            #[cfg(unix)]
-            {
-                let signalled = async {
-                    match hangup.as_mut() {
-                        Some(h) => {
-                            h.recv().await;
-                        }
-                        None => std::future::pending().await,
-                    }
-                };
-                tokio::select! {
-                    _ = ticks.tick() => {}
-                    () = signalled => {}
-                }
-            }
-            #[cfg(not(unix))]
-            ticks.tick().await;
+            wakeups.next().await;
             // Only this task holds the slots once every listener has stopped.
             if Arc::strong_count(&slots.cert) <= 1 {
                 return;
