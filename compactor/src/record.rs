@@ -1,11 +1,12 @@
 //! What compaction, retention and `cairn reindex` record in each tenant's tamper-evident chain
 //! ([`cairn_store::chain`]): a merge as `replace` (its inputs, then its output, run summary and
-//! manifest, hashed as written, so an upload the store altered is reported by `cairn verify`), run summaries of files not merged as `add`, superseded files
-//! deleted after the grace period as `delete`, partitions past retention as `expire` with the
-//! rule; the files `cairn reindex` writes (index files, run summaries, the index's marker) as
-//! `add`. Each is appended once the store has changed. An append that fails is logged, counted
-//! and tried again at the next pass (a reindex tries once more at its end, then fails): the store
-//! change it describes has happened.
+//! manifest, hashed as written, so that an upload the store altered is reported by `cairn
+//! verify`), run summaries of files not merged as `add`, superseded files deleted after the
+//! grace period as `delete`, partitions past retention as `expire` with the rule; the files
+//! `cairn reindex` writes (index files, run summaries, the index's marker) as `add`. Each is
+//! appended once the store has changed. An append that fails is logged, counted and tried again
+//! at the next pass (a reindex tries once more at its end, then fails): the store change it
+//! describes has happened.
 
 use std::sync::Mutex;
 use std::time::Duration;
