@@ -3,7 +3,9 @@
 //! span file it summarises. Everything else passes straight through.
 //!
 //! Manifests are immutable, so each is read once and kept (bounded; forgotten wholesale when
-//! full).
+//! full). A manifest is deleted with its output once a later merge has superseded both past
+//! the grace period, so one listed a moment ago can be gone when read: the directory is then
+//! listed again.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -20,6 +22,9 @@ use object_store::{
 use cairn_schema::compaction::{self, Manifest, PartitionFiles};
 
 const CACHED_MANIFESTS: usize = 100_000;
+
+/// Listings of one directory again when a manifest it named was gone, before giving up.
+const RELISTS: usize = 3;
 
 /// A read view of a store that applies compaction records to listings.
 #[derive(Debug, Clone)]
@@ -82,12 +87,32 @@ impl VisibleStore {
                 .push(meta);
         }
         let mut out = Vec::new();
-        for (_, objects) in by_dir {
-            let files = self.partition(objects).await?;
+        for (dir, objects) in by_dir {
+            let files = self.partition_listed(&dir, objects).await?;
             out.extend(files.visible);
             out.extend(files.summaries);
         }
         Ok(out)
+    }
+
+    /// [`Self::partition`] of `objects` listed in `dir`; listed again when one of its
+    /// manifests went in the meantime (a few times, then the error).
+    async fn partition_listed(
+        &self,
+        dir: &Path,
+        objects: Vec<ObjectMeta>,
+    ) -> Result<PartitionFiles> {
+        let mut objects = objects;
+        let mut relisted = 0;
+        loop {
+            match self.partition(objects).await {
+                Err(object_store::Error::NotFound { .. }) if relisted < RELISTS => {
+                    relisted += 1;
+                    objects = self.inner.list_with_delimiter(Some(dir)).await?.objects;
+                }
+                result => return result,
+            }
+        }
     }
 }
 
@@ -157,5 +182,52 @@ impl ObjectStore for VisibleStore {
 
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
         self.inner.copy_opts(from, to, options).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::memory::InMemory;
+
+    fn manifest(supersedes: &[&str]) -> PutPayload {
+        let m = Manifest {
+            supersedes: supersedes.iter().map(|s| (*s).to_owned()).collect(),
+            rows: 1,
+        };
+        PutPayload::from(serde_json::to_vec(&m).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_manifest_gone_since_the_listing_is_listed_again() {
+        let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let dir = Path::from("trace_index/tenant=t");
+        let put = |name: &str, payload: PutPayload| {
+            let (inner, path) = (Arc::clone(&inner), dir.clone().join(name));
+            async move { inner.put(&path, payload).await.unwrap() }
+        };
+        let (first, second) = (compaction::new_output(), compaction::new_output());
+        put("a.parquet", PutPayload::from_static(b"a")).await;
+        put(first.0.as_str(), PutPayload::from_static(b"1")).await;
+        put(first.1.as_str(), manifest(&["a.parquet"])).await;
+        let stale = inner.list_with_delimiter(Some(&dir)).await.unwrap().objects;
+        // A second merge supersedes the first; past the grace period both go, manifest last.
+        put(second.0.as_str(), PutPayload::from_static(b"2")).await;
+        put(
+            second.1.as_str(),
+            manifest(&["a.parquet", first.0.as_str()]),
+        )
+        .await;
+        for gone in ["a.parquet", first.0.as_str(), first.1.as_str()] {
+            inner.delete(&dir.clone().join(gone)).await.unwrap();
+        }
+        let visible = VisibleStore::new(Arc::clone(&inner));
+        let files = visible.partition_listed(&dir, stale).await.unwrap();
+        let names: Vec<&str> = files
+            .visible
+            .iter()
+            .filter_map(|m| m.location.filename())
+            .collect();
+        assert_eq!(names, vec![second.0.as_str()]);
     }
 }
