@@ -157,8 +157,8 @@ impl<'r> Extractor<'_, 'r> {
     }
 
     /// Stores a text made from the request's (a re-assembled or wrapped message).
-    fn store(&mut self, kind: &str, content: &str) -> String {
-        self.store_cow(kind, Cow::Owned(content.to_owned()))
+    fn store(&mut self, kind: &str, content: String) -> String {
+        self.store_cow(kind, Cow::Owned(content))
     }
 
     fn store_cow(&mut self, kind: &str, content: Cow<'r, str>) -> String {
@@ -480,10 +480,10 @@ pub fn extract_span<'r>(
                 // A list column keeps one payload per element; another (tool definitions) one
                 // payload of the re-assembled JSON array.
                 let reference = if spec.split {
-                    Ref::List(items.iter().map(|m| ex.store(&spec.kind, m)).collect())
+                    Ref::List(items.into_iter().map(|m| ex.store(&spec.kind, m)).collect())
                 } else {
                     let items: Vec<String> = items.iter().map(|i| schema_of(i)).collect();
-                    Ref::One(ex.store(&spec.kind, &format!("[{}]", items.join(","))))
+                    Ref::One(ex.store(&spec.kind, format!("[{}]", items.join(","))))
                 };
                 span.refs[c] = Some((reference, format!("{prefix}.*")));
                 break;
@@ -596,10 +596,8 @@ fn extract_events<'r>(
                 })
                 .unwrap_or(role);
             let (message, tag) = message_of(role, text);
-            let h = ex.store(&spec.kind, &message);
-            out.attribute_mut(view, e, a).value = Some(AnyValue {
-                value: Some(Value::StringValue(h.clone())),
-            });
+            let h = ex.store(&spec.kind, message);
+            out.attribute_mut(view, e, a).value = text_value(h.clone());
             out.tags.insert((e, a), tag);
             label.get_or_insert_with(|| format!("event:{}.{key}", event.name));
             if role == "system" && span.refs[system].is_none() {

@@ -79,14 +79,14 @@ async fn every_fixture_comes_back_from_the_trace_api_byte_for_byte() {
             sent.len() as i64,
             "{name}"
         );
-        let traces: BTreeMap<String, ()> = cairn
+        let traces: Vec<String> = cairn
             .sql(Some(&tenant), "SELECT DISTINCT trace_id FROM spans")
             .await
             .into_iter()
-            .map(|r| (r["trace_id"].as_str().unwrap().to_owned(), ()))
+            .map(|r| r["trace_id"].as_str().unwrap().to_owned())
             .collect();
         let mut got = Encoded::new();
-        for trace_id in traces.keys() {
+        for trace_id in &traces {
             let (status, answer) = cairn.trace(Some(&tenant), trace_id).await;
             assert_eq!(status, 200, "{name} {trace_id}: {answer}");
             let answer: ExportTraceServiceRequest = serde_json::from_value(answer).unwrap();
