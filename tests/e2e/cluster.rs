@@ -923,16 +923,25 @@ async fn collectors_and_queriers_share_one_bucket() {
     eprintln!("steady phase done at {:.1?}", started.elapsed());
 
     // Phase 2: c0 is killed with SIGKILL mid-stream and restarted on the same log directory.
+    let acked_by_c0 = || {
+        ledgers
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|l| l.acked.values().filter(|c| **c == 0).count())
+            .sum::<usize>()
+    };
+    let acked_before_phase = acked_by_c0();
     let crashing = clients(1, CRASH_BATCHES, true);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Killed once c0 has acknowledged the first batch of this phase, with the other batches
+    // still to send: however fast the machine, the kill lands mid-stream.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while acked_by_c0() == acked_before_phase && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let mut written = c0.metric("cairn_files_written_total", "spans").await;
     assert!(c0.alive());
-    let acked_by_c0_before = ledgers
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|l| l.acked.values().filter(|c| **c == 0).count())
-        .sum::<usize>();
+    let acked_by_c0_before = acked_by_c0();
     c0.crash();
     let left: Vec<String> = std::fs::read_dir(&w0)
         .unwrap()
