@@ -51,6 +51,32 @@ pub enum Command {
     Verify(crate::verify::VerifyArgs),
     /// Create, list and revoke the API tokens of `--auth-tokens`.
     Token(crate::token::TokenArgs),
+    /// Run a Ballista scheduler: queriers with `--scheduler` send it their large scans.
+    Scheduler(SchedulerCommand),
+    /// Run a Ballista executor: runs the scheduler's tasks, reading the store directly.
+    Executor(ExecutorCommand),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct SchedulerCommand {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Where /metrics, /ready and /live are served.
+    #[arg(long, env = "CAIRN_METRICS_ADDR", default_value = "127.0.0.1:9464")]
+    pub metrics_addr: SocketAddr,
+    #[command(flatten, next_help_heading = "Scheduler")]
+    pub scheduler: cairn_query::distributed::scheduler::SchedulerArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ExecutorCommand {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Where /metrics, /ready and /live are served.
+    #[arg(long, env = "CAIRN_METRICS_ADDR", default_value = "127.0.0.1:9464")]
+    pub metrics_addr: SocketAddr,
+    #[command(flatten, next_help_heading = "Executor")]
+    pub executor: cairn_query::distributed::executor::ExecutorArgs,
 }
 
 /// Settings of every command.

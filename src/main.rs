@@ -4,7 +4,8 @@
 //! process on a local data directory by default; `cairn collector`, `cairn query` and
 //! `cairn compact` run the parts alone (they share nothing but the object store); `cairn sql`
 //! runs one query against the store and prints it; `cairn config` prints the settings in force;
-//! `cairn reindex` builds the trace index and run summaries of a store written before they existed.
+//! `cairn reindex` builds the trace index and run summaries of a store written before they existed;
+//! `cairn scheduler` and `cairn executor` run a Ballista cluster that queriers send large scans to.
 //! Settings come from flags, `CAIRN_*` environment variables and an optional TOML file, in that
 //! order of precedence (see [`cli`]).
 
@@ -26,7 +27,9 @@ use cairn_query::{QueryEngine, QueryServer};
 use cairn_schema::tenant::Tenant;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Command, ReindexArgs, ServeArgs, SqlArgs, Switch};
+use crate::cli::{
+    Command, ExecutorCommand, ReindexArgs, SchedulerCommand, ServeArgs, SqlArgs, Switch,
+};
 use crate::supervise::{supervise, BoxError, Role as Part};
 
 /// jemalloc with one arena per CPU, freed pages returned within a second by its background
@@ -97,6 +100,8 @@ fn main() -> ExitCode {
             Command::Chain(args) => chain::run(args).await,
             Command::Verify(args) => verify::run(args).await,
             Command::Token(_) => Ok(()),
+            Command::Scheduler(args) => scheduler(args).await,
+            Command::Executor(args) => executor(args).await,
         }
     });
     match result {
@@ -333,6 +338,66 @@ async fn sql(args: SqlArgs) -> Result<(), BoxError> {
         out.write_all(b"\n")?;
     }
     Ok(())
+}
+
+async fn scheduler(args: SchedulerCommand) -> Result<(), BoxError> {
+    let _tracing = cairn_telemetry::tracing_setup::init(&args.common.log, None)?;
+    let store = cairn_store::open(&args.common.store)?;
+    let shutdown = CancellationToken::new();
+    on_signal(shutdown.clone());
+    let health = serve_health(args.metrics_addr, shutdown.clone()).await?;
+    let scheduler =
+        cairn_query::distributed::scheduler::run(store, args.scheduler, shutdown.clone());
+    cairn_telemetry::health::set_ready();
+    let result = scheduler.await;
+    shutdown.cancel();
+    let _ = health.await;
+    Ok(result?)
+}
+
+/// Runs until SIGTERM or SIGINT, which the executor handles itself: it stops taking tasks and
+/// finishes those it runs (meanwhile `/ready` fails).
+async fn executor(args: ExecutorCommand) -> Result<(), BoxError> {
+    let _tracing = cairn_telemetry::tracing_setup::init(&args.common.log, None)?;
+    let store = cairn_store::open(&args.common.store)?;
+    let shutdown = CancellationToken::new();
+    on_signal(shutdown.clone());
+    let health = serve_health(args.metrics_addr, CancellationToken::new()).await?;
+    {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            cairn_telemetry::health::set_draining();
+        });
+    }
+    cairn_telemetry::health::set_ready();
+    let result = cairn_query::distributed::executor::run(store, args.executor).await;
+    health.abort();
+    Ok(result?)
+}
+
+/// Serves /metrics, /ready and /live on `addr` until `stop`.
+async fn serve_health(
+    addr: std::net::SocketAddr,
+    stop: CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>, BoxError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    tracing::info!(%addr, "metrics listening");
+    let limits = cairn_net::Limits::default();
+    Ok(tokio::spawn(async move {
+        let listener = cairn_net::LimitedListener::new(listener, limits.max_connections);
+        let served = cairn_net::serve(
+            listener,
+            cairn_telemetry::router(),
+            limits,
+            stop.cancelled_owned(),
+        );
+        if let Err(e) = served.await {
+            tracing::warn!(error = %e, "metrics listener failed");
+        }
+    }))
 }
 
 async fn reindex(args: ReindexArgs) -> Result<(), BoxError> {

@@ -43,7 +43,7 @@ pub const STORE_URL: &str = "cairn://store";
 #[derive(Debug)]
 pub struct TenantTable {
     store: Arc<dyn ObjectStore>,
-    tenant: Tenant,
+    pub(crate) tenant: Tenant,
     dataset: Dataset,
     schema: SchemaRef,
     sort: &'static [&'static str],
@@ -124,6 +124,48 @@ impl TenantTable {
             .collect();
         hours.sort_unstable();
         Ok(hours)
+    }
+}
+
+/// What names a [`TenantTable`] in a plan sent to another process: its tenant, dataset and
+/// hours. The store is the receiving process's own.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TableSpec {
+    pub tenant: String,
+    /// `spans` or `payloads`.
+    pub dataset: String,
+    pub within: Option<(i64, i64)>,
+    pub only: Option<BTreeSet<i64>>,
+}
+
+impl TenantTable {
+    /// What names this table in a plan sent to another process.
+    pub fn spec(&self) -> TableSpec {
+        TableSpec {
+            tenant: self.tenant.as_str().to_owned(),
+            dataset: self.dataset.prefix().to_owned(),
+            within: self.within,
+            only: self.only.clone(),
+        }
+    }
+
+    /// The table `spec` names, over `store` (the store as readers see it).
+    pub fn from_spec(store: Arc<dyn ObjectStore>, spec: &TableSpec) -> Result<Self> {
+        let tenant = Tenant::new(&spec.tenant).map_err(|e| {
+            DataFusionError::Plan(format!("a table of tenant {:?}: {e}", spec.tenant))
+        })?;
+        let table = match spec.dataset.as_str() {
+            "spans" => Self::spans(store, tenant),
+            "payloads" => Self::payloads(store, tenant),
+            other => {
+                return Err(DataFusionError::Plan(format!("no dataset {other:?}")));
+            }
+        };
+        Ok(Self {
+            within: spec.within,
+            only: spec.only.clone(),
+            ..table
+        })
     }
 }
 

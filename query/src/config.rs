@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use cairn_config::parse;
 
+use crate::distributed::route::Placement;
+
 /// How much longer than the query timeout a request to the query API may take, so that a
 /// query's own timeout is what answers.
 const REQUEST_MARGIN: Duration = Duration::from_secs(30);
@@ -37,6 +39,30 @@ pub struct EngineConfig {
     /// `--tenant-limits` file. No limit by default.
     #[arg(long, env = "CAIRN_TENANT_MAX_CONCURRENT_QUERIES", value_parser = parse::positive)]
     pub tenant_max_concurrent_queries: Option<usize>,
+    #[command(flatten)]
+    pub distribute: DistributeConfig,
+}
+
+/// Where user SQL runs: here, or on a Ballista cluster (`cairn scheduler`, `cairn executor`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct DistributeConfig {
+    /// Ballista scheduler that runs large scans on executors, e.g. `df://cairn-scheduler:50050`.
+    /// Without one, every query runs in this process.
+    #[arg(long, env = "CAIRN_SCHEDULER")]
+    pub scheduler: Option<String>,
+    /// Where user SQL runs when a scheduler is set: `auto` (on the cluster when its scans read
+    /// more than `--distribute-above`), `local` or `distributed`. A statement's
+    /// `/*+ DISTRIBUTED */` or `/*+ LOCAL */` comment wins. The API's own answers (trails,
+    /// lineage, replay) always run here.
+    #[arg(long, env = "CAIRN_DISTRIBUTE", value_enum, default_value = "auto")]
+    pub distribute: Placement,
+    /// Stored bytes a statement's scans must read for `auto` to send it to the cluster.
+    #[arg(long, env = "CAIRN_DISTRIBUTE_ABOVE", default_value = "1GiB", value_parser = parse::size)]
+    pub distribute_above: usize,
+    /// Partitions of each stage of a distributed statement: about the task slots of all
+    /// executors together.
+    #[arg(long, env = "CAIRN_DISTRIBUTE_PARTITIONS", default_value = "16", value_parser = parse::positive)]
+    pub distribute_partitions: usize,
 }
 
 /// The query API: its listener and its engine.
@@ -113,6 +139,12 @@ impl Default for EngineConfig {
     }
 }
 
+impl Default for DistributeConfig {
+    fn default() -> Self {
+        cairn_config::defaults()
+    }
+}
+
 impl Default for PgConfig {
     fn default() -> Self {
         cairn_config::defaults()
@@ -138,6 +170,9 @@ mod tests {
         assert!(q.engine.spill_dir.ends_with("cairn-spill"));
         assert!(q.engine.approval_required.is_empty());
         assert!(q.engine.tenant_max_concurrent_queries.is_none());
+        assert!(q.engine.distribute.scheduler.is_none());
+        assert_eq!(q.engine.distribute.distribute, Placement::Auto);
+        assert_eq!(q.engine.distribute.distribute_above, 1 << 30);
         assert_eq!(q.pg.pg_addr, Listen::At("127.0.0.1:5433".parse().unwrap()));
         assert_eq!(listen("off"), Ok(Listen::Off));
         assert!(listen("5433").is_err());

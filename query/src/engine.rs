@@ -17,12 +17,13 @@ use datafusion::catalog::view::ViewTable;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
-use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::TaskContext;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::coop::CooperativeExec;
@@ -34,6 +35,8 @@ use object_store::ObjectStore;
 use url::Url;
 
 use crate::catalog::{TenantTable, STORE_URL};
+use crate::distributed::client::Remote;
+use crate::distributed::route::{scanned_bytes, Placement};
 use crate::format::{Encoder, Format};
 use crate::run_parts::RunParts;
 use crate::views::views;
@@ -153,6 +156,8 @@ pub const MAX_SESSIONS: usize = 256;
 pub struct QueryEngine {
     store: Arc<dyn ObjectStore>,
     runtime: Arc<RuntimeEnv>,
+    /// The Ballista cluster large statements go to, when one is configured.
+    remote: Option<Arc<Remote>>,
     approval_rules: Arc<Vec<String>>,
     query_timeout: Duration,
     /// One session per tenant, built once: tables list the store on every scan, so a session
@@ -167,14 +172,52 @@ fn session_cache() -> Arc<std::sync::Mutex<LruCache<Tenant, SessionContext>>> {
     Arc::new(std::sync::Mutex::new(LruCache::new(capacity)))
 }
 
-/// Charges `reservation` with `bytes`, refusing with a clear message when the query memory is
-/// spent.
-/// Plans `df` and starts it; the plan is kept to read what its scans did once it has run.
-async fn execute(df: DataFrame) -> Result<(Arc<dyn ExecutionPlan>, SendableRecordBatchStream)> {
-    let task = Arc::new(df.task_ctx());
-    let plan = df.create_physical_plan().await?;
-    let stream = execute_stream(Arc::clone(&plan), task)?;
-    Ok((plan, stream))
+/// A statement planned to run, here or on the cluster.
+struct Prepared {
+    schema: SchemaRef,
+    task: Arc<TaskContext>,
+    plan: Arc<dyn ExecutionPlan>,
+    /// The cluster it runs on, or `None` here.
+    remote: Option<Arc<Remote>>,
+}
+
+impl Prepared {
+    /// Plans `df` physically, to run on `remote` (or here).
+    async fn new(df: DataFrame, remote: Option<Arc<Remote>>) -> Result<Self> {
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let task = Arc::new(df.task_ctx());
+        let plan = df.create_physical_plan().await;
+        let plan = plan.map_err(|e| Self::error(remote.as_deref(), e))?;
+        Ok(Self {
+            schema,
+            task,
+            plan,
+            remote,
+        })
+    }
+
+    fn error(remote: Option<&Remote>, e: DataFusionError) -> Error {
+        match remote {
+            Some(remote) => remote.failed(e),
+            None => Error::from(e),
+        }
+    }
+
+    /// Starts the statement; its batches' errors are classified as where it runs.
+    fn execute(&self) -> Result<impl futures::Stream<Item = Result<RecordBatch>> + Send + 'static> {
+        let stream = execute_stream(Arc::clone(&self.plan), Arc::clone(&self.task))
+            .map_err(|e| Self::error(self.remote.as_deref(), e))?;
+        let remote = self.remote.clone();
+        Ok(stream.map(move |batch| batch.map_err(|e| Self::error(remote.as_deref(), e))))
+    }
+
+    /// Where it ran, for metrics.
+    fn place(&self) -> &'static str {
+        match self.remote {
+            Some(_) => Placement::Distributed.label(),
+            None => Placement::Local.label(),
+        }
+    }
 }
 
 /// Plans one user statement the guard admitted in `ctx`, with DataFusion's own lock on DDL, DML
@@ -201,6 +244,8 @@ fn session_tenant(ctx: &SessionContext) -> Result<Tenant> {
         .ok_or_else(|| Error::Internal("a session without its tenant".into()))
 }
 
+/// Charges `reservation` with `bytes`, refusing with a clear message when the query memory is
+/// spent.
 fn charge(reservation: &MemoryReservation, bytes: usize) -> Result<()> {
     reservation.try_resize(bytes).map_err(|e| {
         Error::ResourcesExhausted(format!(
@@ -210,38 +255,63 @@ fn charge(reservation: &MemoryReservation, bytes: usize) -> Result<()> {
     })
 }
 
+/// The runtime of a process that reads the store: `store` registered under [`STORE_URL`],
+/// `memory` for its queries (a share of it kept for parsed Parquet metadata and statistics),
+/// spilling to a directory up to a size when given.
+pub(crate) fn reader_runtime(
+    store: Arc<dyn ObjectStore>,
+    memory: usize,
+    spill: Option<(std::path::PathBuf, usize)>,
+) -> Result<Arc<RuntimeEnv>> {
+    let mut builder = RuntimeEnvBuilder::new().with_memory_limit(memory, 1.0);
+    builder = match spill {
+        // Operators that run out of memory spill here, all together at most `size` bytes;
+        // beyond it the query fails as out of resources.
+        Some((dir, size)) => builder.with_disk_manager_builder(
+            DiskManagerBuilder::default()
+                .with_mode(DiskManagerMode::Directories(vec![dir]))
+                .with_max_temp_directory_size(size as u64),
+        ),
+        None => builder.with_disk_manager_builder(
+            DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+        ),
+    };
+    let runtime = builder
+        // Parsed footers and page indexes of ~100 columns take far more memory than their
+        // bytes on disk; a week of hourly files overflows DataFusion's default 50 MB and every
+        // query would parse them again.
+        .with_metadata_cache_limit(memory / METADATA_CACHE_SHARE)
+        // And the statistics of each file, derived from its footer, likewise: computed for
+        // every file a scan opens, they would cost a lookup of a few traces more than the
+        // lookup itself.
+        .with_file_statistics_cache_limit(memory / STATISTICS_CACHE_SHARE)
+        // New files land in existing partitions all the time: never cache listings.
+        .with_object_list_cache_limit(0)
+        .build_arc()?;
+    let url = Url::parse(STORE_URL).expect("static URL");
+    runtime.register_object_store(&url, store);
+    Ok(runtime)
+}
+
 impl QueryEngine {
     /// An engine over `store` with `config`'s memory, spill space, timeout and approval rules.
     pub fn new(store: Arc<dyn ObjectStore>, config: &EngineConfig) -> Result<Self> {
         // Listings show each span once, also while compaction replaces files.
         let store: Arc<dyn ObjectStore> = Arc::new(VisibleStore::new(store));
         let spill_dir = crate::spill::prepare(&config.spill_dir)?;
-        let memory_limit = config.query_memory;
-        let runtime = RuntimeEnvBuilder::new()
-            .with_memory_limit(memory_limit, 1.0)
-            // Operators that run out of memory spill here, all together at most `spill_size`
-            // bytes; beyond it the query fails as out of resources.
-            .with_disk_manager_builder(
-                DiskManagerBuilder::default()
-                    .with_mode(DiskManagerMode::Directories(vec![spill_dir]))
-                    .with_max_temp_directory_size(config.spill_size as u64),
-            )
-            // Parsed footers and page indexes of ~100 columns take far more memory than their
-            // bytes on disk; a week of hourly files overflows DataFusion's default 50 MB and every
-            // query would parse them again.
-            .with_metadata_cache_limit(memory_limit / METADATA_CACHE_SHARE)
-            // And the statistics of each file, derived from its footer, likewise: computed for
-            // every file a scan opens, they would cost a lookup of a few traces more than the
-            // lookup itself.
-            .with_file_statistics_cache_limit(memory_limit / STATISTICS_CACHE_SHARE)
-            // New files land in existing partitions all the time: never cache listings.
-            .with_object_list_cache_limit(0)
-            .build_arc()?;
-        let url = Url::parse(STORE_URL).expect("static URL");
-        runtime.register_object_store(&url, Arc::clone(&store));
+        let runtime = reader_runtime(
+            Arc::clone(&store),
+            config.query_memory,
+            Some((spill_dir, config.spill_size)),
+        )?;
+        let remote = (config.distribute.scheduler.as_deref())
+            .map(|url| Remote::new(url, &config.distribute))
+            .transpose()?
+            .map(Arc::new);
         Ok(Self {
             store,
             runtime,
+            remote,
             approval_rules: Arc::new(
                 (config.approval_required.iter())
                     .filter(|rule| !rule.is_empty())
@@ -327,7 +397,7 @@ impl QueryEngine {
         if let Some(ctx) = self.sessions.lock().expect("sessions").get(tenant) {
             return Ok(ctx.clone());
         }
-        let ctx = self.new_session(tenant).await?;
+        let ctx = self.build_session(tenant, None).await?;
         self.sessions
             .lock()
             .expect("sessions")
@@ -335,7 +405,12 @@ impl QueryEngine {
         Ok(ctx)
     }
 
-    async fn new_session(&self, tenant: &Tenant) -> Result<SessionContext> {
+    /// A new session of `tenant`'s, planning for `remote` when given.
+    async fn build_session(
+        &self,
+        tenant: &Tenant,
+        remote: Option<&Arc<Remote>>,
+    ) -> Result<SessionContext> {
         let mut config = SessionConfig::new()
             .with_extension(Arc::new(SessionTenant(tenant.clone())))
             .with_information_schema(true)
@@ -346,12 +421,19 @@ impl QueryEngine {
         // Lookups by a list of trace ids (a page of runs) prune files, row groups and pages by
         // their id ranges and bloom filters: lists longer than the default 20 would not.
         options.execution.parquet.max_in_list_size = crate::catalog::MAX_PRUNED_IN_LIST;
+        if let Some(remote) = remote {
+            config = remote.configure(config);
+        }
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(Arc::clone(&self.runtime))
             .with_default_features()
             .with_physical_optimizer_rule(Arc::new(YieldEverywhere))
             .build();
+        let state = match remote {
+            Some(remote) => remote.upgrade(state)?,
+            None => state,
+        };
         let ctx = SessionContext::new_with_state(state);
         for udf in crate::bounded::wrap_builtins(&ctx.state(), &self.runtime.memory_pool) {
             ctx.register_udf(udf);
@@ -433,10 +515,15 @@ impl QueryEngine {
         params: ParamValues,
     ) -> Result<QueryResult> {
         let (engine, sql) = (self.clone(), sql.to_owned());
-        self.run(&session_tenant(&ctx)?, async move {
+        let tenant = session_tenant(&ctx)?;
+        let owned = tenant.clone();
+        self.run(&tenant, async move {
             guard::check(&sql)?;
-            let df = plan_in(&ctx, &sql).await?.with_param_values(params)?;
-            engine.collect(df).await
+            let df = plan_in(&ctx, &sql)
+                .await?
+                .with_param_values(params.clone())?;
+            let prepared = engine.place(&owned, &sql, df, Some(params)).await?;
+            engine.collect(prepared).await
         })
         .await
     }
@@ -457,11 +544,11 @@ impl QueryEngine {
         .await
     }
 
-    /// Executes `df` and collects its rows, charged to the query memory while they come.
-    async fn collect(&self, df: DataFrame) -> Result<QueryResult> {
-        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    /// Executes `prepared` and collects its rows, charged to the query memory while they come.
+    async fn collect(&self, prepared: Prepared) -> Result<QueryResult> {
+        let schema = Arc::clone(&prepared.schema);
         let mut batches = Vec::new();
-        self.each_batch(df, |batch| {
+        self.each_batch(prepared, |batch| {
             batches.push(batch);
             Ok(())
         })
@@ -495,7 +582,9 @@ impl QueryEngine {
         self.run(tenant, async move {
             let ctx = engine.session(&owned).await?;
             let df = ctx.sql(&sql).await?.with_param_values(params)?;
-            let encoded = engine.encode(df, Format::Json).await?;
+            let encoded = engine
+                .encode(Prepared::new(df, None).await?, Format::Json)
+                .await?;
             // Parsed JSON values take about twice their text.
             charge(&encoded.reservation, 3 * encoded.bytes.len())?;
             serde_json::from_slice(&encoded.bytes).map_err(|e| Error::Internal(e.to_string()))
@@ -520,7 +609,7 @@ impl QueryEngine {
             let df = ctx.sql(&sql).await?.with_param_values(params)?;
             let mut out = Vec::new();
             engine
-                .each_batch(df, |batch| {
+                .each_batch(Prepared::new(df, None).await?, |batch| {
                     out.extend(decode(&batch)?);
                     Ok(())
                 })
@@ -530,15 +619,16 @@ impl QueryEngine {
         .await
     }
 
-    /// Executes `df`, handing each batch to `take` as it comes; the batches are charged to the
-    /// query memory until the last one is taken.
+    /// Executes `prepared`, handing each batch to `take` as it comes; the batches are charged to
+    /// the query memory until the last one is taken.
     async fn each_batch(
         &self,
-        df: DataFrame,
+        prepared: Prepared,
         mut take: impl FnMut(RecordBatch) -> Result<()>,
     ) -> Result<()> {
         let reservation = MemoryConsumer::new("query result").register(&self.runtime.memory_pool);
-        let (plan, mut stream) = execute(df).await?;
+        let mut stream = std::pin::pin!(prepared.execute()?);
+        let plan = &prepared.plan;
         while let Some(batch) = stream.next().await {
             let batch = batch?;
             charge(
@@ -547,23 +637,78 @@ impl QueryEngine {
             )?;
             take(batch)?;
         }
-        crate::metrics::record_scans(&plan);
+        crate::metrics::record_scans(plan);
         Ok(())
     }
 
-    /// Plans one user statement, after the guard admitted it.
-    async fn plan(&self, tenant: &Tenant, sql: &str) -> Result<DataFrame> {
+    /// Plans one user statement, after the guard admitted it, to run where [`Self::place`]
+    /// decides.
+    async fn plan(&self, tenant: &Tenant, sql: &str) -> Result<Prepared> {
         guard::check(sql)?;
         let ctx = self.session(tenant).await?;
-        plan_in(&ctx, sql).await
+        let df = plan_in(&ctx, sql).await?;
+        self.place(tenant, sql, df, None).await
     }
 
-    /// Executes `df`, encoding its batches as they come, charged to the query memory.
-    async fn encode(&self, df: DataFrame, format: Format) -> Result<Encoded> {
-        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    /// Plans `sql`, planned here as `df` (bound to `params`), to run here or on the cluster
+    /// ([`crate::distributed::route`]).
+    async fn place(
+        &self,
+        tenant: &Tenant,
+        sql: &str,
+        df: DataFrame,
+        params: Option<ParamValues>,
+    ) -> Result<Prepared> {
+        let prepared = match &self.remote {
+            None => Prepared::new(df, None).await?,
+            Some(remote) => match remote.placement(sql) {
+                Placement::Local => Prepared::new(df, None).await?,
+                Placement::Distributed => self.distributed(remote, tenant, sql, params).await?,
+                Placement::Auto => {
+                    let here = Prepared::new(df, None).await?;
+                    let bytes = scanned_bytes(&here.plan);
+                    if bytes > remote.above() {
+                        tracing::debug!(bytes, "sent to the cluster");
+                        drop(here);
+                        self.distributed(remote, tenant, sql, params).await?
+                    } else {
+                        here
+                    }
+                }
+            },
+        };
+        crate::metrics::placed(prepared.place());
+        Ok(prepared)
+    }
+
+    /// Plans `sql` in `tenant`'s cluster session.
+    async fn distributed(
+        &self,
+        remote: &Arc<Remote>,
+        tenant: &Tenant,
+        sql: &str,
+        params: Option<ParamValues>,
+    ) -> Result<Prepared> {
+        let ctx = match remote.session(tenant) {
+            Some(ctx) => ctx,
+            None => {
+                let ctx = self.build_session(tenant, Some(remote)).await?;
+                remote.keep(tenant, ctx.clone());
+                ctx
+            }
+        };
+        let mut df = plan_in(&ctx, sql).await?;
+        if let Some(params) = params {
+            df = df.with_param_values(params)?;
+        }
+        Prepared::new(df, Some(Arc::clone(remote))).await
+    }
+
+    /// Executes `prepared`, encoding its batches as they come, charged to the query memory.
+    async fn encode(&self, prepared: Prepared, format: Format) -> Result<Encoded> {
         let reservation = MemoryConsumer::new("query result").register(&self.runtime.memory_pool);
-        let mut encoder = Encoder::new(schema, format)?;
-        let (plan, mut stream) = execute(df).await?;
+        let mut encoder = Encoder::new(Arc::clone(&prepared.schema), format)?;
+        let mut stream = std::pin::pin!(prepared.execute()?);
         while let Some(batch) = stream.next().await {
             let batch = batch?;
             // The batch is held while it is encoded.
@@ -572,8 +717,7 @@ impl QueryEngine {
             drop(batch);
             charge(&reservation, encoder.size())?;
         }
-        drop(stream);
-        crate::metrics::record_scans(&plan);
+        crate::metrics::record_scans(&prepared.plan);
         let bytes = encoder.finish()?;
         charge(&reservation, bytes.capacity())?;
         Ok(Encoded { bytes, reservation })

@@ -33,6 +33,10 @@ pub enum Error {
         message: String,
         retry_after_secs: u64,
     },
+    /// The Ballista cluster failed to run a statement (an executor lost more often than a task
+    /// may be retried, the scheduler unreachable): 502, like a failing store.
+    #[error("{0}")]
+    Distributed(String),
     /// A bug or an unexpected failure.
     #[error("internal error: {0}")]
     Internal(String),
@@ -49,7 +53,7 @@ impl Error {
             Error::NotFound(_) => S::NOT_FOUND,
             Error::ResourcesExhausted(_) => S::SERVICE_UNAVAILABLE,
             Error::Timeout(_) => S::GATEWAY_TIMEOUT,
-            Error::Storage(_) => S::BAD_GATEWAY,
+            Error::Storage(_) | Error::Distributed(_) => S::BAD_GATEWAY,
             Error::TooManyQueries { .. } => S::TOO_MANY_REQUESTS,
             Error::Internal(_) => S::INTERNAL_SERVER_ERROR,
         }
@@ -81,6 +85,8 @@ impl Error {
             Error::Timeout(_) => "57014",
             // io_error
             Error::Storage(_) => "58030",
+            // system_error: outside the statement, in the system running it.
+            Error::Distributed(_) => "58000",
             // configuration_limit_exceeded, of the insufficient_resources class.
             Error::TooManyQueries { .. } => "53400",
             // internal_error

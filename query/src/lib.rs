@@ -7,13 +7,15 @@
 //! [`views`]. [`guard`] admits only read-only statements. Results leave as JSON, CSV, Arrow IPC or
 //! a text table ([`format`]); the HTTP API ([`http`]) also serves whole traces as OTLP JSON
 //! ([`trace`]) and answers lineage, governance, replay and cost questions ([`api`]) from SQL over
-//! the same views. The same SQL is served over the Postgres wire protocol ([`pg`]).
+//! the same views. The same SQL is served over the Postgres wire protocol ([`pg`]). Statements
+//! that scan more than one machine should are sent to a Ballista cluster ([`distributed`]).
 
 pub mod api;
 pub mod bounded;
 pub mod catalog;
 mod config;
 pub mod dialect;
+pub mod distributed;
 pub mod engine;
 mod error;
 pub mod format;
@@ -31,7 +33,7 @@ pub mod trace;
 pub mod traceql;
 pub mod views;
 
-pub use config::{EngineConfig, Listen, PgConfig, QueryConfig};
+pub use config::{DistributeConfig, EngineConfig, Listen, PgConfig, QueryConfig};
 pub use engine::QueryEngine;
 pub use error::{Error, Result};
 pub use server::QueryServer;

@@ -25,8 +25,14 @@ struct Outcome {
     outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Place {
+    place: &'static str,
+}
+
 struct Metrics {
     requests: Family<Outcome, Counter>,
+    placed: Family<Place, Counter>,
     seconds: Family<Endpoint, Histogram>,
     rows_scanned: Counter,
     bytes_scanned: Counter,
@@ -39,6 +45,7 @@ struct Metrics {
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let m = Metrics {
         requests: Family::default(),
+        placed: Family::default(),
         seconds: Family::new_with_constructor(seconds_histogram),
         rows_scanned: Counter::default(),
         bytes_scanned: Counter::default(),
@@ -56,6 +63,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "query_request_seconds",
         "Latency of query API requests, by endpoint (route)",
         m.seconds.clone(),
+    );
+    register(
+        "query_statements_placed",
+        "User statements by where they ran: local, or distributed (on the Ballista cluster)",
+        m.placed.clone(),
     );
     register(
         "query_rows_scanned",
@@ -134,6 +146,11 @@ pub async fn track(request: Request, next: Next) -> Response {
         })
         .inc();
     response
+}
+
+/// Counts a user statement run `place` (`local` or `distributed`).
+pub fn placed(place: &'static str) {
+    METRICS.placed.get_or_create(&Place { place }).inc();
 }
 
 /// Counts a query refused or stopped for lack of memory or spill space.

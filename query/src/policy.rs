@@ -16,7 +16,9 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
 use arrow::datatypes::DataType;
 use datafusion::common::cast::as_string_array;
-use datafusion::logical_expr::{create_udf, ColumnarValue, ScalarUDF, Volatility};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
 use serde_json::Value;
 
 /// Whether `name` matches `pattern`, where `*` matches any run of characters.
@@ -60,39 +62,76 @@ pub fn gated_tools(document: &str) -> Vec<String> {
     out
 }
 
+/// The name SQL calls it by.
+pub const REQUIRES_APPROVAL: &str = "requires_approval";
+
 /// The `requires_approval` function, with `rules` applying to every tool call.
 pub fn requires_approval_udf(rules: Arc<Vec<String>>) -> ScalarUDF {
-    create_udf(
-        "requires_approval",
-        vec![DataType::Utf8, DataType::Utf8],
-        DataType::Boolean,
-        Volatility::Immutable,
-        Arc::new(move |args: &[ColumnarValue]| {
-            let arrays = ColumnarValue::values_to_arrays(args)?;
-            let documents = as_string_array(&arrays[0])?;
-            let tools = arrays[1].as_string::<i32>();
-            let mut parsed: HashMap<&str, Vec<String>> = HashMap::new();
-            let out: BooleanArray = (0..tools.len())
-                .map(|i| {
-                    if tools.is_null(i) {
-                        return Some(false);
-                    }
-                    let tool = tools.value(i);
-                    if rules.iter().any(|p| matches(p, tool)) {
-                        return Some(true);
-                    }
-                    if documents.is_null(i) {
-                        return Some(false);
-                    }
-                    let gated = parsed
-                        .entry(documents.value(i))
-                        .or_insert_with_key(|d| gated_tools(d));
-                    Some(gated.iter().any(|p| matches(p, tool)))
-                })
-                .collect();
-            Ok(ColumnarValue::Array(Arc::new(out) as ArrayRef))
-        }),
-    )
+    ScalarUDF::new_from_impl(RequiresApproval {
+        rules,
+        signature: Signature::exact(vec![DataType::Utf8, DataType::Utf8], Volatility::Immutable),
+    })
+}
+
+/// `requires_approval`: its rules travel with distributed plans ([`Self::rules`]).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct RequiresApproval {
+    rules: Arc<Vec<String>>,
+    signature: Signature,
+}
+
+impl RequiresApproval {
+    /// The operator's rules (`--approval-required`) this function applies.
+    pub fn rules(&self) -> &[String] {
+        &self.rules
+    }
+
+    fn evaluate(&self, args: &[ColumnarValue]) -> datafusion::error::Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(args)?;
+        let documents = as_string_array(&arrays[0])?;
+        let tools = arrays[1].as_string::<i32>();
+        let mut parsed: HashMap<&str, Vec<String>> = HashMap::new();
+        let out: BooleanArray = (0..tools.len())
+            .map(|i| {
+                if tools.is_null(i) {
+                    return Some(false);
+                }
+                let tool = tools.value(i);
+                if self.rules.iter().any(|p| matches(p, tool)) {
+                    return Some(true);
+                }
+                if documents.is_null(i) {
+                    return Some(false);
+                }
+                let gated = parsed
+                    .entry(documents.value(i))
+                    .or_insert_with_key(|d| gated_tools(d));
+                Some(gated.iter().any(|p| matches(p, tool)))
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out) as ArrayRef))
+    }
+}
+
+impl ScalarUDFImpl for RequiresApproval {
+    fn name(&self) -> &str {
+        REQUIRES_APPROVAL
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        self.evaluate(&args.args)
+    }
 }
 
 #[cfg(test)]

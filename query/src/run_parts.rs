@@ -80,6 +80,26 @@ impl RunParts {
         }
     }
 
+    /// What names this table in a plan sent to another process (its spans' hours).
+    pub fn spec(&self) -> crate::catalog::TableSpec {
+        self.spans.spec()
+    }
+
+    /// The table `spec` names, over `store` (as readers see it), with `schema` from [`schema`].
+    pub fn from_spec(
+        store: Arc<dyn ObjectStore>,
+        spec: &crate::catalog::TableSpec,
+        schema: SchemaRef,
+    ) -> Result<Self> {
+        let spans = TenantTable::from_spec(Arc::clone(&store), spec)?;
+        Ok(Self {
+            tenant: spans.tenant.clone(),
+            spans,
+            store,
+            schema,
+        })
+    }
+
     /// The summaries, and the span files without one, of `hours`.
     async fn files(&self, hours: Vec<i64>) -> Result<(Vec<Path>, Vec<Path>)> {
         let listings: Vec<_> = futures::stream::iter(hours)

@@ -12,8 +12,9 @@
   against tests/deploy/servicemonitor.schema.json.
 - What a reviewer checks by hand: security contexts, probes on the ports that serve them, RBAC
   (collectors read pods, and sandboxes when enabled; the compactor its Lease; the query role
-  nothing), the flags and CAIRN_* variables against `cairn <role> --help` of the binary, and a
-  parse of each container's whole configuration by `cairn config`, the Postgres password from a
+  nothing, nor the Ballista scheduler and executors), the flags and CAIRN_* variables against
+  `cairn <role> --help` of the binary, and a parse of each container's whole configuration by
+  `cairn config` (the roles it configures), the Postgres password from a
   Secret, grace periods longer than the shutdown, HPA targets, Services, NetworkPolicies,
   memory settings within the memory limits, writable paths on a read-only root.
 - The Dockerfile: hadolint, and that it runs as the user the manifests expect.
@@ -52,7 +53,9 @@ KUBE_VERSION = "1.33.0"
 NAMESPACE = "cairn"
 RELEASE = "cairn"
 
-ROLES = {"serve", "collector", "query", "compact"}
+ROLES = {"serve", "collector", "query", "compact", "scheduler", "executor"}
+# The Ballista roles: their settings are not `cairn config`'s (checked against their --help).
+CLUSTER_ROLES = {"scheduler", "executor"}
 # Variables that are not Cairn settings but that Cairn (object_store, the runtime) reads.
 OTHER_ENV = re.compile(r"^(AWS_[A-Z0-9_]+|TMPDIR|RUST_BACKTRACE|OTEL_[A-Z0-9_]+)$")
 SECRET_ENV = {"CAIRN_PG_PASSWORD", "AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN"}
@@ -62,6 +65,10 @@ DEFAULT_QUERY_MEMORY = "2GiB"
 DEFAULT_BUFFER = "512MiB"
 DEFAULT_COMPACTION_MEMORY = "512MiB"
 DEFAULT_SPILL_SIZE = "10GiB"
+DEFAULT_EXECUTOR_MEMORY = "2GiB"
+DEFAULT_SCHEDULER_ADDR = "127.0.0.1:50050"
+DEFAULT_EXECUTOR_ADDR = "127.0.0.1:50051"
+DEFAULT_EXECUTOR_GRPC_ADDR = "127.0.0.1:50052"
 
 
 class Failure(Exception):
@@ -475,7 +482,7 @@ def role_http(c: Container, image: Image) -> set[int]:
         ports.add(listen_port(c.setting("otlp-http-addr", "CAIRN_OTLP_HTTP_ADDR", image, "127.0.0.1:4318")))
     if c.role in ("query", "serve"):
         ports.add(listen_port(c.setting("http-addr", "CAIRN_HTTP_ADDR", image, "127.0.0.1:3200")))
-    if c.role == "compact":
+    if c.role in ("compact", "scheduler", "executor"):
         ports.add(listen_port(c.setting("metrics-addr", "CAIRN_METRICS_ADDR", image, "127.0.0.1:9464")))
     return ports
 
@@ -496,6 +503,11 @@ def check_listeners_and_probes(b: Bundle, image: Image, cs: list[Container]) -> 
             "query": [("http-addr", "CAIRN_HTTP_ADDR", "127.0.0.1:3200"),
                       ("pg-addr", "CAIRN_PG_ADDR", "127.0.0.1:5433")],
             "compact": [("metrics-addr", "CAIRN_METRICS_ADDR", "127.0.0.1:9464")],
+            "scheduler": [("scheduler-addr", "CAIRN_SCHEDULER_ADDR", DEFAULT_SCHEDULER_ADDR),
+                          ("metrics-addr", "CAIRN_METRICS_ADDR", "127.0.0.1:9464")],
+            "executor": [("executor-addr", "CAIRN_EXECUTOR_ADDR", DEFAULT_EXECUTOR_ADDR),
+                         ("executor-grpc-addr", "CAIRN_EXECUTOR_GRPC_ADDR", DEFAULT_EXECUTOR_GRPC_ADDR),
+                         ("metrics-addr", "CAIRN_METRICS_ADDR", "127.0.0.1:9464")],
         }
         mine = listeners.get(c.role) or listeners["collector"] + listeners["query"]
         declared = {p["containerPort"] for p in c.spec.get("ports", [])}
@@ -568,6 +580,8 @@ def run_config(b: Bundle, image: Image, cs: list[Container], binary: Path) -> No
     """`cairn config` reads each container's flags, variables and config file as its role would."""
     with tempfile.TemporaryDirectory() as tmp:
         for i, c in enumerate(cs):
+            if c.role in CLUSTER_ROLES:
+                continue
             env = dict(image.env)
             for name, e in c.env.items():
                 if "value" in e:
@@ -672,11 +686,11 @@ def check_rbac(b: Bundle, image: Image, cs: list[Container]) -> None:
                 fail(f"{c.name}: watches Sandboxes, but nothing grants get/list/watch on sandboxes.agents.x-k8s.io")
             if sbx and not sandboxes:
                 fail(f"{c.name}: granted sandboxes.agents.x-k8s.io without watching them")
-        elif c.role == "query":
+        elif c.role in ("query", "scheduler", "executor"):
             if bound:
-                fail(f"{c.name}: the query role needs no Kubernetes API access, yet is granted {len(bound)} rules")
+                fail(f"{c.name}: the {c.role} role needs no Kubernetes API access, yet is granted {len(bound)} rules")
             if automount:
-                fail(f"{c.name}: the query role mounts a ServiceAccount token it never uses")
+                fail(f"{c.name}: the {c.role} role mounts a ServiceAccount token it never uses")
         elif c.role == "compact":
             if c.setting("compactor-lease", "CAIRN_COMPACTOR_LEASE", image, "off") != "kube":
                 fail(f"{c.name}: CAIRN_COMPACTOR_LEASE is not kube: replicas would compact at once")
@@ -779,6 +793,8 @@ def check_storage_and_shutdown(b: Bundle, image: Image, cs: list[Container]) -> 
                      f"({sleep} s) plus the shutdown timeout ({shutdown:g} s): the log is cut off mid-drain")
         if c.role in ("query", "serve"):
             paths.append(("CAIRN_SPILL_DIR", c.setting("spill-dir", "CAIRN_SPILL_DIR", image, "/tmp/cairn-spill")))
+        if c.role == "executor":
+            paths.append(("CAIRN_EXECUTOR_WORK_DIR", c.setting("executor-work-dir", "CAIRN_EXECUTOR_WORK_DIR", image, "/tmp/cairn-executor")))
         if c.role == "serve":
             store = c.setting("store", "CAIRN_STORE", image, "./cairn-data")
             if not re.match(r"^[a-z0-9]+://", store) or store.startswith("file://"):
@@ -797,6 +813,13 @@ def check_storage_and_shutdown(b: Bundle, image: Image, cs: list[Container]) -> 
                     fail(f"{c.name}: a StatefulSet's log {path} is not on its PersistentVolumeClaim")
                 if "emptyDir" in vol and not vol["emptyDir"].get("sizeLimit"):
                     fail(f"{c.name}: the log's emptyDir has no sizeLimit")
+            if var == "CAIRN_EXECUTOR_WORK_DIR":
+                limit = (vol.get("emptyDir") or {}).get("sizeLimit")
+                if "emptyDir" in vol and not limit:
+                    fail(f"{c.name}: the executor's work directory is an emptyDir without sizeLimit")
+                spill = cairn_size(c.setting("spill-size", "CAIRN_SPILL_SIZE", image, DEFAULT_SPILL_SIZE))
+                if limit and spill >= quantity_bytes(limit):
+                    fail(f"{c.name}: CAIRN_SPILL_SIZE ({spill >> 20} MiB) leaves no room for stage outputs in its work directory's {limit}")
             if var == "CAIRN_SPILL_DIR":
                 limit = (vol.get("emptyDir") or {}).get("sizeLimit")
                 spill = cairn_size(c.setting("spill-size", "CAIRN_SPILL_SIZE", image, DEFAULT_SPILL_SIZE))
@@ -821,6 +844,8 @@ def check_memory(b: Bundle, image: Image, cs: list[Container]) -> None:
             budgets.append(("max-buffer-size", "CAIRN_MAX_BUFFER_SIZE", DEFAULT_BUFFER))
         if c.role in ("compact", "serve"):
             budgets.append(("compaction-memory", "CAIRN_COMPACTION_MEMORY", DEFAULT_COMPACTION_MEMORY))
+        if c.role == "executor":
+            budgets.append(("executor-memory", "CAIRN_EXECUTOR_MEMORY", DEFAULT_EXECUTOR_MEMORY))
         total = 0
         for flag, var, default in budgets:
             v = cairn_size(c.setting(flag, var, image, default))
@@ -867,6 +892,16 @@ def check_workload_objects(b: Bundle, image: Image, cs: list[Container]) -> None
         fail("the compactor is not a Deployment")
     if "serve" in roles and set(roles) & {"collector", "query", "compact"}:
         fail("`cairn serve` beside separate roles: two writers compact one store")
+    schedulers = [c for c in cs if c.role == "scheduler"]
+    if len(schedulers) > 1 or any(c.workload["spec"].get("replicas", 1) != 1 for c in schedulers):
+        fail("more than one Ballista scheduler: each keeps its jobs and executors to itself")
+    if any(c.role == "executor" for c in cs) and not schedulers:
+        fail("executors without a scheduler")
+    grpc_ports = {
+        "scheduler": [("scheduler-addr", "CAIRN_SCHEDULER_ADDR", DEFAULT_SCHEDULER_ADDR)],
+        "executor": [("executor-addr", "CAIRN_EXECUTOR_ADDR", DEFAULT_EXECUTOR_ADDR),
+                     ("executor-grpc-addr", "CAIRN_EXECUTOR_GRPC_ADDR", DEFAULT_EXECUTOR_GRPC_ADDR)],
+    }
     # Services select pods, and every port reaches a port the role listens on.
     for svc in b.of("Service"):
         sel = svc["spec"].get("selector") or {}
@@ -880,6 +915,8 @@ def check_workload_objects(b: Bundle, image: Image, cs: list[Container]) -> None
                     port = container_port(c, target)
                     proto = p.get("appProtocol")
                     if c.role in ("collector", "serve") and port == listen_port(c.setting("otlp-grpc-addr", "CAIRN_OTLP_GRPC_ADDR", image, "127.0.0.1:4317")):
+                        want = "grpc"
+                    elif port in {listen_port(c.setting(*a)) for a in grpc_ports.get(c.role, [])}:
                         want = "grpc"
                     elif c.role in ("query", "serve") and port == listen_port(c.setting("pg-addr", "CAIRN_PG_ADDR", image, "127.0.0.1:5433") if c.setting("pg-addr", "CAIRN_PG_ADDR", image, "127.0.0.1:5433") != "off" else "x:0"):
                         want = "postgresql"
@@ -973,6 +1010,12 @@ def check_network_policies(b: Bundle, image: Image, cs: list[Container]) -> None
             fail(f"{c.name}: a NetworkPolicy admits every port")
         if allowed - declared:
             fail(f"{c.name}: NetworkPolicies admit ports {sorted(allowed - declared)} it does not listen on")
+        if c.role == "executor":
+            for flag, var, default in (("executor-addr", "CAIRN_EXECUTOR_ADDR", DEFAULT_EXECUTOR_ADDR),
+                                       ("executor-grpc-addr", "CAIRN_EXECUTOR_GRPC_ADDR", DEFAULT_EXECUTOR_GRPC_ADDR)):
+                port = listen_port(c.setting(flag, var, image, default))
+                if port not in allowed:
+                    fail(f"{c.name}: its NetworkPolicy closes {var}'s port {port} (the scheduler, queriers and executors call it)")
         for svc in b.of("Service"):
             if label_selector_matches({"matchLabels": svc["spec"].get("selector") or {}}, labels) and svc["spec"].get("selector"):
                 for sp in svc["spec"]["ports"]:
@@ -995,6 +1038,21 @@ def check_network_policies(b: Bundle, image: Image, cs: list[Container]) -> None
             needs_api = c.role == "compact" or (c.role in ("collector", "serve") and c.setting("kube", "CAIRN_KUBE", image, "auto") != "off")
             if needs_api and not reaches(443):
                 fail(f"{c.name}: egress does not reach the API server on 443")
+            # The Ballista cluster: queriers and executors call the scheduler, queriers and
+            # executors fetch stage outputs from executors, the scheduler launches tasks.
+            for s in (x for x in cs if x.role == "scheduler"):
+                sched = listen_port(s.setting("scheduler-addr", "CAIRN_SCHEDULER_ADDR", image, DEFAULT_SCHEDULER_ADDR))
+                callers = c.role == "executor" or (c.role == "query" and c.value("CAIRN_SCHEDULER", image))
+                if callers and not reaches(sched):
+                    fail(f"{c.name}: egress does not reach the scheduler on {sched}")
+            for e in (x for x in cs if x.role == "executor"):
+                flight = listen_port(e.setting("executor-addr", "CAIRN_EXECUTOR_ADDR", image, DEFAULT_EXECUTOR_ADDR))
+                grpc = listen_port(e.setting("executor-grpc-addr", "CAIRN_EXECUTOR_GRPC_ADDR", image, DEFAULT_EXECUTOR_GRPC_ADDR))
+                fetches = c.role == "executor" or (c.role == "query" and c.value("CAIRN_SCHEDULER", image))
+                if fetches and not reaches(flight):
+                    fail(f"{c.name}: egress does not reach the executors' Arrow Flight port {flight}")
+                if c.role == "scheduler" and not reaches(grpc):
+                    fail(f"{c.name}: egress does not reach the executors' task port {grpc}")
             store = c.setting("store", "CAIRN_STORE", image, "")
             if re.match(r"^(s3|gs|az)://", store):
                 endpoint = c.value("AWS_ENDPOINT_URL", image)
@@ -1085,6 +1143,8 @@ VARIANTS = {
 }
 # Values that must be refused, and a word of the message that says why.
 REFUSED = {
+    "refused: Ballista in mode single": (
+        {"mode": "single", "ballista": {"enabled": True}}, "ballista.enabled needs mode"),
     "refused: distributed without a bucket": ({}, "store.url is required"),
     "refused: grace period shorter than the drain": (
         {**REQUIRED, "collector": {"shutdownTimeout": "60s", "terminationGracePeriodSeconds": 30}}, "must exceed"),
@@ -1147,6 +1207,17 @@ MUTATIONS = {
     "the NetworkPolicy closes the OTLP port": lambda d: _first(d, "NetworkPolicy", lambda x: x["metadata"]["name"].endswith("-collector"))["spec"]["ingress"][0]["ports"].pop(0),
     "Service links are on": lambda d: _container(d, "query")[0]["spec"]["template"]["spec"].pop("enableServiceLinks"),
     "a Deployment has no schema (wrong apiVersion)": lambda d: _container(d, "query")[0].update(apiVersion="apps/v1beta9"),
+}
+
+
+# Breakages of the Ballista example (examples/ballista.yaml) each check must notice.
+BALLISTA_MUTATIONS = {
+    "two schedulers": lambda d: _container(d, "scheduler")[0]["spec"].update(replicas=2),
+    "executors cannot reach each other": lambda d: _first(d, "NetworkPolicy", lambda x: x["metadata"]["name"].endswith("-executor"))["spec"]["egress"].pop(-1),
+    "the executors' work directory on the read-only root": lambda d: _env(_container(d, "executor")[1], "CAIRN_EXECUTOR_WORK_DIR").update(value="/var/work"),
+    "executor memory above the limit": lambda d: _env(_container(d, "executor")[1], "CAIRN_EXECUTOR_MEMORY").update(value="64GiB"),
+    "the executor listens on loopback": lambda d: _env(_container(d, "executor")[1], "CAIRN_EXECUTOR_ADDR").update(value="127.0.0.1:50051"),
+    "the scheduler mounts a token": lambda d: _container(d, "scheduler")[0]["spec"]["template"]["spec"].update(automountServiceAccountToken=True),
 }
 
 
@@ -1235,11 +1306,14 @@ def main() -> int:
 
     # Every breakage must be caught by some check, on a copy of the default rendering: a
     # failure that the unbroken rendering does not have.
-    base = next((b for b in bundles if b.name.startswith("helm: defaults")), None)
-    if base is not None:
+    for prefix, mutations in (("helm: defaults", MUTATIONS), ("helm: examples/ballista.yaml", BALLISTA_MUTATIONS)):
+        base = next((b for b in bundles if b.name.startswith(prefix)), None)
+        if base is None:
+            r.check(f"breakages of {prefix}", fail, "no such rendering")
+            continue
         baseline = all_failures(base.docs, base.helm_values, image, helps, binary)
-        for what, mutate in MUTATIONS.items():
-            def caught(mutate=mutate) -> None:
+        for what, mutate in mutations.items():
+            def caught(mutate=mutate, base=base, baseline=baseline) -> None:
                 docs = copy.deepcopy(base.docs)
                 mutate(docs)
                 new = all_failures(docs, base.helm_values, image, helps, binary) - baseline

@@ -12,6 +12,7 @@ mod compaction;
 mod config;
 mod crash;
 mod disk_full;
+mod distributed;
 mod fixtures;
 mod frameworks;
 mod golden;

@@ -165,6 +165,16 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 
 {{/* Environment every Cairn container has. */}}
 {{- define "cairn.commonEnv" -}}
+{{ include "cairn.storeEnv" . }}
+{{- if .Values.config }}
+- name: CAIRN_CONFIG
+  value: /etc/cairn/config.toml
+{{- end }}
+{{- end -}}
+
+{{/* The store, logging and temporary directory: the environment of the Ballista roles, which
+read no config file (its keys are the other roles' settings). */}}
+{{- define "cairn.storeEnv" -}}
 - name: CAIRN_STORE
   value: {{ include "cairn.storeUrl" . | quote }}
 - name: CAIRN_LOG
@@ -193,12 +203,23 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
       name: {{ . }}
       key: {{ $.Values.store.s3.secretAccessKeyKey }}
 {{- end }}
-{{- if .Values.config }}
-- name: CAIRN_CONFIG
-  value: /etc/cairn/config.toml
-{{- end }}
 - name: TMPDIR
   value: /tmp
+{{- end -}}
+
+{{/* Whether the Ballista scheduler and executors run (distributed mode only). */}}
+{{- define "cairn.ballista" -}}
+{{- if .Values.ballista.enabled -}}
+{{- if ne (include "cairn.distributed" .) "true" -}}
+{{- fail "ballista.enabled needs mode `distributed`: its executors read a bucket the roles share" -}}
+{{- end -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/* The scheduler's address as queriers and executors reach it. */}}
+{{- define "cairn.schedulerAddr" -}}
+{{- printf "%s:%d" (include "cairn.roleName" (dict "root" . "role" "scheduler")) (.Values.ballista.scheduler.port | int) -}}
 {{- end -}}
 
 {{/* Retention settings (compactor, serve). */}}
