@@ -57,7 +57,7 @@ pub struct DistributeConfig {
     #[arg(long, env = "CAIRN_DISTRIBUTE", value_enum, default_value = "auto")]
     pub distribute: Placement,
     /// Stored bytes a statement's scans must read for `auto` to send it to the cluster.
-    #[arg(long, env = "CAIRN_DISTRIBUTE_ABOVE", default_value = "1GiB", value_parser = parse::size)]
+    #[arg(long, env = "CAIRN_DISTRIBUTE_ABOVE", default_value = "8GiB", value_parser = parse::size)]
     pub distribute_above: usize,
     /// Partitions of each stage of a distributed statement: about the task slots of all
     /// executors together.
@@ -172,7 +172,7 @@ mod tests {
         assert!(q.engine.tenant_max_concurrent_queries.is_none());
         assert!(q.engine.distribute.scheduler.is_none());
         assert_eq!(q.engine.distribute.distribute, Placement::Auto);
-        assert_eq!(q.engine.distribute.distribute_above, 1 << 30);
+        assert_eq!(q.engine.distribute.distribute_above, 8 << 30);
         assert_eq!(q.pg.pg_addr, Listen::At("127.0.0.1:5433".parse().unwrap()));
         assert_eq!(listen("off"), Ok(Listen::Off));
         assert!(listen("5433").is_err());
