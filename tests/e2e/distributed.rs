@@ -323,6 +323,16 @@ async fn statements_answer_the_same_on_the_cluster() {
         statements.len() as f64,
         "each hinted statement ran on the cluster"
     );
+    // The Postgres wire places statements as the HTTP API does.
+    let scan = "SELECT count(*) AS n FROM spans WHERE duration_ns >= 0";
+    let sent = placed("distributed").await;
+    let over_pg = |hint: &str| {
+        crate::pg_wire::query(&querier.pg, "default", &format!("/*+ {hint} */ {scan}"))
+    };
+    assert_eq!(over_pg("DISTRIBUTED"), over_pg("LOCAL"));
+    assert!(over_pg("LOCAL").contains("6030"), "{}", over_pg("LOCAL"));
+    assert_eq!(placed("distributed").await - sent, 1.0);
+
     // The read-only guard refuses before anything is sent.
     let sent = placed("distributed").await;
     let (status, body) = querier

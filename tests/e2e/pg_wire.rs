@@ -31,7 +31,7 @@ fn psql(addr: &str, user: &str, args: &[&str], envs: &[(&str, &str)]) -> (bool, 
 }
 
 /// psql's output for `sql`, which must succeed.
-fn query(addr: &str, user: &str, sql: &str) -> String {
+pub(crate) fn query(addr: &str, user: &str, sql: &str) -> String {
     let (ok, stdout, stderr) = psql(addr, user, &["-c", sql], &[]);
     assert!(ok, "{sql}: {stderr}");
     stdout

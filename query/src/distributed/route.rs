@@ -60,6 +60,16 @@ pub fn hint(sql: &str) -> Option<Placement> {
     found
 }
 
+/// `sql` with `placement`'s hint in front, for a statement taken out of a text whose comments
+/// did not survive (the Postgres wire re-renders each statement of a query string).
+pub fn with_hint(sql: String, placement: Option<Placement>) -> String {
+    match placement {
+        Some(Placement::Local) => format!("/*+ LOCAL */ {sql}"),
+        Some(Placement::Distributed) => format!("/*+ DISTRIBUTED */ {sql}"),
+        Some(Placement::Auto) | None => sql,
+    }
+}
+
 /// Bytes of stored files the scans of `plan` read (before pruning within files).
 pub fn scanned_bytes(plan: &Arc<dyn ExecutionPlan>) -> u64 {
     let mut total = 0u64;
@@ -101,5 +111,10 @@ mod tests {
         assert_eq!(hint("SELECT '/*+ DISTRIBUTED */'"), None);
         assert_eq!(hint("SELECT 1 -- +DISTRIBUTED"), None);
         assert_eq!(hint("SELECT 1 /*+ DISTRIBUTEDX */"), None);
+        for placement in [Placement::Local, Placement::Distributed] {
+            let sql = with_hint("SELECT 1".into(), Some(placement));
+            assert_eq!(hint(&sql), Some(placement), "{sql}");
+        }
+        assert_eq!(with_hint("SELECT 1".into(), None), "SELECT 1");
     }
 }

@@ -120,7 +120,11 @@ impl QueryParser for Handler {
                 }));
             }
         }
-        let sql = params::declare(statement, types).to_string();
+        // Re-rendered without its comments, but with its placement hint.
+        let sql = crate::distributed::route::with_hint(
+            params::declare(statement, types).to_string(),
+            crate::distributed::route::hint(sql),
+        );
         let (schema, params) = (self.engine().describe_in(ctx, &sql, described))
             .await
             .map_err(|e| user_error(&e))?;

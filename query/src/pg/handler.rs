@@ -136,12 +136,14 @@ impl Handler {
             Ok(ctx) => ctx,
             Err(e) => return vec![error_response(e)],
         };
+        // Statements are re-rendered without their comments: a placement hint applies to each.
+        let hint = crate::distributed::route::hint(text);
         let mut responses = Vec::with_capacity(statements.len());
         for statement in statements {
             let response = match self.hooked(&statement, &ctx, client).await {
                 Some(response) => response,
                 None => {
-                    let sql = statement.to_string();
+                    let sql = crate::distributed::route::with_hint(statement.to_string(), hint);
                     let (params, format) = (ParamValues::List(vec![]), Format::UnifiedText);
                     (self.query(ctx.clone(), &sql, params, &format, client.metadata())).await
                 }
