@@ -35,10 +35,26 @@ impl Drop for TracingGuard {
     }
 }
 
+/// Crates that log every job or task at `info`: Ballista's, several lines per distributed
+/// statement. Their warnings and errors are kept.
+const QUIET_CRATES: [&str; 3] = ["ballista_core", "ballista_scheduler", "ballista_executor"];
+
+/// `filter` with the [`QUIET_CRATES`] it does not name at `warn`.
+fn with_quiet_crates(filter: &str) -> String {
+    let mut out = filter.to_owned();
+    for name in QUIET_CRATES {
+        if !filter.contains(name) {
+            out.push_str(&format!(",{name}=warn"));
+        }
+    }
+    out
+}
+
 /// Installs the log (`filter`, e.g. `info`) and, with `self_traces` (an OTLP/gRPC endpoint such
 /// as `http://127.0.0.1:4317`), the export of Cairn's own spans as service `cairn`.
 pub fn init(filter: &str, self_traces: Option<&str>) -> Result<TracingGuard, String> {
-    let log_filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = with_quiet_crates(filter);
+    let log_filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let log = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_filter(log_filter);
@@ -81,5 +97,23 @@ pub fn export_span(format: &'static str, tenant: &str) -> tracing::Span {
         tracing::Span::none()
     } else {
         tracing::info_span!("otlp.export", format, tenant, spans = tracing::field::Empty)
+    }
+}
+
+#[cfg(test)]
+mod quiet_tests {
+    use super::*;
+
+    #[test]
+    fn ballista_logs_warnings_unless_named() {
+        assert_eq!(
+            with_quiet_crates("info"),
+            "info,ballista_core=warn,ballista_scheduler=warn,ballista_executor=warn"
+        );
+        let named = with_quiet_crates("info,ballista_scheduler=debug");
+        assert!(
+            named.ends_with("ballista_scheduler=debug,ballista_core=warn,ballista_executor=warn")
+        );
+        assert!(EnvFilter::try_new(with_quiet_crates("debug")).is_ok());
     }
 }
