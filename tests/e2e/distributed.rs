@@ -534,3 +534,34 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
     }
     out
 }
+
+/// A querier whose scheduler cannot be reached answers a statement sent there with a clear
+/// error naming the cluster, and keeps answering everything else itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_cluster_is_a_clear_error() {
+    let closed = free_port();
+    let scheduler = format!("127.0.0.1:{closed}");
+    let querier = Cairn::start(&["--scheduler", &scheduler]);
+    let (status, body) = querier
+        .sql_raw(
+            None,
+            "/*+ DISTRIBUTED */ SELECT 1 AS one",
+            "application/json",
+        )
+        .await;
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(status, 502, "{text}");
+    assert!(
+        text.contains(&format!("failed on the cluster (df://{scheduler})")),
+        "{text}"
+    );
+    assert!(text.contains("/*+ LOCAL */"), "{text}");
+    // Nothing to scan: `auto` keeps it here.
+    assert_eq!(querier.sql(None, "SELECT 1 AS one").await[0]["one"], 1);
+    assert_eq!(
+        querier
+            .sql(None, "/*+ LOCAL */ SELECT count(*) AS n FROM spans")
+            .await[0]["n"],
+        0
+    );
+}
