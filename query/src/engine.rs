@@ -203,10 +203,15 @@ impl Prepared {
         }
     }
 
-    /// Starts the statement; its batches' errors are classified as where it runs.
+    /// Starts the statement; its batches' errors are classified as where it runs. On the
+    /// cluster, dropping the batches before the last cancels the statement's job there.
     fn execute(&self) -> Result<impl futures::Stream<Item = Result<RecordBatch>> + Send + 'static> {
         let stream = execute_stream(Arc::clone(&self.plan), Arc::clone(&self.task))
             .map_err(|e| Self::error(self.remote.as_deref(), e))?;
+        let stream = match &self.remote {
+            Some(remote) => remote.cancelling(stream, Arc::clone(&self.plan)).boxed(),
+            None => stream.boxed(),
+        };
         let remote = self.remote.clone();
         Ok(stream.map(move |batch| batch.map_err(|e| Self::error(remote.as_deref(), e))))
     }

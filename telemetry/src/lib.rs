@@ -72,6 +72,12 @@ pub struct DatasetLabel {
     pub dataset: &'static str,
 }
 
+/// The label of metrics counted by how something ended (`ok`, `failed`, `cancelled`, …).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
+}
+
 /// A latency histogram in seconds, from 1 ms to about 65 s.
 pub fn seconds_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 17))

@@ -7,7 +7,8 @@
 //! `cairn executor`s form the cluster; `cairn query --scheduler` sends statements to it. Every SQL
 //! block of `docs/queries.md` and the SQL of the query suite (`benches/query_suite.py`) answers
 //! the same run here and on the cluster; tenants never see each other's rows through a
-//! distributed plan; `auto` sends scans and keeps statements without one; and an executor
+//! distributed plan; `auto` sends scans and keeps statements without one; a statement its
+//! querier stops waiting for is cancelled on the cluster, its task slots freed; and an executor
 //! killed with SIGKILL while queries run gives answers equal to the local ones or a clear
 //! error, never another answer, and the cluster answers again with the executor left.
 
@@ -19,7 +20,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{client, free_port, python_script, run_python, temp_dir, Cairn};
+use crate::harness::{
+    client, free_port, metric_at, metrics_text, python_script, run_python, temp_dir, Cairn,
+};
 use crate::s3::{s3_env, start_s3};
 
 const STORE: &str = "s3://traces/distributed";
@@ -27,12 +30,15 @@ const STORE: &str = "s3://traces/distributed";
 /// A scheduler or executor process, killed when dropped.
 struct Node {
     child: Child,
+    /// Where it serves `/metrics`.
+    metrics: String,
 }
 
 impl Node {
     fn start(role: &str, args: &[String], env: &[(&str, &str)]) -> Self {
+        let metrics = format!("127.0.0.1:{}", free_port());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
-        cmd.args([role, "--store", STORE, "--metrics-addr", "127.0.0.1:0"])
+        cmd.args([role, "--store", STORE, "--metrics-addr", &metrics])
             .args(args)
             .env("CAIRN_LOG", "warn")
             .stdin(Stdio::null());
@@ -41,6 +47,7 @@ impl Node {
         }
         Self {
             child: cmd.spawn().expect("spawn cairn"),
+            metrics,
         }
     }
 
@@ -240,7 +247,7 @@ async fn statements_answer_the_same_on_the_cluster() {
 
     // The cluster, and a querier that sends every statement that scans to it.
     let scheduler_port = free_port();
-    let _scheduler = Node::start(
+    let scheduler_node = Node::start(
         "scheduler",
         &[
             format!("--scheduler-addr=127.0.0.1:{scheduler_port}"),
@@ -250,7 +257,7 @@ async fn statements_answer_the_same_on_the_cluster() {
         &env,
     );
     wait_for_port(scheduler_port);
-    let _first = executor(1, scheduler_port, work.path(), &env);
+    let first = executor(1, scheduler_port, work.path(), &env);
     let mut second = executor(2, scheduler_port, work.path(), &env);
     let scheduler = format!("127.0.0.1:{scheduler_port}");
     let querier = Cairn::start_role(
@@ -417,6 +424,100 @@ async fn statements_answer_the_same_on_the_cluster() {
     )
     .await;
     assert_eq!(counted[0]["n"], 2);
+
+    // A statement its querier stops waiting for (here its query timeout) is cancelled on the
+    // cluster. Three spans tables crossed never end; left running, the job would hold every
+    // task slot and the next statement would wait behind it until its own timeout.
+    let impatient = Cairn::start_role(
+        "query",
+        STORE,
+        &["--scheduler", &scheduler, "--query-timeout", "3s"],
+        &env,
+    );
+    let cancelled = || {
+        let scheduler = &scheduler_node;
+        async move {
+            metric_at(
+                &scheduler.metrics,
+                "cairn_scheduler_jobs_total",
+                "outcome=\"cancelled\"",
+            )
+            .await
+        }
+    };
+    assert_eq!(cancelled().await, 0.0);
+    let endless = "/*+ DISTRIBUTED */ SELECT sum(length(a.name || b.name || c.name)) AS n \
+                   FROM spans a, spans b, spans c";
+    let (status, body) = impatient
+        .sql_raw(Some("default"), endless, "application/json")
+        .await;
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(status, 504, "{text}");
+    assert!(text.contains("query timeout"), "{text}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cancelled().await < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the scheduler cancelled no job:\n{}",
+            metrics_text(&scheduler_node.metrics).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Its tasks stopped on the executors (an abort takes effect when a task yields, and a cross
+    // join yields only through the yield points every operator reads through).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut running = 0.0;
+        for node in [&first, &second] {
+            running += metric_at(&node.metrics, "cairn_executor_tasks_running", "").await;
+        }
+        if running == 0.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{running} tasks of the cancelled job still run"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut cancelled_tasks = 0.0;
+    for node in [&first, &second] {
+        cancelled_tasks += metric_at(
+            &node.metrics,
+            "cairn_executor_tasks_total",
+            "outcome=\"cancelled\"",
+        )
+        .await;
+    }
+    assert!(cancelled_tasks >= 1.0, "no task was cancelled");
+    // What the task spawned to drain its plan (the shuffle writer) stopped too, at the
+    // cross join's output, instead of spinning on with nobody waiting for it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut stopped = 0.0;
+        for node in [&first, &second] {
+            stopped += metric_at(&node.metrics, "cairn_executor_reads_stopped_total", "").await;
+        }
+        if stopped >= 1.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cancelled job's reads went on"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        rows(
+            &querier,
+            "default",
+            "DISTRIBUTED",
+            "SELECT count(*) AS n FROM spans WHERE duration_ns >= 0"
+        )
+        .await[0]["n"],
+        6_030
+    );
+    drop(impatient);
 
     // An executor killed while queries run: each answer is the local one, or a clear error.
     let heavy = "SELECT agent_name, tool_name, count(*) AS n, sum(duration_ns) AS ns, \

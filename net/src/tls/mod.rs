@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use cairn_telemetry::{Counter, EncodeLabelSet, Family};
+use cairn_telemetry::{Counter, EncodeLabelSet, Family, OutcomeLabel};
 use rustls::ServerConfig;
 use tokio_rustls::server::TlsStream;
 
@@ -268,11 +268,6 @@ impl Acceptor {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ListenerLabel {
     listener: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OutcomeLabel {
-    outcome: &'static str,
 }
 
 struct Metrics {

@@ -5,13 +5,16 @@ use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 
 use ballista::prelude::SessionConfigExt;
+use ballista_core::config::{BallistaConfig, BALLISTA_CLIENT_PULL};
 use ballista_core::extension::SessionStateExt;
 use cairn_schema::tenant::Tenant;
 use datafusion::common::DataFusionError;
 use datafusion::execution::SessionState;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use lru::LruCache;
 
+use super::cancel::Cancelling;
 use super::codec::{LogicalCodec, PhysicalCodec};
 use super::route::{hint, Placement};
 use crate::{DistributeConfig, Error, Result};
@@ -20,6 +23,8 @@ use crate::{DistributeConfig, Error, Result};
 pub struct Remote {
     /// `df://host:port` of the scheduler.
     url: String,
+    /// `http://host:port` of the scheduler, for cancelling jobs.
+    grpc: String,
     placement: Placement,
     above: u64,
     partitions: usize,
@@ -33,6 +38,7 @@ impl Remote {
         let capacity = NonZeroUsize::new(crate::engine::MAX_SESSIONS).expect("non-zero");
         Ok(Self {
             url: format!("df://{host}:{port}"),
+            grpc: format!("http://{host}:{port}"),
             placement: config.distribute,
             above: config.distribute_above as u64,
             partitions: config.distribute_partitions,
@@ -53,6 +59,11 @@ impl Remote {
     /// `config` for a session whose plans go to the cluster: Cairn's codecs, and as many
     /// partitions per stage as the cluster should run at once.
     ///
+    /// The querier polls the scheduler for the job's state rather than waiting for it to be
+    /// pushed: a polled job is named as soon as the scheduler takes it, and only a named job can
+    /// be cancelled when the statement is dropped ([`super::cancel`]); a pushed one is named
+    /// with its first change of state, which an endless first stage never makes.
+    ///
     /// Dynamic filters are off: they are shared state between the operators of one process
     /// (a join's build side narrowing its probe side's scan, a top-k's threshold), which a plan
     /// cut into stages on several processes does not have; a top-k's filter decoded on an
@@ -63,7 +74,12 @@ impl Remote {
         optimizer.enable_topk_dynamic_filter_pushdown = false;
         optimizer.enable_join_dynamic_filter_pushdown = false;
         optimizer.enable_aggregate_dynamic_filter_pushdown = false;
+        let config = match config.options().extensions.get::<BallistaConfig>() {
+            Some(_) => config,
+            None => config.with_option_extension(BallistaConfig::default()),
+        };
         config
+            .set_bool(BALLISTA_CLIENT_PULL, true)
             .with_target_partitions(self.partitions)
             .with_ballista_logical_extension_codec(Arc::new(LogicalCodec::default()))
             .with_ballista_physical_extension_codec(Arc::new(PhysicalCodec::default()))
@@ -85,6 +101,12 @@ impl Remote {
             .lock()
             .expect("sessions")
             .put(tenant.clone(), ctx);
+    }
+
+    /// `batches` of `plan` running on the cluster, its job cancelled when they are dropped
+    /// before the last one.
+    pub fn cancelling<S>(&self, batches: S, plan: Arc<dyn ExecutionPlan>) -> Cancelling<S> {
+        Cancelling::new(batches, self.grpc.clone(), plan)
     }
 
     /// The error of a statement that failed on the cluster. Its causes arrive as text: a lack
@@ -114,6 +136,15 @@ fn innermost(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jobs_are_polled_so_that_they_can_be_cancelled() {
+        let remote = Remote::new("127.0.0.1:50050", &DistributeConfig::default()).unwrap();
+        assert!(!SessionConfig::new().ballista_config().client_pull());
+        let config = remote.configure(SessionConfig::new());
+        assert!(config.ballista_config().client_pull());
+        assert_eq!(config.target_partitions(), remote.partitions);
+    }
 
     #[test]
     fn a_tasks_own_message_is_kept() {

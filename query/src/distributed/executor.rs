@@ -22,6 +22,7 @@ use datafusion::prelude::SessionConfig;
 use object_store::ObjectStore;
 
 use super::codec::{LogicalCodec, PhysicalCodec};
+use super::tasks::{Engine, Running};
 use crate::{Error, Result};
 
 /// Settings of `cairn executor`.
@@ -114,13 +115,29 @@ pub async fn run(store: Arc<dyn ObjectStore>, args: ExecutorArgs) -> Result<()> 
         override_physical_codec: Some(Arc::new(PhysicalCodec::default())),
         ..Default::default()
     };
+    // The scheduler stops tasks (of a cancelled job, a retried stage) through this port.
+    let grpc = tokio::net::TcpListener::bind(args.executor_grpc_addr)
+        .await
+        .map_err(|e| {
+            Error::BadRequest(format!("cannot listen on {}: {e}", args.executor_grpc_addr))
+        })?;
+    let running = Running::default();
+    let config = ExecutorProcessConfig {
+        override_execution_engine: Some(Arc::new(Engine::new(running.clone()))),
+        ..config
+    };
+    let cancels = tokio::spawn(async move {
+        if let Err(e) = super::tasks::serve(grpc, running).await {
+            tracing::warn!(error = %e, "the executor's gRPC listener failed");
+        }
+    });
     tracing::info!(
         flight = %args.executor_addr,
         grpc = %args.executor_grpc_addr,
         scheduler = %args.scheduler,
         "executor starting"
     );
-    start_executor_process(Arc::new(config))
-        .await
-        .map_err(|e| Error::Internal(format!("executor: {e}")))
+    let ran = start_executor_process(Arc::new(config)).await;
+    cancels.abort();
+    ran.map_err(|e| Error::Internal(format!("executor: {e}")))
 }

@@ -9,14 +9,19 @@
 //! executors ([`executor`], `cairn executor`), which read the Parquet files the plan names
 //! directly from the store, shuffle between stages through their work directories, and serve the
 //! last stage's partitions to the querier over Arrow Flight. [`functions`] are the functions every
-//! process registers, so a plan means the same wherever it runs.
+//! process registers, so a plan means the same wherever it runs. A statement the querier stops
+//! reading before its end has its job cancelled ([`cancel`]): the scheduler stops its tasks on
+//! the executors ([`tasks`]) and counts it ([`jobs`]).
 
+pub mod cancel;
 pub mod client;
 pub mod codec;
 pub mod executor;
 pub mod functions;
+pub mod jobs;
 pub mod route;
 pub mod scheduler;
+pub mod tasks;
 
 /// `host:port` of a scheduler given as `host:port` or `df://host:port`.
 pub fn scheduler_endpoint(text: &str) -> Result<(String, u16), String> {

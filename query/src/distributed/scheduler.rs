@@ -15,9 +15,11 @@ use ballista_core::config::TaskSchedulingPolicy;
 use ballista_core::extension::{
     ballista_aggregate_functions, ballista_scalar_functions, ballista_window_functions,
 };
+use ballista_core::serde::BallistaCodec;
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig;
-use ballista_scheduler::scheduler_process::{create_scheduler, start_grpc_service_with_listener};
+use ballista_scheduler::scheduler_process::start_grpc_service_with_listener;
+use ballista_scheduler::scheduler_server::SchedulerServer;
 use cairn_config::parse;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::SessionConfig;
@@ -26,6 +28,7 @@ use object_store::ObjectStore;
 use tokio_util::sync::CancellationToken;
 
 use super::codec::{LogicalCodec, PhysicalCodec};
+use super::jobs::JobMetrics;
 use crate::{Error, Result};
 
 /// Memory for the parsed Parquet metadata and statistics the scheduler plans with.
@@ -99,16 +102,23 @@ pub async fn run(
     config.no_executors_grace_period_seconds = timeout;
     config.task_max_failures = args.task_attempts;
     config.stage_max_failures = args.task_attempts;
-    config.override_logical_codec = Some(Arc::new(LogicalCodec::default()));
-    config.override_physical_codec = Some(Arc::new(PhysicalCodec::default()));
     let config = Arc::new(config);
     let ballista = |e: ballista_core::error::BallistaError| Error::Internal(e.to_string());
     let cluster = BallistaCluster::new_from_config(&config)
         .await
         .map_err(ballista)?;
-    let scheduler = create_scheduler::<LogicalPlanNode, PhysicalPlanNode>(cluster, config)
-        .await
-        .map_err(ballista)?;
+    let codec = BallistaCodec::<LogicalPlanNode, PhysicalPlanNode>::new(
+        Arc::new(LogicalCodec::default()),
+        Arc::new(PhysicalCodec::default()),
+    );
+    let mut scheduler = SchedulerServer::new(
+        config.scheduler_endpoint(),
+        cluster,
+        codec,
+        config,
+        Arc::new(JobMetrics::init()),
+    );
+    scheduler.init().await.map_err(ballista)?;
     tracing::info!(%addr, "scheduler listening");
     tokio::select! {
         served = start_grpc_service_with_listener(listener, scheduler) => served.map_err(ballista),
