@@ -13,7 +13,12 @@ the same (rows compared with floating-point sums rounded). Latency is wall time 
 
     cairn-bench generate --store /var/tmp/cairn-10m > /var/tmp/cairn-10m.json
     python benches/distributed.py --cairn target/release/cairn --store /var/tmp/cairn-10m \
-        --summary /var/tmp/cairn-10m.json [--reps 5 --slots 2 --out results.json]
+        --summary /var/tmp/cairn-10m.json [--reps 5 --slots 2 --out results.json] \
+        [--baseline-cairn old/cairn]
+
+With `--baseline-cairn`, a fourth setup runs two executors, their scheduler and querier from
+another build (an earlier commit's), in the same rotation: the cost of a change to the
+distributed path, side by side with the build before it.
 
 Idle processes cost nothing; while one configuration runs, the others wait. On a machine of N
 cores one executor with N slots already has every core; a second executor on the same cores
@@ -148,6 +153,7 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--slots", type=int, default=os.cpu_count())
     ap.add_argument("--out")
+    ap.add_argument("--baseline-cairn", help="another build, run as a fourth setup of two executors")
     a = ap.parse_args()
     with open(a.summary) as f:
         summary = json.load(f)
@@ -157,6 +163,8 @@ def main():
         configs["local"] = Cluster(a.cairn, a.store, 0, a.slots, work)
         configs["1 executor"] = Cluster(a.cairn, a.store, 1, a.slots, work)
         configs["2 executors"] = Cluster(a.cairn, a.store, 2, a.slots, work)
+        if a.baseline_cairn:
+            configs["2 executors, baseline"] = Cluster(a.baseline_cairn, a.store, 2, a.slots, work)
         names = list(configs)
         results = {}
         for title, sql in statements(summary):

@@ -23,8 +23,6 @@ use crate::{DistributeConfig, Error, Result};
 pub struct Remote {
     /// `df://host:port` of the scheduler.
     url: String,
-    /// `http://host:port` of the scheduler, for cancelling jobs.
-    grpc: String,
     placement: Placement,
     above: u64,
     partitions: usize,
@@ -38,7 +36,6 @@ impl Remote {
         let capacity = NonZeroUsize::new(crate::engine::MAX_SESSIONS).expect("non-zero");
         Ok(Self {
             url: format!("df://{host}:{port}"),
-            grpc: format!("http://{host}:{port}"),
             placement: config.distribute,
             above: config.distribute_above as u64,
             partitions: config.distribute_partitions,
@@ -106,7 +103,8 @@ impl Remote {
     /// `batches` of `plan` running on the cluster, its job cancelled when they are dropped
     /// before the last one.
     pub fn cancelling<S>(&self, batches: S, plan: Arc<dyn ExecutionPlan>) -> Cancelling<S> {
-        Cancelling::new(batches, self.grpc.clone(), plan)
+        let grpc = self.url.replacen("df://", "http://", 1);
+        Cancelling::new(batches, grpc, plan)
     }
 
     /// The error of a statement that failed on the cluster. Its causes arrive as text: a lack

@@ -93,6 +93,13 @@ pub async fn run(store: Arc<dyn ObjectStore>, args: ExecutorArgs) -> Result<()> 
             .clone()
             .unwrap_or_else(|| addr.ip().to_string())
     };
+    // The scheduler stops tasks (of a cancelled job, a retried stage) through this port.
+    let grpc = tokio::net::TcpListener::bind(args.executor_grpc_addr)
+        .await
+        .map_err(|e| {
+            Error::BadRequest(format!("cannot listen on {}: {e}", args.executor_grpc_addr))
+        })?;
+    let running = Running::default();
     let config = ExecutorProcessConfig {
         bind_host: args.executor_addr.ip().to_string(),
         external_host: Some(host(args.executor_addr)),
@@ -113,18 +120,8 @@ pub async fn run(store: Arc<dyn ObjectStore>, args: ExecutorArgs) -> Result<()> 
         override_config_producer: Some(configs),
         override_logical_codec: Some(Arc::new(LogicalCodec::default())),
         override_physical_codec: Some(Arc::new(PhysicalCodec::default())),
-        ..Default::default()
-    };
-    // The scheduler stops tasks (of a cancelled job, a retried stage) through this port.
-    let grpc = tokio::net::TcpListener::bind(args.executor_grpc_addr)
-        .await
-        .map_err(|e| {
-            Error::BadRequest(format!("cannot listen on {}: {e}", args.executor_grpc_addr))
-        })?;
-    let running = Running::default();
-    let config = ExecutorProcessConfig {
         override_execution_engine: Some(Arc::new(Engine::new(running.clone()))),
-        ..config
+        ..Default::default()
     };
     let cancels = tokio::spawn(async move {
         if let Err(e) = super::tasks::serve(grpc, running).await {

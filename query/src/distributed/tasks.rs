@@ -3,11 +3,11 @@
 //! Executors pull their tasks from the scheduler, and Ballista's pulling executor serves no gRPC
 //! of its own: when the scheduler cancels a job (its querier stopped waiting) or a stage is
 //! retried, its request to stop the running tasks would find no one, and they would run on,
-//! holding their slots, until they ended by themselves. [`Engine`] runs every task as an
-//! abortable future registered under its job, stage and task; [`serve`] answers the scheduler's
-//! `CancelTasks` on the executor's `--executor-grpc-addr` by aborting those it names.
+//! holding their slots, until they ended by themselves. [`Engine`] runs every task registered
+//! under its job, stage and task with a token that stops it; [`serve`] answers the scheduler's
+//! `CancelTasks` on the executor's `--executor-grpc-addr` by stopping those it names.
 //!
-//! An abort drops the task's future, but not what it spawned (the shuffle writer drains the plan
+//! Stopping drops the task's future, but not what it spawned (the shuffle writer drains the plan
 //! in a task of its own), and takes effect only when the task next yields, which an operator that
 //! makes many batches of each it reads (a cross join) may never do by itself. So the sources and
 //! joins of a task's plan hand their batches on through a [`StopExec`]: each batch spends the
@@ -42,7 +42,6 @@ use datafusion::physical_plan::{
     SendableRecordBatchStream,
 };
 use datafusion::prelude::SessionConfig;
-use futures::future::AbortHandle;
 use futures::StreamExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -84,19 +83,41 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
 /// A task: its job, stage and task number, unique in the cluster.
 type TaskKey = (String, usize, usize);
 
-/// The tasks running on this executor.
+/// The tasks running on this executor, each with what stops it.
 #[derive(Debug, Clone, Default)]
-pub struct Running(Arc<Mutex<HashMap<TaskKey, AbortHandle>>>);
+pub struct Running(Arc<Mutex<HashMap<TaskKey, CancellationToken>>>);
 
 impl Running {
-    /// Aborts the task `key` if it runs here; whether it did.
-    fn abort(&self, key: &TaskKey) -> bool {
+    /// Stops the task `key` if it runs here; whether it did.
+    fn stop(&self, key: &TaskKey) -> bool {
         let running = self.0.lock().expect("running tasks");
-        running.get(key).inspect(|task| task.abort()).is_some()
+        running.get(key).inspect(|task| task.cancel()).is_some()
+    }
+
+    /// Counts `key` running, stopped by `stop`, until the returned guard is dropped.
+    fn enter(&self, key: TaskKey, stop: CancellationToken) -> Entered<'_> {
+        let mut running = self.0.lock().expect("running tasks");
+        running.insert(key.clone(), stop);
+        METRICS.running.set(running.len() as i64);
+        Entered { running: self, key }
     }
 }
 
-/// Ballista's execution engine, each task's run registered in [`Running`].
+/// A task counted in [`Running`] while it lives.
+struct Entered<'a> {
+    running: &'a Running,
+    key: TaskKey,
+}
+
+impl Drop for Entered<'_> {
+    fn drop(&mut self) {
+        let mut running = self.running.0.lock().expect("running tasks");
+        running.remove(&self.key);
+        METRICS.running.set(running.len() as i64);
+    }
+}
+
+/// Ballista's execution engine, each task's run registered in [`Running`] with what stops it.
 pub struct Engine {
     inner: DefaultExecutionEngine,
     running: Running,
@@ -241,7 +262,7 @@ impl ExecutionPlan for StopExec {
     }
 }
 
-/// One task's stage, run abortably.
+/// One task's stage, run until it ends or is stopped.
 #[derive(Debug)]
 struct Stoppable {
     inner: Arc<dyn QueryStageExecutor>,
@@ -266,21 +287,20 @@ impl QueryStageExecutor for Stoppable {
         context: Arc<TaskContext>,
     ) -> Result<Vec<ShuffleWritePartition>> {
         let key = (self.job.clone(), self.stage, task_id);
+        // Ended or dropped, the task stops what still reads its plan.
         let _stop = self.stop.clone().drop_guard();
-        let (task, handle) =
-            futures::future::abortable(self.inner.execute_query_stage(task_id, context));
-        (self.running.0.lock().expect("running tasks")).insert(key.clone(), handle);
-        METRICS.running.inc();
-        let done = task.await;
-        (self.running.0.lock().expect("running tasks")).remove(&key);
-        METRICS.running.dec();
+        let _running = self.running.enter(key, self.stop.clone());
+        let done = tokio::select! {
+            done = self.inner.execute_query_stage(task_id, context) => Some(done),
+            () = self.stop.cancelled() => None,
+        };
         let outcome = match &done {
-            Ok(Ok(_)) => "completed",
-            Ok(Err(_)) => "failed",
-            Err(_) => "cancelled",
+            Some(Ok(_)) => "completed",
+            Some(Err(_)) => "failed",
+            None => "cancelled",
         };
         METRICS.tasks.get_or_create(&OutcomeLabel { outcome }).inc();
-        done.unwrap_or_else(|_| {
+        done.unwrap_or_else(|| {
             Err(DataFusionError::Execution(format!(
                 "task {}/{}/{task_id} was cancelled by the scheduler",
                 self.job, self.stage
@@ -344,7 +364,7 @@ impl ExecutorGrpc for Service {
         let mut cancelled = false;
         for task in request.into_inner().task_infos {
             let key = (task.job_id, task.stage_id as usize, task.task_id as usize);
-            if self.running.abort(&key) {
+            if self.running.stop(&key) {
                 tracing::info!(job = %key.0, stage = key.1, task = key.2, "task cancelled");
                 cancelled = true;
             }
@@ -415,8 +435,8 @@ mod tests {
     async fn a_cancelled_task_stops_and_says_so() {
         let running = Running::default();
         let key: TaskKey = ("job-1".into(), 2, 3);
-        let (task, handle) = futures::future::abortable(std::future::pending::<()>());
-        running.0.lock().unwrap().insert(key.clone(), handle);
+        let task = CancellationToken::new();
+        running.0.lock().unwrap().insert(key.clone(), task.clone());
         let service = Service {
             running: running.clone(),
         };
@@ -431,9 +451,13 @@ mod tests {
         };
         let other = service.cancel_tasks(cancel("job-2")).await.unwrap();
         assert!(!other.into_inner().cancelled);
+        assert!(
+            !task.is_cancelled(),
+            "another job's cancellation stopped it"
+        );
         let ours = service.cancel_tasks(cancel("job-1")).await.unwrap();
         assert!(ours.into_inner().cancelled);
-        assert!(task.await.is_err(), "the task went on");
+        assert!(task.is_cancelled(), "the task went on");
         assert_eq!(
             running.0.lock().unwrap().len(),
             1,
